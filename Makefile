@@ -1,0 +1,57 @@
+# Two commands matter (see README): `make demo` and `make test`. Both install what is missing
+# into a cached environment (keyed by a hash of pyproject's dependency spec) and are idempotent.
+SHELL := /bin/bash
+IN_ENV := scripts/in-env
+MLOPS := bin/mlops
+PARAMS := workflows/params/local.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help env demo test test-unit test-integration test-e2e lint typecheck ci up down status bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+env: ## create (once) the cached environment and link it as .venv
+	@$(IN_ENV) python -c "import sys; print('environment:', sys.prefix)"
+
+up: env ## start the local stack (MLflow, S3)
+	@$(MLOPS) up
+
+down: ## stop the local stack
+	@$(MLOPS) down
+
+status: ## health of the local stack
+	@$(MLOPS) status
+
+demo: up ## set up, start the stack, run every workflow, print where to look
+	@eval "$$($(MLOPS) env)" && $(MLOPS) lint workflows
+	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/triton-training.yaml --params $(PARAMS)
+	@eval "$$($(MLOPS) env)" && $(IN_ENV) python -m mlops.demo_summary
+
+test: env ## install and run the whole test suite (unit, integration, e2e)
+	@$(IN_ENV) python -m pytest tests -ra $(PYTEST_ARGS)
+
+test-unit: env ## unit tests only (no services)
+	@$(IN_ENV) python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+test-integration: env ## integration tests against real local servers
+	@$(IN_ENV) python -m pytest tests/integration -ra $(PYTEST_ARGS)
+
+test-e2e: env ## whole workflows through `mlops run`
+	@$(IN_ENV) python -m pytest tests/e2e -ra $(PYTEST_ARGS)
+
+lint: env ## ruff + workflow lint
+	@$(IN_ENV) ruff check .
+	@$(IN_ENV) ruff format --check .
+	@$(MLOPS) lint workflows
+
+typecheck: env ## mypy
+	@$(IN_ENV) mypy mlops training
+
+ci: lint typecheck test ## lint + types + tests
+
+bench: up ## benchmarks: ONNX vs PyTorch latency, workflow wall time -> benchmarks/results, docs/performance.md
+	@eval "$$($(MLOPS) env)" && $(IN_ENV) python -m benchmarks.run
+
+clean: down ## stop the stack and remove its state
+	rm -rf .stack

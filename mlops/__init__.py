@@ -1,0 +1,1 @@
+"""Shared contracts of the MLOps pipelines: config, step shape, registry, storage, gates."""

@@ -1,0 +1,162 @@
+"""`mlops`: the local stack, the local Argo executor, and the registry's audit trail.
+
+  mlops up | down | status | logs [SERVICE]   the local stack of real servers
+  mlops env                                   shell exports that point a step at the stack
+  mlops run WORKFLOW.yaml [-p k=v] [--params]  run a WorkflowTemplate locally
+  mlops lint [workflows/]                      strict validation of every workflow
+  mlops history MODEL                          alias moves of a model, oldest first
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlops.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT, BadInput, Transient
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("MLOPS_STATE_DIR", str(REPO_ROOT / ".stack")))
+
+
+def _manager(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from mlops.stack.manager import StackManager
+    from mlops.stack.services import Ports, default_services
+
+    ports = Ports.from_env({"mlflow": getattr(args, "mlflow_port", None), "s3": getattr(args, "s3_port", None)})
+    return StackManager(args.state_dir, default_services(args.state_dir, ports), ports)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from mlops.stack.services import client_env
+
+    manager = _manager(args)
+    started = time.monotonic()
+    manager.up()
+    print(f"local stack up in {time.monotonic() - started:.1f}s (state: {args.state_dir})")
+    for status in manager.status():
+        print(f"  {status.name:<8} {status.url:<24} {status.description}")
+    print("point a shell at it with:  eval \"$(bin/mlops env)\"")
+    env = client_env(manager.ports)
+    print(f"MLflow UI: {env['MLFLOW_TRACKING_URI']}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    _manager(args).down()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"local stack ({args.state_dir})")
+    for column in ("service", "url", "pid", "health", "what"):
+        table.add_column(column)
+    all_healthy = True
+    for status in _manager(args).status():
+        health = "healthy" if status.healthy else ("running, not healthy" if status.running else "stopped")
+        all_healthy &= status.healthy
+        table.add_row(status.name, status.url, str(status.pid or "-"), health, status.description)
+    Console().print(table)
+    return 0 if all_healthy else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    manager = _manager(args)
+    names = [args.service] if args.service else [s.name for s in manager.services]
+    known = {s.name for s in manager.services}
+    for name in names:
+        if name not in known:
+            print(f"unknown service {name!r}; known: {', '.join(sorted(known))}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"==> {manager.log_path(name)} <==")
+        print(manager.tail(name, args.lines))
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from mlops.stack.services import client_env
+
+    for key, value in client_env(_manager(args).ports).items():
+        print(f"export {key}={value}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from mlops.registry import mlflow_registry
+
+    entries = mlflow_registry(args.tracking_uri).history(args.model)
+    if not entries:
+        print(f"no alias moves recorded for {args.model}")
+        return 0
+    for entry in entries:
+        print(entry.line())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mlops.argo import cli as argo_cli
+
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_command(name: str, help_text: str, ports: bool = False) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--state-dir", type=Path, default=default_state_dir(), help="state folder (default .stack/)")
+        if ports:
+            command.add_argument("--mlflow-port", type=int, help="MLflow port (default 5000, env MLOPS_MLFLOW_PORT)")
+            command.add_argument("--s3-port", type=int, help="S3 port (default 9000, env MLOPS_S3_PORT)")
+        return command
+
+    stack_command("up", "start the local stack and wait until every service is healthy", ports=True).set_defaults(
+        func=cmd_up
+    )
+    stack_command("down", "stop the local stack", ports=True).set_defaults(func=cmd_down)
+    stack_command("status", "health of each local service (exit 1 if any is not healthy)", ports=True).set_defaults(
+        func=cmd_status
+    )
+    logs = stack_command("logs", "last lines of the services' logs", ports=True)
+    logs.add_argument("service", nargs="?", help="one service (default: all)")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines per service (default 50)")
+    logs.set_defaults(func=cmd_logs)
+    stack_command("env", "print shell exports pointing MLflow and S3 clients at the stack", ports=True).set_defaults(
+        func=cmd_env
+    )
+
+    history = sub.add_parser("history", help="audit trail of a model's alias moves", description="audit trail of a model's alias moves")
+    history.add_argument("model", help="registered model name, e.g. resnet18-imagenette")
+    history.add_argument("--tracking-uri", default=None, help="MLflow URI (default: MLFLOW_TRACKING_URI)")
+    history.set_defaults(func=cmd_history)
+
+    run = sub.add_parser("run", help="run a WorkflowTemplate locally", description="run a WorkflowTemplate on this machine")
+    argo_cli.add_run_arguments(run)
+    run.set_defaults(func=argo_cli.cmd_run)
+
+    lint = sub.add_parser("lint", help="validate workflows strictly", description="validate every workflow strictly")
+    argo_cli.add_lint_arguments(lint)
+    lint.set_defaults(func=argo_cli.cmd_lint)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BadInput as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Transient as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return EXIT_TRANSIENT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

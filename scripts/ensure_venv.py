@@ -1,0 +1,66 @@
+"""Create (once) a virtual environment for a set of extras, cached outside the clone.
+
+Stdlib only: it runs before anything is installed. The cache key is a hash of the
+dependency spec (core + chosen extras) and the Python version, so a changed spec gets a
+fresh environment and an unchanged one is reused across clones and runs. The project itself
+is not installed into the environment (callers put the repository on PYTHONPATH), so one
+cached environment serves every clone. Prints the environment's path on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+
+def requirements(pyproject: Path, extras: list[str]) -> list[str]:
+    project = tomllib.loads(pyproject.read_text())["project"]
+    reqs = list(project.get("dependencies", []))
+    optional = project.get("optional-dependencies", {})
+    for extra in extras:
+        if extra not in optional:
+            raise SystemExit(f"ensure_venv: unknown extra {extra!r}; known: {sorted(optional)}")
+        reqs.extend(optional[extra])
+    return reqs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--extras", default="training,deploy,dev", help="comma-separated extras")
+    parser.add_argument("--pyproject", default=str(Path(__file__).resolve().parent.parent / "pyproject.toml"))
+    parser.add_argument(
+        "--cache",
+        default=os.environ.get("MLOPS_VENV_CACHE", str(Path.home() / ".cache" / "mlops-k8s" / "venvs")),
+    )
+    args = parser.parse_args()
+    extras = [e for e in args.extras.split(",") if e]
+    reqs = requirements(Path(args.pyproject), extras)
+    spec = {"python": sys.version.split()[0], "requirements": reqs}
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    target = Path(args.cache) / f"{'-'.join(extras)}-{key}"
+    marker = target / ".complete"
+    if marker.exists():
+        print(target)
+        return 0
+    if target.exists():
+        shutil.rmtree(target)  # an earlier install was interrupted
+    print(f"ensure_venv: creating {target} ({len(reqs)} requirements; torch alone takes minutes)", file=sys.stderr)
+    venv.EnvBuilder(with_pip=True).create(target)
+    py = target / "bin" / "python"
+    subprocess.run([py, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True, stdout=sys.stderr)
+    subprocess.run([py, "-m", "pip", "install", "--progress-bar", "off", *reqs], check=True, stdout=sys.stderr)
+    marker.write_text(json.dumps(spec, indent=2))
+    print(target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
