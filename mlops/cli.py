@@ -4,6 +4,7 @@
   mlops env                                   shell exports that point a step at the stack
   mlops run WORKFLOW.yaml [-p k=v] [--params]  run a WorkflowTemplate locally
   mlops lint [workflows/]                      strict validation of every workflow
+  mlops models                                 registered models and their aliases
   mlops history MODEL                          alias moves of a model, oldest first
 """
 
@@ -102,6 +103,27 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """Every registered model with its aliases: what the demo leaves behind, at a glance."""
+    from mlflow import MlflowClient
+
+    from mlops.registry import configure_mlflow_client
+
+    configure_mlflow_client()
+    client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+    models = client.search_registered_models()
+    if not models:
+        print("no registered models yet")
+    for model in sorted(models, key=lambda m: m.name):
+        aliases = ", ".join(f"{alias} -> v{version}" for alias, version in sorted(model.aliases.items())) or "no aliases"
+        latest = max((int(v.version) for v in client.search_model_versions(f"name='{model.name}'")), default=0)
+        print(f"{model.name:<28} {latest} version(s); {aliases}")
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri:
+        print(f"MLflow UI: {uri}  (models: {uri}/#/models, history: bin/mlops history MODEL)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mlops.argo import cli as argo_cli
 
@@ -135,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("model", help="registered model name, e.g. resnet18-imagenette")
     history.add_argument("--tracking-uri", default=None, help="MLflow URI (default: MLFLOW_TRACKING_URI)")
     history.set_defaults(func=cmd_history)
+
+    models = sub.add_parser("models", help="registered models and their aliases", description="registered models and their aliases")
+    models.add_argument("--tracking-uri", default=None, help="MLflow URI (default: MLFLOW_TRACKING_URI)")
+    models.set_defaults(func=cmd_models)
 
     run = sub.add_parser("run", help="run a WorkflowTemplate locally", description="run a WorkflowTemplate on this machine")
     argo_cli.add_run_arguments(run)

@@ -1,0 +1,69 @@
+"""Config resolution: defaults < YAML < env < flags, and every kind of unknown key is an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import Field
+
+from mlops.config import StepConfig, cli_flags, load_config
+from mlops.errors import BadInput
+
+
+class Example(StepConfig):
+    model_name: str = Field("resnet", description="model")
+    threshold: float = Field(0.9, description="fraction")
+    epochs: int = Field(3, description="epochs")
+    enabled: bool = Field(True, description="flag")
+
+
+def test_defaults_only() -> None:
+    cfg = load_config(Example, [], env={})
+    assert (cfg.model_name, cfg.threshold, cfg.epochs, cfg.enabled) == ("resnet", 0.9, 3, True)
+
+
+def test_precedence_yaml_then_env_then_flags(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("threshold: 0.5\nepochs: 7\nmodel-name: from-yaml\n")
+    env = {"MLOPS_EPOCHS": "9", "MLOPS_MODEL_NAME": "from-env"}
+    cfg = load_config(Example, ["--config", str(config_file), "--model-name=from-flag"], env=env)
+    assert cfg.threshold == 0.5  # yaml beats default
+    assert cfg.epochs == 9  # env beats yaml
+    assert cfg.model_name == "from-flag"  # flag beats env
+
+
+def test_bool_and_numbers_are_coerced_from_strings() -> None:
+    cfg = load_config(Example, ["--enabled=false", "--epochs", "4"], env={})
+    assert cfg.enabled is False and cfg.epochs == 4
+
+
+def test_unknown_flag_is_an_error() -> None:
+    with pytest.raises(BadInput, match="unknown option.*--treshold"):
+        load_config(Example, ["--treshold=0.5"], env={})
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("treshold: 0.5\n")
+    with pytest.raises(BadInput, match="unknown key.*treshold"):
+        load_config(Example, ["--config", str(config_file)], env={})
+
+
+def test_wrong_type_names_the_flag() -> None:
+    with pytest.raises(BadInput, match="--epochs"):
+        load_config(Example, ["--epochs=three"], env={})
+
+
+def test_missing_config_file_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="not found"):
+        load_config(Example, ["--config", str(tmp_path / "nope.yaml")], env={})
+
+
+def test_unrelated_env_is_ignored() -> None:
+    cfg = load_config(Example, [], env={"MLOPS_OUTPUTS_DIR": "/x", "MLOPS_UNKNOWN": "1"})
+    assert cfg.epochs == 3
+
+
+def test_cli_flags_lists_every_field() -> None:
+    assert cli_flags(Example) == {"--model-name", "--threshold", "--epochs", "--enabled", "--config"}
