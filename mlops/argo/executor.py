@@ -1,0 +1,687 @@
+"""`mlops run`: interpret a WorkflowTemplate locally, node by node, the way Argo would run it.
+
+Supported: steps (groups in order, a group's steps in parallel threads), dag (depends /
+dependencies), when, templateRef, input/output parameters, retryStrategy (limit, policy,
+expression, backoff), activeDeadlineSeconds, onExit (workflow and step level), and
+synchronization.mutexes (file locks shared by every local run). Anything else is refused by
+`schema.check_supported` before a single process starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import string
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mlops.argo.expr import (
+    ExpressionError,
+    evaluate_depends,
+    evaluate_retry_expression,
+    evaluate_when,
+    retry_bindings,
+)
+from mlops.argo.locks import MutexWaitAborted, hold_mutexes
+from mlops.argo.nodes import (
+    ERROR,
+    FAILED,
+    OMITTED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    UNSUCCESSFUL,
+    Attempt,
+    Node,
+    WorkflowResult,
+)
+from mlops.argo.parameters import WorkflowInvalid, resolve_parameters
+from mlops.argo.process import LocalEnvironment, run_process
+from mlops.argo.references import check_references
+from mlops.argo.render import ProgressView
+from mlops.argo.schema import WorkflowFileError, check_document
+from mlops.argo.substitute import as_text, substitute, substitute_all
+from mlops.argo.workflow import Library, WorkflowDoc, dag_tasks, resolve_target, task_dependencies
+
+Deadline = tuple[float, str]  # (time.monotonic() value, what exceeding it means)
+
+__all__ = ["LocalEnvironment", "WorkflowInvalid", "WorkflowResult", "preflight", "run_workflow"]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a node inherits from its parents: the tightest deadline and the mutexes already held."""
+
+    deadline: Deadline | None = None
+    held: frozenset[str] = frozenset()
+
+    def tighten(self, seconds: int | None, reason: str) -> _Context:
+        if seconds is None:
+            return self
+        candidate = (time.monotonic() + seconds, reason)
+        if self.deadline is not None and self.deadline[0] <= candidate[0]:
+            return self
+        return _Context(candidate, self.held)
+
+    def passed(self) -> str | None:
+        if self.deadline is not None and time.monotonic() >= self.deadline[0]:
+            return self.deadline[1]
+        return None
+
+
+@dataclass
+class _Outcome:
+    phase: str
+    message: str = ""
+    exit_code: int | None = None
+    scope: dict[str, str] = field(default_factory=dict)  # steps/dag: the children's variables
+    outputs_dir: Path | None = None
+    result: str | None = None
+
+
+class _NodeError(Exception):
+    """An executor-side error for one node (phase Error), e.g. a bad value after substitution."""
+
+
+def _int_value(value: Any, scope: Mapping[str, str], where: str) -> int | None:
+    if value is None:
+        return None
+    text = substitute(as_text(value), scope, where)
+    try:
+        return int(text)
+    except ValueError:
+        raise _NodeError(f"{where}: {text!r} is not an integer") from None
+
+
+def _go_duration(text: str, where: str) -> float:
+    """Seconds in a Go duration ("30s", "1m30s", "500ms") or a bare number of seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise _NodeError(f"{where}: {text!r} is not a duration like 30s, 2m or 1m30s")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _child_path(parent: Node, name: str) -> str:
+    return f"{parent.path}.{name}" if parent.path else name
+
+
+def _safe(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", path) or "root"
+
+
+def _workflow_name(wf: WorkflowDoc) -> str:
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+    generate = wf.metadata.get("generateName")
+    if generate:
+        return f"{generate}{suffix}"
+    return f"{wf.metadata.get('name') or wf.path.stem}-{suffix}"
+
+
+def _referenced_docs(wf: WorkflowDoc, library: Library) -> list[WorkflowDoc]:
+    """Every WorkflowTemplate reachable through templateRef, the workflow itself first."""
+    found = [wf]
+    seen = {wf.path.resolve()}
+    i = 0
+    while i < len(found):
+        for template in found[i].templates.values():
+            children = [s for group in template.get("steps") or [] for s in group or []] + dag_tasks(template)
+            for child in children:
+                ref = child.get("templateRef") if isinstance(child, dict) else None
+                if not isinstance(ref, dict):
+                    continue
+                other = library.get(str(ref.get("name")), bool(ref.get("clusterScope")))
+                if other is not None and other.path.resolve() not in seen:
+                    seen.add(other.path.resolve())
+                    found.append(other)
+        i += 1
+    return found
+
+
+def preflight(path: str | Path, workflows_dir: str | Path | None = None) -> tuple[WorkflowDoc, Library]:
+    """Load and check a workflow and everything it references; WorkflowInvalid lists every problem."""
+    file = Path(path)
+    library = Library(Path(workflows_dir) if workflows_dir is not None else file.parent)
+    try:
+        wf = library.load(file)
+    except WorkflowFileError as exc:
+        raise WorkflowInvalid([str(exc)]) from exc
+    errors: list[str] = []
+    for doc in _referenced_docs(wf, library):
+        problems = check_document(doc.doc)
+        if not problems:
+            problems = check_references(doc, library)
+        errors.extend(f"{doc.path}: {problem}" for problem in problems)
+    if not errors and not wf.spec.get("entrypoint"):
+        errors.append(f"{wf.path}: spec.entrypoint: required to run a workflow")
+    if errors:
+        raise WorkflowInvalid(errors)
+    return wf, library
+
+
+class _Run:
+    """One run of one workflow: the node tree, the scope, the progress view."""
+
+    def __init__(
+        self,
+        wf: WorkflowDoc,
+        library: Library,
+        env: LocalEnvironment,
+        view: ProgressView,
+        parameters: dict[str, str],
+        cancel: threading.Event,
+    ) -> None:
+        self.wf = wf
+        self.library = library
+        self.env = env
+        self.view = view
+        self.parameters = parameters
+        self.cancel = cancel
+        self.name = _workflow_name(wf)
+        self.uid = str(uuid.uuid4())
+        self.started = time.time()
+        self.run_dir = env.runs_dir / self.name
+        metadata = wf.metadata
+        self.scope: dict[str, str] = {
+            "workflow.name": self.name,
+            "workflow.uid": self.uid,
+            "workflow.namespace": str(metadata.get("namespace") or "local"),
+            "workflow.serviceAccountName": str(wf.spec.get("serviceAccountName") or "default"),
+            "workflow.creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "workflow.mainEntrypoint": str(wf.spec.get("entrypoint")),
+        }
+        self.scope.update({f"workflow.parameters.{k}": v for k, v in parameters.items()})
+        for kind in ("labels", "annotations"):
+            for key, value in (metadata.get(kind) or {}).items():
+                self.scope[f"workflow.{kind}.{key}"] = as_text(value)
+
+    # --- phases ---------------------------------------------------------------------------
+
+    def _phase(self, node: Node, phase: str, message: str = "") -> None:
+        node.phase = phase
+        node.message = message
+        if phase == RUNNING and node.started_at is None:
+            node.started_at = time.time()
+        if node.done:
+            node.finished_at = time.time()
+            if node.started_at is None:
+                node.started_at = node.finished_at
+        self.view.node_phase(node)
+
+    # --- one node -------------------------------------------------------------------------
+
+    def execute(
+        self, node: Node, template: dict[str, Any], source: WorkflowDoc, arguments: Mapping[str, str], ctx: _Context
+    ) -> None:
+        """Run `template` as `node` to a final phase; never raises for workflow-level problems."""
+        node.template = str(template.get("name"))
+        node.kind = "Pod" if "container" in template else "Steps" if "steps" in template else "DAG"
+        not_started = ctx.passed() or ("cancelled" if self.cancel.is_set() else None)
+        if not_started:
+            self._phase(node, FAILED, f"not started: {not_started}")
+            return
+        try:
+            scope = self._bind_inputs(template, arguments, f"template {node.template}")
+            seconds = _int_value(template.get("activeDeadlineSeconds"), scope, "activeDeadlineSeconds")
+            pod_deadline = (seconds, f"activeDeadlineSeconds={seconds} exceeded")
+            mutexes = self._mutex_names(template.get("synchronization"), scope, ctx)
+            with self._holding(mutexes, node, ctx):
+                inner = _Context(ctx.deadline, ctx.held | set(mutexes))
+                self._with_retries(node, template, source, scope, inner, pod_deadline)
+        except (_NodeError, ValueError, MutexWaitAborted) as exc:
+            self._phase(node, ERROR if not isinstance(exc, MutexWaitAborted) else FAILED, str(exc))
+
+    def _bind_inputs(self, template: dict[str, Any], arguments: Mapping[str, str], where: str) -> dict[str, str]:
+        scope = dict(self.scope)
+        for param in (template.get("inputs") or {}).get("parameters") or []:
+            name = str(param["name"])
+            if name in arguments:
+                value = arguments[name]
+            elif param.get("value") is not None:
+                value = substitute(as_text(param["value"]), scope, f"{where}.inputs.{name}")
+            elif param.get("default") is not None:
+                value = substitute(as_text(param["default"]), scope, f"{where}.inputs.{name}")
+            else:
+                raise _NodeError(f"{where}: input parameter {name!r} was not supplied")
+            enum = param.get("enum")
+            if enum and value not in [as_text(v) for v in enum]:
+                raise _NodeError(f"{where}: input {name}={value!r} is not one of {', '.join(map(as_text, enum))}")
+            scope[f"inputs.parameters.{name}"] = value
+        return scope
+
+    def _mutex_names(self, sync: Any, scope: Mapping[str, str], ctx: _Context) -> list[str]:
+        names = [
+            substitute(as_text(m.get("name")), scope, "synchronization.mutexes")
+            for m in (sync or {}).get("mutexes") or []
+        ]
+        for name in names:
+            if name in ctx.held:
+                raise _NodeError(f"mutex {name!r} is already held by an enclosing template (Argo would wait forever)")
+        return names
+
+    @contextmanager
+    def _holding(self, names: list[str], node: Node, ctx: _Context) -> Iterator[None]:
+        if not names:
+            yield
+            return
+
+        def waiting(name: str, holder: str) -> None:
+            self._phase(node, PENDING, f"waiting for mutex {name!r} (held by {holder})")
+
+        holder = f"{self.name}/{node.path or 'workflow'}, pid {os.getpid()}, since {time.strftime('%H:%M:%S')}"
+        with hold_mutexes(
+            names, self.env.locks_dir, holder=holder, deadline=ctx.deadline, cancel=self.cancel, on_wait=waiting
+        ):
+            yield
+
+    def _with_retries(
+        self,
+        node: Node,
+        template: dict[str, Any],
+        source: WorkflowDoc,
+        scope: dict[str, str],
+        ctx: _Context,
+        pod_deadline: tuple[int | None, str],
+    ) -> None:
+        retry = template.get("retryStrategy")
+        limit = _int_value(retry.get("limit"), scope, "retryStrategy.limit") if retry else 0
+        node.retry_limit = limit if retry else None
+        first_start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt_scope = {**scope, "retries": str(attempt)}
+            self._phase(node, RUNNING)
+            started = time.monotonic()
+            attempt_ctx = ctx.tighten(*pod_deadline)
+            try:
+                outcome = self._run_body(node, template, source, attempt_scope, attempt_ctx, attempt)
+                if outcome.phase == SUCCEEDED:
+                    self._collect_outputs(node, template, outcome, attempt_scope)
+            except (_NodeError, ValueError) as exc:
+                outcome = _Outcome(ERROR, str(exc))
+            duration = time.monotonic() - started
+            node.exit_code = outcome.exit_code
+            if retry is not None:
+                node.attempts.append(Attempt(attempt, outcome.phase, duration, outcome.exit_code, outcome.message))
+            if retry is None or outcome.phase == SUCCEEDED:
+                self._phase(node, outcome.phase, outcome.message)
+                return
+            blocker = self._retry_blocker(retry, limit, attempt, outcome, duration, ctx, first_start)
+            if blocker:
+                suffix = f" ({blocker}, {len(node.attempts)} attempt{'s' if len(node.attempts) > 1 else ''})"
+                self._phase(node, outcome.phase, outcome.message + suffix)
+                return
+            delay = self._backoff(retry, attempt, scope)
+            node.phase = outcome.phase
+            self.view.retrying(node, attempt, outcome.phase, outcome.exit_code, delay)
+            if self.cancel.wait(delay):
+                self._phase(node, outcome.phase, outcome.message + " (cancelled)")
+                return
+            attempt += 1
+
+    def _retry_blocker(
+        self,
+        retry: dict[str, Any],
+        limit: int | None,
+        attempt: int,
+        outcome: _Outcome,
+        duration: float,
+        ctx: _Context,
+        first_start: float,
+    ) -> str | None:
+        if limit is not None and attempt >= limit:
+            return f"retry limit {limit} reached" if limit else "retry limit 0"
+        if ctx.passed():
+            return str(ctx.passed())
+        if self.cancel.is_set():
+            return "cancelled"
+        policy = retry.get("retryPolicy") or ("Always" if retry.get("expression") else "OnFailure")
+        if (policy == "OnFailure" and outcome.phase != FAILED) or (policy == "OnError" and outcome.phase != ERROR):
+            return f"retryPolicy {policy} does not retry phase {outcome.phase}"
+        expression = retry.get("expression")
+        if expression:
+            bindings = retry_bindings(outcome.exit_code, outcome.phase, duration, outcome.message)
+            if not evaluate_retry_expression(str(expression), bindings):
+                return f"not retried: {expression} is false"
+        max_duration = (retry.get("backoff") or {}).get("maxDuration")
+        if max_duration and time.monotonic() - first_start >= _go_duration(str(max_duration), "backoff.maxDuration"):
+            return f"backoff.maxDuration {max_duration} reached"
+        return None
+
+    def _backoff(self, retry: dict[str, Any], attempt: int, scope: Mapping[str, str]) -> float:
+        backoff = retry.get("backoff") or {}
+        if not backoff.get("duration"):
+            return 0.0
+        base = _go_duration(substitute(as_text(backoff["duration"]), scope, "backoff.duration"), "backoff.duration")
+        factor = _int_value(backoff.get("factor"), scope, "backoff.factor") or 1
+        return float(min(base * factor**attempt, self.env.backoff_cap_seconds))
+
+    def _run_body(
+        self,
+        node: Node,
+        template: dict[str, Any],
+        source: WorkflowDoc,
+        scope: dict[str, str],
+        ctx: _Context,
+        attempt: int,
+    ) -> _Outcome:
+        if "container" in template:
+            return self._run_container(node, template, scope, ctx, attempt)
+        node.children.clear()
+        if "steps" in template:
+            return self._run_steps(node, template, source, scope, ctx)
+        return self._run_dag(node, template, source, scope, ctx)
+
+    # --- containers ------------------------------------------------------------------------
+
+    def _run_container(
+        self, node: Node, template: dict[str, Any], scope: dict[str, str], ctx: _Context, attempt: int
+    ) -> _Outcome:
+        container = substitute_all(template["container"], scope, f"template {node.template}.container")
+        command = [as_text(part) for part in (container.get("command") or []) + (container.get("args") or [])]
+        image = container.get("image")
+        argv = self.env.command_for(command, str(image) if image else None)
+        outputs_dir = self.run_dir / "outputs" / (_safe(node.path) + (f".{attempt}" if attempt else ""))
+        shutil.rmtree(outputs_dir, ignore_errors=True)
+        outputs_dir.mkdir(parents=True)
+        template_env = {str(e["name"]): as_text(e.get("value", "")) for e in container.get("env") or []}
+        node.log_path = self.run_dir / f"{_safe(node.path)}.log"
+        result = run_process(
+            argv,
+            env=self.env.process_env(template_env, outputs_dir),
+            cwd=self.env.repo_root,
+            log_path=node.log_path,
+            sink=lambda line: self.view.log_line(node, line),
+            deadline=ctx.deadline,
+            cancel=self.cancel,
+            kill_grace_seconds=self.env.kill_grace_seconds,
+        )
+        if result.start_error:
+            return _Outcome(ERROR, result.start_error)
+        code = result.exit_code
+        if code is not None and code < 0:
+            code = 128 - code  # killed by a signal: report it the way a container runtime does
+        if result.killed_reason:
+            return _Outcome(FAILED, result.killed_reason, exit_code=code)
+        if code != 0:
+            tail = " | ".join(result.stderr_tail[-3:])
+            return _Outcome(FAILED, f"exit code {code}" + (f": {tail}" if tail else ""), exit_code=code)
+        return _Outcome(SUCCEEDED, exit_code=0, outputs_dir=outputs_dir, result=result.stdout.strip())
+
+    def _collect_outputs(
+        self, node: Node, template: dict[str, Any], outcome: _Outcome, scope: dict[str, str]
+    ) -> None:
+        node.result = outcome.result
+        values_scope = {**scope, **outcome.scope}
+        for param in (template.get("outputs") or {}).get("parameters") or []:
+            name = str(param["name"])
+            source = param.get("valueFrom") or {}
+            value: str | None = None
+            if source.get("path") is not None and outcome.outputs_dir is not None:
+                file = self.env.output_path(substitute(as_text(source["path"]), scope, name), outcome.outputs_dir)
+                if file.is_file():
+                    value = file.read_text(errors="replace")
+                    value = value[:-1] if value.endswith("\n") else value  # Argo trims one newline
+                missing = f"output parameter {name!r}: {source['path']} was not written ({file})"
+            elif source.get("parameter") is not None:
+                try:
+                    value = substitute(as_text(source["parameter"]), values_scope, f"outputs.{name}")
+                except ValueError as exc:
+                    missing = f"output parameter {name!r}: {exc}"
+                else:
+                    missing = ""
+            else:
+                missing = f"output parameter {name!r}: no valueFrom.path or valueFrom.parameter"
+            if value is None and source.get("default") is not None:
+                value = substitute(as_text(source["default"]), scope, f"outputs.{name}.default")
+            if value is None:
+                raise _NodeError(missing + " and it has no valueFrom.default")
+            node.outputs[name] = value
+
+    # --- steps and dag ---------------------------------------------------------------------
+
+    def _run_child(self, child: Node, step: dict[str, Any], source: WorkflowDoc, scope: dict[str, str], ctx: _Context) -> None:
+        try:
+            target, target_source = resolve_target(step, source, self.library)
+            child.template = str(target.get("name"))
+            if step.get("when") is not None:
+                condition = substitute(as_text(step["when"]), scope, f"{child.path}.when")
+                if not evaluate_when(condition):
+                    self._phase(child, SKIPPED, f"when ({condition}) evaluated false")
+                    return
+            arguments = {
+                str(p["name"]): substitute(as_text(p.get("value", "")), scope, f"{child.path}.arguments.{p['name']}")
+                for p in (step.get("arguments") or {}).get("parameters") or []
+            }
+        except (ValueError, ExpressionError) as exc:
+            self._phase(child, ERROR, str(exc))
+            return
+        self.execute(child, target, target_source, arguments, ctx)
+        on_exit = step.get("onExit")
+        if on_exit:
+            handler = Node(name="onExit", path=_child_path(child, "onExit"), template=str(on_exit))
+            child.children.append(handler)
+            self.execute(handler, source.templates[on_exit], source, {}, _Context(None, ctx.held))
+            if handler.phase in UNSUCCESSFUL and child.phase == SUCCEEDED:
+                child.phase = FAILED
+                child.message = f"onExit handler {on_exit} {handler.phase.lower()}: {handler.message}"
+
+    def _wait(self, futures: list[Future[None]] | set[Future[None]], first: bool = False) -> set[Future[None]]:
+        try:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED if first else ALL_COMPLETED)
+        except BaseException:
+            self.cancel.set()  # Ctrl-C: let every running node kill its process, then unwind
+            raise
+        for future in done:
+            future.result()
+        return done
+
+    def _run_steps(
+        self, node: Node, template: dict[str, Any], source: WorkflowDoc, scope: dict[str, str], ctx: _Context
+    ) -> _Outcome:
+        scope = dict(scope)
+        variables: dict[str, str] = {}
+        for group in template.get("steps") or []:
+            children = [
+                (step, Node(name=str(step["name"]), path=_child_path(node, str(step["name"])), template=""))
+                for step in group or []
+            ]
+            node.children.extend(child for _, child in children)
+            snapshot = {**scope, **variables}
+            with ThreadPoolExecutor(max_workers=max(1, len(children))) as pool:
+                futures = [pool.submit(self._run_child, c, s, source, snapshot, ctx) for s, c in children]
+                self._wait(futures)
+            for _, child in children:
+                variables.update(_node_variables("steps", child.name, child))
+            failed = [child for _, child in children if child.phase in UNSUCCESSFUL]
+            if failed:
+                return _Outcome(FAILED, f"step {failed[0].name} {failed[0].phase.lower()}", scope=variables)
+        return _Outcome(SUCCEEDED, scope=variables)
+
+    def _run_dag(
+        self, node: Node, template: dict[str, Any], source: WorkflowDoc, scope: dict[str, str], ctx: _Context
+    ) -> _Outcome:
+        tasks = {str(t["name"]): t for t in dag_tasks(template)}
+        try:
+            deps = {name: task_dependencies(task) for name, task in tasks.items()}
+        except ExpressionError as exc:
+            return _Outcome(ERROR, str(exc))
+        phases: dict[str, str] = {}
+        variables: dict[str, str] = {}
+        pending = list(tasks)
+        running: dict[Future[None], tuple[str, Node]] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
+            while pending or running:
+                for name in [n for n in pending if all(d in phases for d in deps[n][0])]:
+                    pending.remove(name)
+                    child = Node(name=name, path=_child_path(node, name), template=str(tasks[name].get("template", "")))
+                    node.children.append(child)
+                    names, expression = deps[name]
+                    if names and not evaluate_depends(expression, {d: phases[d] for d in names}):
+                        states = ", ".join(f"{d}={phases[d]}" for d in names)
+                        self._phase(child, OMITTED, f"depends ({expression}) is false: {states}")
+                        phases[name] = OMITTED
+                        continue
+                    snapshot = {**scope, **variables}
+                    running[pool.submit(self._run_child, child, tasks[name], source, snapshot, ctx)] = (name, child)
+                if not running:
+                    if pending:  # only a cycle gets here; check_references reports it first
+                        return _Outcome(ERROR, f"tasks {', '.join(pending)} wait on each other")
+                    break
+                for future in self._wait(set(running), first=True):
+                    name, child = running.pop(future)
+                    phases[name] = child.phase
+                    variables.update(_node_variables("tasks", name, child))
+        failed = _failed_branches(deps, phases)
+        if failed:
+            return _Outcome(FAILED, f"task {failed[0]} {phases[failed[0]].lower()}", scope=variables)
+        return _Outcome(SUCCEEDED, scope=variables)
+
+    # --- the whole workflow -----------------------------------------------------------------
+
+    def run(self) -> WorkflowResult:
+        spec = self.wf.spec
+        entry = str(spec["entrypoint"])
+        root = Node(name=self.name, path="", template=entry, kind="Workflow")
+        exit_node: Node | None = None
+        ctx = _Context().tighten(
+            spec.get("activeDeadlineSeconds"), f"workflow activeDeadlineSeconds={spec.get('activeDeadlineSeconds')} exceeded"
+        )
+        self.view.workflow_started(self.name, str(self.wf.path), self.parameters, str(self.run_dir))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            mutexes = self._mutex_names(spec.get("synchronization"), self.scope, ctx)
+            with self._holding(mutexes, root, ctx):
+                held = _Context(ctx.deadline, frozenset(mutexes))
+                self.execute(root, self.wf.templates[entry], self.wf, self.parameters, held)
+                if spec.get("onExit"):
+                    exit_node = Node(name=f"{self.name}.onExit", path="onExit", template=str(spec["onExit"]))
+                    self.scope.update(self._exit_variables(root))
+                    handler = self.wf.templates[str(spec["onExit"])]
+                    self.execute(exit_node, handler, self.wf, self.parameters, _Context(None, frozenset(mutexes)))
+        except (MutexWaitAborted, _NodeError) as exc:
+            self._phase(root, FAILED, str(exc))
+        except BaseException:
+            self.cancel.set()
+            for node in root.walk() + (exit_node.walk() if exit_node else []):
+                if not node.done:
+                    node.phase, node.message, node.finished_at = FAILED, "interrupted", time.time()
+            raise
+        phase = SUCCEEDED
+        message = ""
+        if root.phase != SUCCEEDED:
+            phase, message = FAILED, ctx.passed() or root.message
+        if exit_node is not None and exit_node.phase != SUCCEEDED:
+            phase = FAILED
+            message = "; ".join(m for m in (message, f"onExit handler {exit_node.phase.lower()}: {exit_node.message}") if m)
+        return WorkflowResult(
+            name=self.name,
+            uid=self.uid,
+            phase=phase,
+            message=message,
+            root=root,
+            exit_handler=exit_node,
+            started_at=self.started,
+            finished_at=time.time(),
+            run_dir=self.run_dir,
+            parameters=dict(self.parameters),
+        )
+
+    def _exit_variables(self, root: Node) -> dict[str, str]:
+        failures = [
+            {
+                "displayName": node.name,
+                "message": node.message,
+                "templateName": node.template,
+                "phase": node.phase,
+                "podName": node.path or node.name,
+                "finishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.finished_at or time.time())),
+            }
+            for node in root.walk()
+            if node.phase in UNSUCCESSFUL and node.kind == "Pod"
+        ]
+        status = root.phase if root.phase in (SUCCEEDED, ERROR) else FAILED
+        return {
+            "workflow.status": status,
+            "workflow.failures": json.dumps(failures),
+            "workflow.duration": f"{time.time() - self.started:.3f}",
+        }
+
+
+def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
+    """What `{{steps.NAME...}}` / `{{tasks.NAME...}}` resolve to once the node is done."""
+    variables = {f"{prefix}.{name}.status": node.phase}
+    if node.exit_code is not None:
+        variables[f"{prefix}.{name}.exitCode"] = str(node.exit_code)
+    if node.result is not None:
+        variables[f"{prefix}.{name}.outputs.result"] = node.result
+    for key, value in node.outputs.items():
+        variables[f"{prefix}.{name}.outputs.parameters.{key}"] = value
+    return variables
+
+
+def _failed_branches(deps: Mapping[str, tuple[list[str], str]], phases: Mapping[str, str]) -> list[str]:
+    """The failed tasks behind every leaf whose branch ended in failure (failed, or omitted below one).
+
+    A failure followed by a task that ran because of it (`depends: A.Failed`) is handled.
+    """
+    memo: dict[str, list[str]] = {}
+
+    def origins(name: str) -> list[str]:
+        if name not in memo:
+            phase = phases.get(name, OMITTED)
+            if phase in UNSUCCESSFUL:
+                memo[name] = [name]
+            elif phase == OMITTED:
+                memo[name] = [o for dep in deps[name][0] for o in origins(dep)]
+            else:
+                memo[name] = []
+        return memo[name]
+
+    has_dependents = {d for names, _ in deps.values() for d in names}
+    found: list[str] = []
+    for name in deps:
+        if name not in has_dependents:
+            found.extend(o for o in origins(name) if o not in found)
+    return found
+
+
+def run_workflow(
+    path: str | Path,
+    params: Mapping[str, str],
+    *,
+    workflows_dir: str | Path | None = None,
+    environment: LocalEnvironment | None = None,
+    console: Console | None = None,
+    file_params: Mapping[str, str] | None = None,
+    quiet: bool = False,
+    cancel: threading.Event | None = None,
+) -> WorkflowResult:
+    """Check, then run a workflow file locally. `params` are the `-p` values, `file_params` a `--params` file's.
+
+    Raises WorkflowInvalid (nothing was run) for schema, reference or parameter errors.
+    """
+    wf, library = preflight(path, workflows_dir)
+    parameters = resolve_parameters(wf.parameters, file_params or {}, params, workflow=wf.name)
+    env = environment or LocalEnvironment()
+    view = ProgressView(console or Console(), quiet=quiet)
+    run = _Run(wf, library, env, view, parameters, cancel or threading.Event())
+    result = run.run()
+    view.summary(result)
+    return result

@@ -1,0 +1,57 @@
+"""`{{...}}` substitution the way Argo does it for simple tags; an unresolved tag is an error."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+TAG = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+
+
+class UnresolvedReference(ValueError):
+    """A `{{...}}` tag with no value in scope; the message names it and where it was."""
+
+    def __init__(self, name: str, where: str, known: list[str]) -> None:
+        hint = ""
+        prefix = name.rsplit(".", 1)[0] + "."
+        siblings = sorted(k for k in known if k.startswith(prefix))
+        if siblings:
+            hint = f" (available: {', '.join(siblings)})"
+        super().__init__(f"{where}: cannot resolve {{{{{name}}}}}{hint}")
+        self.name = name
+
+
+def tags(text: str) -> list[str]:
+    """The names inside every `{{...}}` tag of a string."""
+    return [match.group(1) for match in TAG.finditer(text)]
+
+
+def substitute(text: str, scope: Mapping[str, str], where: str) -> str:
+    """Replace every `{{name}}` in `text` from `scope`."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in scope:
+            raise UnresolvedReference(name, where, list(scope))
+        return scope[name]
+
+    return TAG.sub(replace, text)
+
+
+def substitute_all(value: Any, scope: Mapping[str, str], where: str) -> Any:
+    """Substitute inside every string of a nested structure (lists, mappings)."""
+    if isinstance(value, str):
+        return substitute(value, scope, where)
+    if isinstance(value, list):
+        return [substitute_all(item, scope, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: substitute_all(item, scope, f"{where}.{key}") for key, item in value.items()}
+    return value
+
+
+def as_text(value: Any) -> str:
+    """A YAML scalar as Argo would pass it: booleans lower-case, numbers as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

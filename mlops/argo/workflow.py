@@ -1,0 +1,139 @@
+"""Read-only views of a workflow document and of the WorkflowTemplates beside it (`templateRef`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops.argo.schema import KINDS, WorkflowFileError, load_workflow
+
+
+@dataclass
+class WorkflowDoc:
+    """One parsed WorkflowTemplate / Workflow / ClusterWorkflowTemplate and where it came from."""
+
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc.get("kind", ""))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        metadata = self.doc.get("metadata")
+        return metadata if isinstance(metadata, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or self.metadata.get("generateName") or self.path.stem)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec = self.doc.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def templates(self) -> dict[str, dict[str, Any]]:
+        templates = self.spec.get("templates") or []
+        return {t["name"]: t for t in templates if isinstance(t, dict) and isinstance(t.get("name"), str)}
+
+    @property
+    def parameters(self) -> list[dict[str, Any]]:
+        """The declared workflow parameters (`spec.arguments.parameters`)."""
+        arguments = self.spec.get("arguments") or {}
+        params = arguments.get("parameters") if isinstance(arguments, dict) else None
+        return [p for p in params or [] if isinstance(p, dict)]
+
+
+@dataclass
+class Library:
+    """The WorkflowTemplates in one folder, by `metadata.name`, for resolving `templateRef`."""
+
+    directory: Path
+    _index: dict[tuple[str, bool], Path] | None = field(default=None, repr=False)
+    _loaded: dict[Path, WorkflowDoc] = field(default_factory=dict, repr=False)
+
+    def _build_index(self) -> dict[tuple[str, bool], Path]:
+        index: dict[tuple[str, bool], Path] = {}
+        for path in sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml")):
+            try:
+                wf = self.load(path)
+            except WorkflowFileError:
+                continue  # an unreadable neighbour only matters if referenced, and then it is "not found"
+            if wf.kind in KINDS and wf.metadata.get("name"):
+                index.setdefault((str(wf.metadata["name"]), wf.kind == "ClusterWorkflowTemplate"), path)
+        return index
+
+    def load(self, path: Path) -> WorkflowDoc:
+        resolved = path.resolve()
+        if resolved not in self._loaded:
+            self._loaded[resolved] = WorkflowDoc(path, load_workflow(path))
+        return self._loaded[resolved]
+
+    def get(self, name: str, cluster_scope: bool = False) -> WorkflowDoc | None:
+        if self._index is None:
+            self._index = self._build_index()
+        path = self._index.get((name, cluster_scope))
+        return self.load(path) if path is not None else None
+
+    def names(self, cluster_scope: bool = False) -> list[str]:
+        if self._index is None:
+            self._index = self._build_index()
+        return sorted(name for name, scope in self._index if scope == cluster_scope)
+
+
+def resolve_target(
+    step: dict[str, Any], current: WorkflowDoc, library: Library
+) -> tuple[dict[str, Any], WorkflowDoc]:
+    """The template a step/task calls and the document it lives in; ValueError naming what is missing."""
+    if step.get("templateRef") is not None:
+        ref = step["templateRef"]
+        if not isinstance(ref, dict):
+            raise ValueError("templateRef must be a mapping with name and template")
+        cluster = bool(ref.get("clusterScope"))
+        other = library.get(str(ref.get("name")), cluster)
+        if other is None:
+            kind = "ClusterWorkflowTemplate" if cluster else "WorkflowTemplate"
+            known = ", ".join(library.names(cluster)) or "none"
+            raise ValueError(f"templateRef: no {kind} named {ref.get('name')!r} in {library.directory} (found: {known})")
+        template = other.templates.get(str(ref.get("template")))
+        if template is None:
+            raise ValueError(
+                f"templateRef: {other.name} has no template {ref.get('template')!r} "
+                f"(has: {', '.join(other.templates)})"
+            )
+        return template, other
+    name = step.get("template")
+    if not isinstance(name, str):
+        raise ValueError("needs template or templateRef")
+    template = current.templates.get(name)
+    if template is None:
+        raise ValueError(f"template {name!r} not found in {current.name} (has: {', '.join(current.templates)})")
+    return template, current
+
+
+def iter_steps(template: dict[str, Any]) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(group index, index in group, step) for every step of a steps template."""
+    for g, group in enumerate(template.get("steps") or []):
+        for j, step in enumerate(group or []):
+            if isinstance(step, dict):
+                yield g, j, step
+
+
+def dag_tasks(template: dict[str, Any]) -> list[dict[str, Any]]:
+    dag = template.get("dag") or {}
+    return [t for t in (dag.get("tasks") or []) if isinstance(t, dict)]
+
+
+def task_dependencies(task: dict[str, Any]) -> tuple[list[str], str]:
+    """The tasks a DAG task waits for and the `depends` expression that decides whether it runs."""
+    from mlops.argo.expr import dependencies_as_depends, depends_tasks
+
+    if task.get("depends"):
+        expression = str(task["depends"])
+        return depends_tasks(expression), expression
+    deps = [str(d) for d in task.get("dependencies") or []]
+    return deps, dependencies_as_depends(deps)
