@@ -14,10 +14,13 @@ class UnresolvedReference(ValueError):
 
     def __init__(self, name: str, where: str, known: list[str]) -> None:
         hint = ""
-        prefix = name.rsplit(".", 1)[0] + "."
-        siblings = sorted(k for k in known if k.startswith(prefix))
-        if siblings:
-            hint = f" (available: {', '.join(siblings)})"
+        parts = name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):  # the nearest enclosing scope with names in it
+            prefix = ".".join(parts[:cut]) + "."
+            siblings = sorted(k for k in known if k.startswith(prefix))
+            if siblings:
+                hint = f" (available: {', '.join(siblings)})"
+                break
         super().__init__(f"{where}: cannot resolve {{{{{name}}}}}{hint}")
         self.name = name
 

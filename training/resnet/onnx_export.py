@@ -85,6 +85,9 @@ def describe_problem(model: onnx.ModelProto, opset: int) -> str | None:
     return None
 
 
+DYNAMO_MIN_OPSET = 18
+
+
 def _export_dynamo(model: nn.Module, example: Any, path: Path, opset: int) -> None:
     import torch
 
@@ -122,15 +125,18 @@ def _export_torchscript(model: nn.Module, example: Any, path: Path, opset: int) 
 def export_onnx(model: nn.Module, image_size: int, path: Path, opset: int) -> str:
     """Export `model` (eval mode) with a dynamic batch axis; returns the exporter that produced a clean graph.
 
-    The dynamo exporter is tried first; when it cannot give the requested opset (it cannot
-    down-convert ResNet's ReduceMean below 18) or fails, the TorchScript exporter is used.
+    From opset 18 the dynamo exporter is tried first; below 18 (it cannot down-convert
+    ResNet's ReduceMean) the TorchScript exporter goes first. The other is the fallback.
     """
     import torch
 
     model.eval()
     example = torch.zeros(2, 3, image_size, image_size)
     attempts: list[str] = []
-    for name, exporter in (("dynamo", _export_dynamo), ("torchscript", _export_torchscript)):
+    exporters = [("dynamo", _export_dynamo), ("torchscript", _export_torchscript)]
+    if opset < DYNAMO_MIN_OPSET:
+        exporters.reverse()
+    for name, exporter in exporters:
         path.unlink(missing_ok=True)
         with _quiet_exporter() as captured:
             try:
