@@ -46,7 +46,7 @@ lint: env ## ruff + workflow lint
 	@$(MLOPS) lint workflows
 
 typecheck: env ## mypy
-	@$(IN_ENV) mypy mlops training
+	@$(IN_ENV) mypy mlops training benchmarks
 
 ci: lint typecheck test ## lint + types + tests
 

@@ -1,11 +1,11 @@
 """`mlops`: the local stack, the local Argo executor, and the registry's audit trail.
 
-  mlops up | down | status | logs [SERVICE]   the local stack of real servers
-  mlops env                                   shell exports that point a step at the stack
-  mlops run WORKFLOW.yaml [-p k=v] [--params]  run a WorkflowTemplate locally
-  mlops lint [workflows/]                      strict validation of every workflow
-  mlops models                                 registered models and their aliases
-  mlops history MODEL                          alias moves of a model, oldest first
+mlops up | down | status | logs [SERVICE]   the local stack of real servers
+mlops env                                   shell exports that point a step at the stack
+mlops run WORKFLOW.yaml [-p k=v] [--params]  run a WorkflowTemplate locally
+mlops lint [workflows/]                      strict validation of every workflow
+mlops models                                 registered models and their aliases
+mlops history MODEL                          alias moves of a model, oldest first
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def _manager(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from mlops.stack.manager import StackManager
     from mlops.stack.services import Ports, default_services
 
-    ports = Ports.from_env({"mlflow": getattr(args, "mlflow_port", None), "s3": getattr(args, "s3_port", None)})
+    ports = Ports.from_env(
+        {"mlflow": getattr(args, "mlflow_port", None), "s3": getattr(args, "s3_port", None)}
+    )
     return StackManager(args.state_dir, default_services(args.state_dir, ports), ports)
 
 
@@ -43,7 +45,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"local stack up in {time.monotonic() - started:.1f}s (state: {args.state_dir})")
     for status in manager.status():
         print(f"  {status.name:<8} {status.url:<24} {status.description}")
-    print("point a shell at it with:  eval \"$(bin/mlops env)\"")
+    print('point a shell at it with:  eval "$(bin/mlops env)"')
     env = client_env(manager.ports)
     print(f"MLflow UI: {env['MLFLOW_TRACKING_URI']}")
     return 0
@@ -115,8 +117,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not models:
         print("no registered models yet")
     for model in sorted(models, key=lambda m: m.name):
-        aliases = ", ".join(f"{alias} -> v{version}" for alias, version in sorted(model.aliases.items())) or "no aliases"
-        latest = max((int(v.version) for v in client.search_model_versions(f"name='{model.name}'")), default=0)
+        aliases = (
+            ", ".join(f"{alias} -> v{version}" for alias, version in sorted(model.aliases.items()))
+            or "no aliases"
+        )
+        latest = max(
+            (int(v.version) for v in client.search_model_versions(f"name='{model.name}'")), default=0
+        )
         print(f"{model.name:<28} {latest} version(s); {aliases}")
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if uri:
@@ -127,46 +134,64 @@ def cmd_models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from mlops.argo import cli as argo_cli
 
-    parser = argparse.ArgumentParser(prog="mlops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mlops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def stack_command(name: str, help_text: str, ports: bool = False) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
-        command.add_argument("--state-dir", type=Path, default=default_state_dir(), help="state folder (default .stack/)")
+        command.add_argument(
+            "--state-dir", type=Path, default=default_state_dir(), help="state folder (default .stack/)"
+        )
         if ports:
-            command.add_argument("--mlflow-port", type=int, help="MLflow port (default 5000, env MLOPS_MLFLOW_PORT)")
+            command.add_argument(
+                "--mlflow-port", type=int, help="MLflow port (default 5000, env MLOPS_MLFLOW_PORT)"
+            )
             command.add_argument("--s3-port", type=int, help="S3 port (default 9000, env MLOPS_S3_PORT)")
         return command
 
-    stack_command("up", "start the local stack and wait until every service is healthy", ports=True).set_defaults(
-        func=cmd_up
-    )
+    stack_command(
+        "up", "start the local stack and wait until every service is healthy", ports=True
+    ).set_defaults(func=cmd_up)
     stack_command("down", "stop the local stack", ports=True).set_defaults(func=cmd_down)
-    stack_command("status", "health of each local service (exit 1 if any is not healthy)", ports=True).set_defaults(
-        func=cmd_status
-    )
+    stack_command(
+        "status", "health of each local service (exit 1 if any is not healthy)", ports=True
+    ).set_defaults(func=cmd_status)
     logs = stack_command("logs", "last lines of the services' logs", ports=True)
     logs.add_argument("service", nargs="?", help="one service (default: all)")
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines per service (default 50)")
     logs.set_defaults(func=cmd_logs)
-    stack_command("env", "print shell exports pointing MLflow and S3 clients at the stack", ports=True).set_defaults(
-        func=cmd_env
-    )
+    stack_command(
+        "env", "print shell exports pointing MLflow and S3 clients at the stack", ports=True
+    ).set_defaults(func=cmd_env)
 
-    history = sub.add_parser("history", help="audit trail of a model's alias moves", description="audit trail of a model's alias moves")
+    history = sub.add_parser(
+        "history",
+        help="audit trail of a model's alias moves",
+        description="audit trail of a model's alias moves",
+    )
     history.add_argument("model", help="registered model name, e.g. resnet18-imagenette")
     history.add_argument("--tracking-uri", default=None, help="MLflow URI (default: MLFLOW_TRACKING_URI)")
     history.set_defaults(func=cmd_history)
 
-    models = sub.add_parser("models", help="registered models and their aliases", description="registered models and their aliases")
+    models = sub.add_parser(
+        "models",
+        help="registered models and their aliases",
+        description="registered models and their aliases",
+    )
     models.add_argument("--tracking-uri", default=None, help="MLflow URI (default: MLFLOW_TRACKING_URI)")
     models.set_defaults(func=cmd_models)
 
-    run = sub.add_parser("run", help="run a WorkflowTemplate locally", description="run a WorkflowTemplate on this machine")
+    run = sub.add_parser(
+        "run", help="run a WorkflowTemplate locally", description="run a WorkflowTemplate on this machine"
+    )
     argo_cli.add_run_arguments(run)
     run.set_defaults(func=argo_cli.cmd_run)
 
-    lint = sub.add_parser("lint", help="validate workflows strictly", description="validate every workflow strictly")
+    lint = sub.add_parser(
+        "lint", help="validate workflows strictly", description="validate every workflow strictly"
+    )
     argo_cli.add_lint_arguments(lint)
     lint.set_defaults(func=argo_cli.cmd_lint)
     return parser

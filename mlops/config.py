@@ -39,7 +39,9 @@ def cli_flags(config_cls: type[StepConfig]) -> set[str]:
     return {flag_name(name) for name in config_cls.model_fields} | {"--config"}
 
 
-def build_parser(config_cls: type[StepConfig], prog: str | None, description: str | None) -> argparse.ArgumentParser:
+def build_parser(
+    config_cls: type[StepConfig], prog: str | None, description: str | None
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--config", metavar="FILE", help="YAML file with values for any of the options below")
     for name, field in config_cls.model_fields.items():
@@ -105,6 +107,7 @@ def load_config(
         return config_cls.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{flag_name(str(err['loc'][0])) if err['loc'] else 'config'}: {err['msg']}" for err in exc.errors()
+            f"{flag_name(str(err['loc'][0])) if err['loc'] else 'config'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise BadInput(f"invalid configuration: {problems}") from exc

@@ -57,7 +57,9 @@ def check(name: str, value: float, op: str, bound: float) -> Check:
     """Compare one finite value against a bound."""
     require_finite(name, value)
     require_finite(f"bound of {name}", bound)
-    return Check(name=name, value=float(value), op=op, bound=float(bound), passed=bool(_OPS[op](value, bound)))
+    return Check(
+        name=name, value=float(value), op=op, bound=float(bound), passed=bool(_OPS[op](value, bound))
+    )
 
 
 def verdict(checks: list[Check]) -> Verdict:

@@ -103,7 +103,9 @@ class Registry:
         return self.backend.version_run_id(model, version)
 
     # writes ----------------------------------------------------------------
-    def register(self, model: str, source: str, run_id: str | None, tags: dict[str, str] | None = None) -> str:
+    def register(
+        self, model: str, source: str, run_id: str | None, tags: dict[str, str] | None = None
+    ) -> str:
         """Create a new version (no alias points at it yet)."""
         return self.backend.create_version(model, source, run_id, dict(tags or {}))
 
@@ -255,7 +257,10 @@ class MlflowBackend:
                 try:
                     return str(self.client.get_model_version_by_alias(model, alias).version)
                 except MlflowException as exc:
-                    if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    if getattr(exc, "error_code", "") in (
+                        "RESOURCE_DOES_NOT_EXIST",
+                        "INVALID_PARAMETER_VALUE",
+                    ):
                         return None
                     raise
         except BadInput:

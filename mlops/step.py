@@ -106,5 +106,7 @@ def main(
     write_outputs(result.outputs)
     elapsed = time.monotonic() - started
     outputs = " ".join(f"{k}={v}" for k, v in result.outputs.items())
-    print(f"[{name}] done in {elapsed:.1f}s: {result.summary} {('(' + outputs + ')') if outputs else ''}".rstrip())
+    print(
+        f"[{name}] done in {elapsed:.1f}s: {result.summary} {('(' + outputs + ')') if outputs else ''}".rstrip()
+    )
     return EXIT_OK

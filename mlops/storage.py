@@ -119,7 +119,9 @@ class S3Store:
     def upload_stream(self, handle: BinaryIO, url: S3Url, metadata: dict[str, str] | None = None) -> int:
         """Multipart upload from a stream, one part in memory at a time; aborted on any failure."""
         with _s3_errors(f"uploading {url}"):
-            upload = self.client.create_multipart_upload(Bucket=url.bucket, Key=url.key, Metadata=metadata or {})
+            upload = self.client.create_multipart_upload(
+                Bucket=url.bucket, Key=url.key, Metadata=metadata or {}
+            )
             upload_id = upload["UploadId"]
             parts: list[dict[str, Any]] = []
             total = 0
@@ -172,7 +174,10 @@ class S3Store:
     def put_bytes(self, url: S3Url, data: bytes) -> None:
         with _s3_errors(f"writing {url}"):
             self.client.put_object(
-                Bucket=url.bucket, Key=url.key, Body=data, Metadata={SHA_KEY: hashlib.sha256(data).hexdigest()}
+                Bucket=url.bucket,
+                Key=url.key,
+                Body=data,
+                Metadata={SHA_KEY: hashlib.sha256(data).hexdigest()},
             )
 
     def get_bytes(self, url: S3Url) -> bytes:

@@ -52,11 +52,16 @@ def main() -> int:
         return 0
     if target.exists():
         shutil.rmtree(target)  # an earlier install was interrupted
-    print(f"ensure_venv: creating {target} ({len(reqs)} requirements; torch alone takes minutes)", file=sys.stderr)
+    print(
+        f"ensure_venv: creating {target} ({len(reqs)} requirements; torch alone takes minutes)",
+        file=sys.stderr,
+    )
     venv.EnvBuilder(with_pip=True).create(target)
     py = target / "bin" / "python"
     subprocess.run([py, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True, stdout=sys.stderr)
-    subprocess.run([py, "-m", "pip", "install", "--progress-bar", "off", *reqs], check=True, stdout=sys.stderr)
+    subprocess.run(
+        [py, "-m", "pip", "install", "--progress-bar", "off", *reqs], check=True, stdout=sys.stderr
+    )
     marker.write_text(json.dumps(spec, indent=2))
     print(target)
     return 0

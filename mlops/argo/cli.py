@@ -31,7 +31,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="set a workflow parameter (repeatable); overrides --params and the template's defaults",
     )
     parser.add_argument(
-        "--params", metavar="FILE", help="flat YAML mapping of parameter values, e.g. workflows/params/local.yaml"
+        "--params",
+        metavar="FILE",
+        help="flat YAML mapping of parameter values, e.g. workflows/params/local.yaml",
     )
     parser.add_argument("--quiet", action="store_true", help="do not stream the steps' output, only phases")
     parser.add_argument(

@@ -227,7 +227,12 @@ class _Run:
     # --- one node -------------------------------------------------------------------------
 
     def execute(
-        self, node: Node, template: dict[str, Any], source: WorkflowDoc, arguments: Mapping[str, str], ctx: _Context
+        self,
+        node: Node,
+        template: dict[str, Any],
+        source: WorkflowDoc,
+        arguments: Mapping[str, str],
+        ctx: _Context,
     ) -> None:
         """Run `template` as `node` to a final phase; never raises for workflow-level problems."""
         node.template = str(template.get("name"))
@@ -247,7 +252,9 @@ class _Run:
         except (_NodeError, ValueError, MutexWaitAborted) as exc:
             self._phase(node, ERROR if not isinstance(exc, MutexWaitAborted) else FAILED, str(exc))
 
-    def _bind_inputs(self, template: dict[str, Any], arguments: Mapping[str, str], where: str) -> dict[str, str]:
+    def _bind_inputs(
+        self, template: dict[str, Any], arguments: Mapping[str, str], where: str
+    ) -> dict[str, str]:
         scope = dict(self.scope)
         for param in (template.get("inputs") or {}).get("parameters") or []:
             name = str(param["name"])
@@ -261,7 +268,9 @@ class _Run:
                 raise _NodeError(f"{where}: input parameter {name!r} was not supplied")
             enum = param.get("enum")
             if enum and value not in [as_text(v) for v in enum]:
-                raise _NodeError(f"{where}: input {name}={value!r} is not one of {', '.join(map(as_text, enum))}")
+                raise _NodeError(
+                    f"{where}: input {name}={value!r} is not one of {', '.join(map(as_text, enum))}"
+                )
             scope[f"inputs.parameters.{name}"] = value
         return scope
 
@@ -272,7 +281,9 @@ class _Run:
         ]
         for name in names:
             if name in ctx.held:
-                raise _NodeError(f"mutex {name!r} is already held by an enclosing template (Argo would wait forever)")
+                raise _NodeError(
+                    f"mutex {name!r} is already held by an enclosing template (Argo would wait forever)"
+                )
         return names
 
     @contextmanager
@@ -284,9 +295,16 @@ class _Run:
         def waiting(name: str, holder: str) -> None:
             self._phase(node, PENDING, f"waiting for mutex {name!r} (held by {holder})")
 
-        holder = f"{self.name}/{node.path or 'workflow'}, pid {os.getpid()}, since {time.strftime('%H:%M:%S')}"
+        holder = (
+            f"{self.name}/{node.path or 'workflow'}, pid {os.getpid()}, since {time.strftime('%H:%M:%S')}"
+        )
         with hold_mutexes(
-            names, self.env.locks_dir, holder=holder, deadline=ctx.deadline, cancel=self.cancel, on_wait=waiting
+            names,
+            self.env.locks_dir,
+            holder=holder,
+            deadline=ctx.deadline,
+            cancel=self.cancel,
+            on_wait=waiting,
         ):
             yield
 
@@ -318,7 +336,9 @@ class _Run:
             duration = time.monotonic() - started
             node.exit_code = outcome.exit_code
             if retry is not None:
-                node.attempts.append(Attempt(attempt, outcome.phase, duration, outcome.exit_code, outcome.message))
+                node.attempts.append(
+                    Attempt(attempt, outcome.phase, duration, outcome.exit_code, outcome.message)
+                )
             if retry is None or outcome.phase == SUCCEEDED:
                 self._phase(node, outcome.phase, outcome.message)
                 return
@@ -352,7 +372,9 @@ class _Run:
         if self.cancel.is_set():
             return "cancelled"
         policy = retry.get("retryPolicy") or ("Always" if retry.get("expression") else "OnFailure")
-        if (policy == "OnFailure" and outcome.phase != FAILED) or (policy == "OnError" and outcome.phase != ERROR):
+        if (policy == "OnFailure" and outcome.phase != FAILED) or (
+            policy == "OnError" and outcome.phase != ERROR
+        ):
             return f"retryPolicy {policy} does not retry phase {outcome.phase}"
         expression = retry.get("expression")
         if expression:
@@ -360,7 +382,9 @@ class _Run:
             if not evaluate_retry_expression(str(expression), bindings):
                 return f"not retried: {expression} is false"
         max_duration = (retry.get("backoff") or {}).get("maxDuration")
-        if max_duration and time.monotonic() - first_start >= _go_duration(str(max_duration), "backoff.maxDuration"):
+        if max_duration and time.monotonic() - first_start >= _go_duration(
+            str(max_duration), "backoff.maxDuration"
+        ):
             return f"backoff.maxDuration {max_duration} reached"
         return None
 
@@ -368,7 +392,9 @@ class _Run:
         backoff = retry.get("backoff") or {}
         if not backoff.get("duration"):
             return 0.0
-        base = _go_duration(substitute(as_text(backoff["duration"]), scope, "backoff.duration"), "backoff.duration")
+        base = _go_duration(
+            substitute(as_text(backoff["duration"]), scope, "backoff.duration"), "backoff.duration"
+        )
         factor = _int_value(backoff.get("factor"), scope, "backoff.factor") or 1
         return float(min(base * factor**attempt, self.env.backoff_cap_seconds))
 
@@ -434,7 +460,9 @@ class _Run:
             source = param.get("valueFrom") or {}
             value: str | None = None
             if source.get("path") is not None and outcome.outputs_dir is not None:
-                file = self.env.output_path(substitute(as_text(source["path"]), scope, name), outcome.outputs_dir)
+                file = self.env.output_path(
+                    substitute(as_text(source["path"]), scope, name), outcome.outputs_dir
+                )
                 if file.is_file():
                     value = file.read_text(errors="replace")
                     value = value[:-1] if value.endswith("\n") else value  # Argo trims one newline
@@ -456,7 +484,9 @@ class _Run:
 
     # --- steps and dag ---------------------------------------------------------------------
 
-    def _run_child(self, child: Node, step: dict[str, Any], source: WorkflowDoc, scope: dict[str, str], ctx: _Context) -> None:
+    def _run_child(
+        self, child: Node, step: dict[str, Any], source: WorkflowDoc, scope: dict[str, str], ctx: _Context
+    ) -> None:
         try:
             target, target_source = resolve_target(step, source, self.library)
             child.template = str(target.get("name"))
@@ -466,7 +496,9 @@ class _Run:
                     self._phase(child, SKIPPED, f"when ({condition}) evaluated false")
                     return
             arguments = {
-                str(p["name"]): substitute(as_text(p.get("value", "")), scope, f"{child.path}.arguments.{p['name']}")
+                str(p["name"]): substitute(
+                    as_text(p.get("value", "")), scope, f"{child.path}.arguments.{p['name']}"
+                )
                 for p in (step.get("arguments") or {}).get("parameters") or []
             }
         except (ValueError, ExpressionError) as exc:
@@ -482,7 +514,9 @@ class _Run:
                 child.phase = FAILED
                 child.message = f"onExit handler {on_exit} {handler.phase.lower()}: {handler.message}"
 
-    def _wait(self, futures: list[Future[None]] | set[Future[None]], first: bool = False) -> set[Future[None]]:
+    def _wait(
+        self, futures: list[Future[None]] | set[Future[None]], first: bool = False
+    ) -> set[Future[None]]:
         try:
             done, _ = wait(futures, return_when=FIRST_COMPLETED if first else ALL_COMPLETED)
         except BaseException:
@@ -530,7 +564,9 @@ class _Run:
             while pending or running:
                 for name in [n for n in pending if all(d in phases for d in deps[n][0])]:
                     pending.remove(name)
-                    child = Node(name=name, path=_child_path(node, name), template=str(tasks[name].get("template", "")))
+                    child = Node(
+                        name=name, path=_child_path(node, name), template=str(tasks[name].get("template", ""))
+                    )
                     node.children.append(child)
                     names, expression = deps[name]
                     if names and not evaluate_depends(expression, {d: phases[d] for d in names}):
@@ -539,7 +575,10 @@ class _Run:
                         phases[name] = OMITTED
                         continue
                     snapshot = {**scope, **variables}
-                    running[pool.submit(self._run_child, child, tasks[name], source, snapshot, ctx)] = (name, child)
+                    running[pool.submit(self._run_child, child, tasks[name], source, snapshot, ctx)] = (
+                        name,
+                        child,
+                    )
                 if not running:
                     if pending:  # only a cycle gets here; check_references reports it first
                         return _Outcome(ERROR, f"tasks {', '.join(pending)} wait on each other")
@@ -561,7 +600,8 @@ class _Run:
         root = Node(name=self.name, path="", template=entry, kind="Workflow")
         exit_node: Node | None = None
         ctx = _Context().tighten(
-            spec.get("activeDeadlineSeconds"), f"workflow activeDeadlineSeconds={spec.get('activeDeadlineSeconds')} exceeded"
+            spec.get("activeDeadlineSeconds"),
+            f"workflow activeDeadlineSeconds={spec.get('activeDeadlineSeconds')} exceeded",
         )
         self.view.workflow_started(self.name, str(self.wf.path), self.parameters, str(self.run_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -574,7 +614,9 @@ class _Run:
                     exit_node = Node(name=f"{self.name}.onExit", path="onExit", template=str(spec["onExit"]))
                     self.scope.update(self._exit_variables(root))
                     handler = self.wf.templates[str(spec["onExit"])]
-                    self.execute(exit_node, handler, self.wf, self.parameters, _Context(None, frozenset(mutexes)))
+                    self.execute(
+                        exit_node, handler, self.wf, self.parameters, _Context(None, frozenset(mutexes))
+                    )
         except (MutexWaitAborted, _NodeError) as exc:
             self._phase(root, FAILED, str(exc))
         except BaseException:
@@ -589,7 +631,9 @@ class _Run:
             phase, message = FAILED, ctx.passed() or root.message
         if exit_node is not None and exit_node.phase != SUCCEEDED:
             phase = FAILED
-            message = "; ".join(m for m in (message, f"onExit handler {exit_node.phase.lower()}: {exit_node.message}") if m)
+            message = "; ".join(
+                m for m in (message, f"onExit handler {exit_node.phase.lower()}: {exit_node.message}") if m
+            )
         return WorkflowResult(
             name=self.name,
             uid=self.uid,
@@ -611,7 +655,9 @@ class _Run:
                 "templateName": node.template,
                 "phase": node.phase,
                 "podName": node.path or node.name,
-                "finishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.finished_at or time.time())),
+                "finishedAt": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.finished_at or time.time())
+                ),
             }
             for node in root.walk()
             if node.phase in UNSUCCESSFUL and node.kind == "Pod"

@@ -27,7 +27,27 @@ EXPR = "expr"
 _WHEN_WORD = re.compile(r"[A-Za-z0-9_.]+")
 _EXPR_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _EXPR_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
-_OPERATORS = ("==", "!=", ">=", "<=", "&&", "||", "=~", "!~", "??", ">", "<", "!", "+", "-", "*", "/", "%", "?", ":")
+_OPERATORS = (
+    "==",
+    "!=",
+    ">=",
+    "<=",
+    "&&",
+    "||",
+    "=~",
+    "!~",
+    "??",
+    ">",
+    "<",
+    "!",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "?",
+    ":",
+)
 _PUNCT = "()[],."
 _EXPR_WORD_OPS = {"and": "&&", "or": "||", "not": "!"}
 _EXPR_INFIX_WORDS = {"in", "matches", "contains", "startsWith", "endsWith"}
@@ -442,7 +462,9 @@ class _Evaluator:
         if op in ("contains", "startsWith", "endsWith"):
             if not (isinstance(left, str) and isinstance(right, str)):
                 raise ExpressionError(f"{op!r} needs two strings, got {_show(left)} and {_show(right)}")
-            method = {"contains": str.__contains__, "startsWith": str.startswith, "endsWith": str.endswith}[op]
+            method = {"contains": str.__contains__, "startsWith": str.startswith, "endsWith": str.endswith}[
+                op
+            ]
             return method(left, right)
         return _arithmetic(op, left, right)
 
@@ -457,7 +479,9 @@ def _equal(left: Any, right: Any) -> bool:
 
 def _order(op: str, left: Any, right: Any) -> bool:
     if not ((_is_number(left) and _is_number(right)) or (isinstance(left, str) and isinstance(right, str))):
-        raise ExpressionError(f"cannot compare {_show(left)} {op} {_show(right)}: needs two numbers or two strings")
+        raise ExpressionError(
+            f"cannot compare {_show(left)} {op} {_show(right)}: needs two numbers or two strings"
+        )
     if op == "<":
         return bool(left < right)
     if op == "<=":
@@ -527,7 +551,9 @@ def evaluate_when(text: str) -> bool:
         raise ExpressionError(f"when {text!r}: {exc}") from None
 
 
-def retry_bindings(exit_code: int | None, status: str, duration_seconds: float, message: str) -> dict[str, Any]:
+def retry_bindings(
+    exit_code: int | None, status: str, duration_seconds: float, message: str
+) -> dict[str, Any]:
     """The `lastRetry` map Argo binds for `retryStrategy.expression` (all values are strings)."""
     return {
         "lastRetry": {
@@ -551,7 +577,16 @@ def evaluate_retry_expression(text: str, bindings: Mapping[str, Any]) -> bool:
 
 # --- DAG `depends` -------------------------------------------------------------------------
 
-DEPENDS_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
+DEPENDS_RESULTS = (
+    "Succeeded",
+    "Failed",
+    "Errored",
+    "Skipped",
+    "Omitted",
+    "Daemoned",
+    "AnySucceeded",
+    "AllFailed",
+)
 _DEPENDS_TOKEN = re.compile(r"\s*(?:(&&|\|\||!|\(|\))|([A-Za-z0-9_][A-Za-z0-9_-]*)(?:\.([A-Za-z]+))?)")
 
 

@@ -92,11 +92,15 @@ def resolve_parameters(
         elif param.get("value") is not None:
             values[name] = as_text(param["value"])
         else:
-            errors.append(f"parameter {name!r} has no value: pass -p {name}=... or put it in the --params file")
+            errors.append(
+                f"parameter {name!r} has no value: pass -p {name}=... or put it in the --params file"
+            )
             continue
         enum = param.get("enum")
         if enum and values[name] not in [as_text(v) for v in enum]:
-            errors.append(f"parameter {name!r}: {values[name]!r} is not one of {', '.join(map(as_text, enum))}")
+            errors.append(
+                f"parameter {name!r}: {values[name]!r} is not one of {', '.join(map(as_text, enum))}"
+            )
     if errors:
         raise WorkflowInvalid(errors)
     return values

@@ -102,7 +102,9 @@ LineSink = Callable[[str], None]
 class _Stream(threading.Thread):
     """Copy one pipe to the log file and to the console, splitting on newlines and carriage returns."""
 
-    def __init__(self, fd: int, log: Any, log_lock: threading.Lock, sink: LineSink | None, keep: bool) -> None:
+    def __init__(
+        self, fd: int, log: Any, log_lock: threading.Lock, sink: LineSink | None, keep: bool
+    ) -> None:
         super().__init__(daemon=True)
         self.fd = fd
         self.log = log
@@ -191,7 +193,12 @@ def run_process(
         err_read, err_write = os.pipe()
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write,
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -205,7 +212,10 @@ def run_process(
         if on_start is not None:
             on_start(proc)
         lock = threading.Lock()
-        streams = [_Stream(out_read, log, lock, sink, keep=True), _Stream(err_read, log, lock, sink, keep=False)]
+        streams = [
+            _Stream(out_read, log, lock, sink, keep=True),
+            _Stream(err_read, log, lock, sink, keep=False),
+        ]
         for stream in streams:
             stream.start()
         killed: str | None = None

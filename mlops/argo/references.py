@@ -90,7 +90,9 @@ class _TemplateChecker:
             self.errors.append(f"{where}: {exc}")
             return None
         provided = [
-            str(p.get("name")) for p in (step.get("arguments") or {}).get("parameters") or [] if isinstance(p, dict)
+            str(p.get("name"))
+            for p in (step.get("arguments") or {}).get("parameters") or []
+            if isinstance(p, dict)
         ]
         missing = [n for n in required_inputs(target) if n not in provided]
         unknown = [n for n in provided if n not in input_names(target)]
@@ -153,7 +155,9 @@ class _TemplateChecker:
         for task in tasks:
             task_name = str(task.get("name"))
             visible = {n: t for n, t in targets.items() if n in ancestors.get(task_name, set())}
-            for text in _strings({k: v for k, v in task.items() if k not in ("name", "depends", "dependencies")}):
+            for text in _strings(
+                {k: v for k, v in task.items() if k not in ("name", "depends", "dependencies")}
+            ):
                 self._check_text(text, f"{where}, task {task_name}", context, "tasks", visible, targets)
         for text in _strings(template.get("outputs")):
             self._check_text(text, where, context, "tasks", targets, targets)

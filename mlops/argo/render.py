@@ -26,7 +26,15 @@ from mlops.argo.nodes import (
 )
 
 SYMBOLS = {PENDING: "◷", RUNNING: "●", SUCCEEDED: "✔", FAILED: "✖", ERROR: "⚠", SKIPPED: "○", OMITTED: "○"}
-STYLES = {PENDING: "dim", RUNNING: "cyan", SUCCEEDED: "green", FAILED: "red", ERROR: "red", SKIPPED: "dim", OMITTED: "dim"}
+STYLES = {
+    PENDING: "dim",
+    RUNNING: "cyan",
+    SUCCEEDED: "green",
+    FAILED: "red",
+    ERROR: "red",
+    SKIPPED: "dim",
+    OMITTED: "dim",
+}
 _LOG_STYLES = ("blue", "magenta", "cyan", "yellow", "green", "bright_blue", "bright_magenta")
 
 
@@ -129,18 +137,24 @@ class ProgressView:
             line.pad_right(step_width - len(prefix) - 2 - len(node.name))
             duration = "" if node.phase in (SKIPPED, OMITTED) else format_duration(node.duration)
             line.append(f"  {node.template:<{template_width}}  {duration:>8}  ")
-            line.append(_node_message(node), style=STYLES.get(node.phase, "") if node.phase != SUCCEEDED else "")
+            line.append(
+                _node_message(node), style=STYLES.get(node.phase, "") if node.phase != SUCCEEDED else ""
+            )
             self._print(line)
             for attempt in node.attempts if len(node.attempts) > 1 else []:
                 detail = f"attempt {attempt.number + 1}: {attempt.phase}"
                 if attempt.exit_code is not None:
                     detail += f" (exit code {attempt.exit_code})"
-                self._print(Text(f"{child_prefix}  ↳ {detail} {format_duration(attempt.duration)}", style="dim"))
+                self._print(
+                    Text(f"{child_prefix}  ↳ {detail} {format_duration(attempt.duration)}", style="dim")
+                )
         self._print(Text(""))
         if result.message and not result.succeeded:
             self._print(Text(f"Message: {result.message}", style="red"))
         style = "bold green" if result.succeeded else "bold red"
-        self._print(Text(f"Workflow {result.name} {result.phase} in {format_duration(result.duration)}", style=style))
+        self._print(
+            Text(f"Workflow {result.name} {result.phase} in {format_duration(result.duration)}", style=style)
+        )
 
 
 def _node_message(node: Node) -> str:
@@ -154,4 +168,6 @@ def _tree_rows(node: Node, prefix: str, child_prefix: str, rows: list[tuple[str,
     rows.append((prefix, child_prefix, node))
     for i, child in enumerate(node.children):
         last = i == len(node.children) - 1
-        _tree_rows(child, child_prefix + ("└─" if last else "├─"), child_prefix + ("  " if last else "│ "), rows)
+        _tree_rows(
+            child, child_prefix + ("└─" if last else "├─"), child_prefix + ("  " if last else "│ "), rows
+        )

@@ -154,7 +154,9 @@ def _is_numeric_quantity(error: Any) -> bool:
     """Kubernetes accepts `nvidia.com/gpu: 1`; hera's Quantity model only takes strings."""
     loc = [str(part) for part in error["loc"]]
     in_resources = "resources" in loc and ("limits" in loc or "requests" in loc)
-    return bool(in_resources and error["type"] == "string_type" and isinstance(error.get("input"), (int, float)))
+    return bool(
+        in_resources and error["type"] == "string_type" and isinstance(error.get("input"), (int, float))
+    )
 
 
 def _type_errors(doc: dict[str, Any], model: type[BaseModel]) -> list[str]:

@@ -98,7 +98,9 @@ def resolve_target(
         if other is None:
             kind = "ClusterWorkflowTemplate" if cluster else "WorkflowTemplate"
             known = ", ".join(library.names(cluster)) or "none"
-            raise ValueError(f"templateRef: no {kind} named {ref.get('name')!r} in {library.directory} (found: {known})")
+            raise ValueError(
+                f"templateRef: no {kind} named {ref.get('name')!r} in {library.directory} (found: {known})"
+            )
         template = other.templates.get(str(ref.get("template")))
         if template is None:
             raise ValueError(
@@ -111,7 +113,9 @@ def resolve_target(
         raise ValueError("needs template or templateRef")
     template = current.templates.get(name)
     if template is None:
-        raise ValueError(f"template {name!r} not found in {current.name} (has: {', '.join(current.templates)})")
+        raise ValueError(
+            f"template {name!r} not found in {current.name} (has: {', '.join(current.templates)})"
+        )
     return template, current
 
 

@@ -7,6 +7,7 @@ ports of the running stack (read by `mlops status` and `mlops env`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -155,7 +156,9 @@ class StackManager:
                 tail = self.tail(spec.name, 20)
                 raise Transient(f"{spec.name} exited during start; last log lines:\n{tail}")
             time.sleep(0.5)
-        raise Transient(f"{spec.name} not healthy after {spec.start_timeout_s:.0f}s; see {self.log_path(spec.name)}")
+        raise Transient(
+            f"{spec.name} not healthy after {spec.start_timeout_s:.0f}s; see {self.log_path(spec.name)}"
+        )
 
     def down(self, progress: Callable[[str], None] = print) -> None:
         """Stop every service: SIGTERM to its process group, SIGKILL after 15 s."""
@@ -179,10 +182,8 @@ class StackManager:
             if not _pid_alive(pid):
                 return
             time.sleep(0.2)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def tail(self, name: str, lines: int = 50) -> str:
         path = self.log_path(name)

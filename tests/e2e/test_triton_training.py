@@ -19,7 +19,9 @@ def _versions(client: MlflowClient, model: str) -> list[str]:
     return sorted(v.version for v in client.search_model_versions(f"name='{model}'"))
 
 
-def test_train_twice_second_rejected(local_stack: LocalStack, run_workflow: WorkflowRunner, model_names: dict[str, str]) -> None:
+def test_train_twice_second_rejected(
+    local_stack: LocalStack, run_workflow: WorkflowRunner, model_names: dict[str, str]
+) -> None:
     registry = mlflow_registry(local_stack.mlflow_uri)
     client = MlflowClient(local_stack.mlflow_uri)
     model, onnx_model = model_names["model-name"], model_names["onnx-model-name"]
@@ -58,13 +60,17 @@ def test_single_class_dataset_fails_fast_and_moves_nothing(
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / f"{i}.png")
     result = run_workflow("triton-training", data_source=str(tmp_path / "data"), **model_names)
     assert result.returncode != 0
-    assert "single class" in (result.stdout + result.stderr).lower() or "at least 2 classes" in (result.stdout + result.stderr)
+    assert "single class" in (result.stdout + result.stderr).lower() or "at least 2 classes" in (
+        result.stdout + result.stderr
+    )
     assert "retry" not in result.stdout.lower() or "attempt 2" not in result.stdout.lower()
     client = MlflowClient(local_stack.mlflow_uri)
     assert client.search_registered_models(filter_string=f"name='{model_names['model-name']}'") == []
 
 
-def test_mlflow_unreachable_is_retried_then_fails(run_workflow: WorkflowRunner, model_names: dict[str, str]) -> None:
+def test_mlflow_unreachable_is_retried_then_fails(
+    run_workflow: WorkflowRunner, model_names: dict[str, str]
+) -> None:
     result = run_workflow("triton-training", mlflow_tracking_uri="http://127.0.0.1:9", **model_names)
     assert result.returncode != 0
     output = result.stdout + result.stderr

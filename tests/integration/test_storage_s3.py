@@ -49,7 +49,11 @@ def test_publish_directory_writes_commit_marker_last(store: S3Store, tmp_path: P
     manifest = store.publish_directory(tmp_path / "model", url)
     assert store.is_committed(url)
     assert json.loads(store.get_bytes(url.join(COMMIT_MARKER))) == manifest
-    assert sorted(store.list(url)) == ["repo/m/1/model.onnx", f"repo/m/{COMMIT_MARKER}", "repo/m/config.pbtxt"]
+    assert sorted(store.list(url)) == [
+        "repo/m/1/model.onnx",
+        f"repo/m/{COMMIT_MARKER}",
+        "repo/m/config.pbtxt",
+    ]
 
 
 def test_failure_mid_upload_leaves_nothing_visible(store: S3Store) -> None:

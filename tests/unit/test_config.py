@@ -39,14 +39,14 @@ def test_bool_and_numbers_are_coerced_from_strings() -> None:
 
 
 def test_unknown_flag_is_an_error() -> None:
-    with pytest.raises(BadInput, match="unknown option.*--treshold"):
+    with pytest.raises(BadInput, match=r"unknown option.*--treshold"):
         load_config(Example, ["--treshold=0.5"], env={})
 
 
 def test_unknown_yaml_key_is_an_error(tmp_path: Path) -> None:
     config_file = tmp_path / "c.yaml"
     config_file.write_text("treshold: 0.5\n")
-    with pytest.raises(BadInput, match="unknown key.*treshold"):
+    with pytest.raises(BadInput, match=r"unknown key.*treshold"):
         load_config(Example, ["--config", str(config_file)], env={})
 
 

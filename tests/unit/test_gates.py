@@ -36,7 +36,12 @@ def test_min_improvement_is_required() -> None:
 
 @pytest.mark.parametrize(
     ("accuracy", "threshold", "match"),
-    [(93.0, 0.9, "percent"), (0.93, 90, "percent"), (math.nan, 0.9, "not a finite"), (-0.1, 0.9, "outside 0..1")],
+    [
+        (93.0, 0.9, "percent"),
+        (0.93, 90, "percent"),
+        (math.nan, 0.9, "not a finite"),
+        (-0.1, 0.9, "outside 0..1"),
+    ],
 )
 def test_bad_numbers_are_bad_input(accuracy: float, threshold: float, match: str) -> None:
     with pytest.raises(BadInput, match=match):

@@ -44,7 +44,12 @@ def test_success_writes_each_output_file(outputs: Path, capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize(
     ("mode", "code", "message"),
-    [("bad", 2, "bad input: accuracy 93.0"), ("transient", 3, "503"), ("refused", 3, "refused"), ("bug", 1, "oops")],
+    [
+        ("bad", 2, "bad input: accuracy 93.0"),
+        ("transient", 3, "503"),
+        ("refused", 3, "refused"),
+        ("bug", 1, "oops"),
+    ],
 )
 def test_errors_map_to_exit_codes_and_write_no_outputs(
     outputs: Path, capsys: pytest.CaptureFixture[str], mode: str, code: int, message: str

@@ -54,14 +54,22 @@ def test_steps_run_in_order_pass_outputs_and_skip_on_when(run: RunFn) -> None:
     }
     produce = result.node("produce")
     # one trailing newline is trimmed, as Argo does; a missing file falls back to valueFrom.default
-    assert produce.outputs == {"message": f"hello from {result.name}", "verdict": "pass", "optional": "fallback"}
+    assert produce.outputs == {
+        "message": f"hello from {result.name}",
+        "verdict": "pass",
+        "optional": "fallback",
+    }
     left = result.node("left")
     assert left.outputs["echoed"] == f"left got hello from {result.name} via env-pass"
     assert result.node("on-fail").message == "when ('pass' == 'fail') evaluated false"
     assert result.root.outputs == {"final": left.outputs["echoed"]}
     # group order: produce finished before the parallel pair started, which overlapped
     right = result.node("right")
-    assert produce.finished_at is not None and left.started_at is not None and produce.finished_at <= left.started_at
+    assert (
+        produce.finished_at is not None
+        and left.started_at is not None
+        and produce.finished_at <= left.started_at
+    )
     assert overlap(left, right)
 
 
@@ -75,7 +83,9 @@ def test_each_node_has_a_log_file_under_the_run_dir(run: RunFn, environment: Loc
 
 
 def test_parameters_defaults_then_file_then_cli(run: RunFn) -> None:
-    ran = run("steps.yaml", {"greeting": "yo"}, file_params={"greeting": "hi", "verdict": "fail", "unrelated": "x"})
+    ran = run(
+        "steps.yaml", {"greeting": "yo"}, file_params={"greeting": "hi", "verdict": "fail", "unrelated": "x"}
+    )
     produce = ran.result.node("produce")
     assert produce.outputs["message"].startswith("yo from ")
     assert produce.outputs["verdict"] == "fail"
@@ -95,7 +105,9 @@ def test_undeclared_cli_parameter_is_rejected_before_anything_runs(environment: 
 def test_parameter_without_any_value_and_enum_violations_are_errors(environment: LocalEnvironment) -> None:
     with pytest.raises(WorkflowInvalid) as caught:
         run_workflow(GOLDEN / "mutex.yaml", {"label": "a"}, environment=environment)
-    assert caught.value.errors == ["parameter 'record' has no value: pass -p record=... or put it in the --params file"]
+    assert caught.value.errors == [
+        "parameter 'record' has no value: pass -p record=... or put it in the --params file"
+    ]
     with pytest.raises(WorkflowInvalid, match="'maybe' is not one of pass, fail"):
         run_workflow(GOLDEN / "steps.yaml", {"verdict": "maybe"}, environment=environment)
 
@@ -218,7 +230,9 @@ def test_template_ref_across_files_and_step_level_on_exit(run: RunFn) -> None:
     assert result.node("twice").template == "shout-twice"
 
 
-def test_template_ref_to_a_missing_workflow_template_is_invalid(tmp_path: Path, environment: LocalEnvironment) -> None:
+def test_template_ref_to_a_missing_workflow_template_is_invalid(
+    tmp_path: Path, environment: LocalEnvironment
+) -> None:
     text = (GOLDEN / "caller.yaml").read_text().replace("name: golden-library", "name: no-such-library")
     path = write(tmp_path, "caller.yaml", text)
     with pytest.raises(WorkflowInvalid, match="no WorkflowTemplate named 'no-such-library'"):
@@ -267,9 +281,11 @@ def _intervals(record: Path) -> list[tuple[str, float, float]]:
 def _run_concurrently(run: RunFn, workflow: str, record: Path) -> list[Ran]:
     results: list[Ran] = []
     threads = [
-        threading.Thread(target=lambda label=label: results.append(
-            run(workflow, {"record": str(record), "label": label}, quiet=True)
-        ))
+        threading.Thread(
+            target=lambda label=label: results.append(
+                run(workflow, {"record": str(record), "label": label}, quiet=True)
+            )
+        )
         for label in ("first", "second")
     ]
     for thread in threads:
@@ -279,7 +295,9 @@ def _run_concurrently(run: RunFn, workflow: str, record: Path) -> list[Ran]:
     return results
 
 
-def test_template_mutex_serialises_two_concurrent_runs(run: RunFn, tmp_path: Path, environment: LocalEnvironment) -> None:
+def test_template_mutex_serialises_two_concurrent_runs(
+    run: RunFn, tmp_path: Path, environment: LocalEnvironment
+) -> None:
     record = tmp_path / "record.txt"
     results = _run_concurrently(run, "mutex.yaml", record)
     assert [r.result.phase for r in results] == ["Succeeded", "Succeeded"]
@@ -301,8 +319,13 @@ def test_workflow_mutex_is_held_through_the_exit_handler(run: RunFn, tmp_path: P
 
 
 def test_a_mutex_already_held_by_an_enclosing_template_is_an_error(tmp_path: Path, run: RunFn) -> None:
-    text = (GOLDEN / "mutex.yaml").read_text().replace(
-        "  entrypoint: main\n", "  entrypoint: main\n  synchronization:\n    mutexes:\n      - name: model-resnet18-imagenette\n"
+    text = (
+        (GOLDEN / "mutex.yaml")
+        .read_text()
+        .replace(
+            "  entrypoint: main\n",
+            "  entrypoint: main\n  synchronization:\n    mutexes:\n      - name: model-resnet18-imagenette\n",
+        )
     )
     ran = run(write(tmp_path, "nested.yaml", text), {"record": str(tmp_path / "r"), "label": "x"}, quiet=True)
     assert ran.result.phase == "Failed"
@@ -324,7 +347,9 @@ spec:
 
 
 def test_missing_output_without_default_fails_the_node(tmp_path: Path, run: RunFn) -> None:
-    text = WORKFLOW_HEAD + """
+    text = (
+        WORKFLOW_HEAD
+        + """
     - name: main
       outputs:
         parameters:
@@ -335,6 +360,7 @@ def test_missing_output_without_default_fails_the_node(tmp_path: Path, run: RunF
         image: python:3.11-slim
         command: [python, -c, "print('forgot to write it')"]
 """
+    )
     result = run(write(tmp_path, "wf.yaml", text), quiet=True).result
     assert result.phase == "Failed"
     assert result.root.phase == "Error"
@@ -344,7 +370,9 @@ def test_missing_output_without_default_fails_the_node(tmp_path: Path, run: RunF
 
 def test_output_outside_tmp_outputs_is_read_from_the_given_path(tmp_path: Path, run: RunFn) -> None:
     target = tmp_path / "elsewhere.txt"
-    text = WORKFLOW_HEAD + f"""
+    text = (
+        WORKFLOW_HEAD
+        + f"""
     - name: main
       outputs:
         parameters:
@@ -355,12 +383,15 @@ def test_output_outside_tmp_outputs_is_read_from_the_given_path(tmp_path: Path, 
         image: python:3.11-slim
         command: [python, -c, "open('{target}', 'w').write('from an absolute path')"]
 """
+    )
     result = run(write(tmp_path, "wf.yaml", text), quiet=True).result
     assert result.root.outputs == {"value": "from an absolute path"}
 
 
 def test_output_of_a_skipped_step_is_an_unresolved_reference_naming_it(tmp_path: Path, run: RunFn) -> None:
-    text = WORKFLOW_HEAD + """
+    text = (
+        WORKFLOW_HEAD
+        + """
     - name: main
       steps:
         - - name: maybe
@@ -387,6 +418,7 @@ def test_output_of_a_skipped_step_is_an_unresolved_reference_naming_it(tmp_path:
         image: python:3.11-slim
         command: [python, -c, "print('{{inputs.parameters.value}}')"]
 """
+    )
     result = run(write(tmp_path, "wf.yaml", text), quiet=True).result
     assert result.phase == "Failed"
     use = result.node("use")
@@ -408,9 +440,15 @@ def test_image_map_picks_the_interpreter(tmp_path: Path, run: RunFn) -> None:
 
 def test_environment_maps_commands_and_paths(tmp_path: Path) -> None:
     env = LocalEnvironment(
-        repo_root=tmp_path, python="/default/python", image_map={"registry/train:*": "/venvs/train/bin/python"}
+        repo_root=tmp_path,
+        python="/default/python",
+        image_map={"registry/train:*": "/venvs/train/bin/python"},
     )
-    assert env.command_for(["python", "-m", "x"], "registry/train:1.2") == ["/venvs/train/bin/python", "-m", "x"]
+    assert env.command_for(["python", "-m", "x"], "registry/train:1.2") == [
+        "/venvs/train/bin/python",
+        "-m",
+        "x",
+    ]
     assert env.command_for(["/usr/bin/python3.11", "-c", "1"], "other") == ["/default/python", "-c", "1"]
     assert env.command_for(["python3", "-c", "1"], None) == ["/default/python", "-c", "1"]
     assert env.command_for(["bash", "-c", "true"], "registry/train:1") == ["bash", "-c", "true"]

@@ -112,7 +112,9 @@ def test_retry_expression_errors_name_the_problem(expression: str, message: str)
 
 def test_retry_bindings_are_strings_like_argo() -> None:
     bindings = retry_bindings(3, "Failed", 2.5, "boom")
-    assert bindings == {"lastRetry": {"exitCode": "3", "status": "Failed", "duration": "2.5", "message": "boom"}}
+    assert bindings == {
+        "lastRetry": {"exitCode": "3", "status": "Failed", "duration": "2.5", "message": "boom"}
+    }
 
 
 @pytest.mark.parametrize(
@@ -130,7 +132,11 @@ def test_retry_bindings_are_strings_like_argo() -> None:
         ("a.Skipped", {"a": "Skipped"}, True),
         ("a.Omitted", {"a": "Omitted"}, True),
         ("!a.Failed", {"a": "Succeeded"}, True),
-        ("(train-model.Failed || gate.Succeeded) && !b.Skipped", {"train-model": "Failed", "gate": "Failed", "b": "Succeeded"}, True),
+        (
+            "(train-model.Failed || gate.Succeeded) && !b.Skipped",
+            {"train-model": "Failed", "gate": "Failed", "b": "Succeeded"},
+            True,
+        ),
     ],
 )
 def test_depends(expression: str, phases: dict[str, str], expected: bool) -> None:

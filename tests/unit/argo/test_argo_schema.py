@@ -84,7 +84,9 @@ def test_free_form_maps_and_root_models_are_not_mistaken_for_fields() -> None:
 
 def test_singular_mutex_removed_in_argo_v4_is_rejected() -> None:
     doc = minimal(synchronization={"mutex": {"name": "old-style"}})
-    assert validate_strict(doc) == ["spec.templates[0].synchronization.mutex: unknown field (did you mean 'mutexes'?)"]
+    assert validate_strict(doc) == [
+        "spec.templates[0].synchronization.mutex: unknown field (did you mean 'mutexes'?)"
+    ]
 
 
 def test_type_errors_come_from_model_validate_with_document_paths() -> None:
@@ -95,8 +97,13 @@ def test_type_errors_come_from_model_validate_with_document_paths() -> None:
     )
     errors = validate_strict(doc)
     assert "spec.templates[0].container.command: Input should be a valid list" in errors
-    assert any(e.startswith("spec.templates[0].activeDeadlineSeconds: Input should be a valid") for e in errors)
-    assert "spec.templates[0].inputs.parameters[0].default: Input should be a valid string (quote it: '0.9')" in errors
+    assert any(
+        e.startswith("spec.templates[0].activeDeadlineSeconds: Input should be a valid") for e in errors
+    )
+    assert (
+        "spec.templates[0].inputs.parameters[0].default: Input should be a valid string (quote it: '0.9')"
+        in errors
+    )
 
 
 def test_kind_api_version_and_name_are_required() -> None:
@@ -132,12 +139,23 @@ def test_unsupported_fields_are_named_with_the_supported_alternatives() -> None:
     ("change", "expected"),
     [
         (
-            lambda t: t["container"].update(env=[{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+            lambda t: t["container"].update(
+                env=[{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+            ),
             "spec.templates[0].container.env[0].valueFrom: not supported",
         ),
-        (lambda t: t["container"].update(volumeMounts=[{"name": "v", "mountPath": "/x"}]), "container.volumeMounts"),
-        (lambda t: t.update(retryStrategy={"limit": 1, "retryPolicy": "OnTransientError"}), "'OnTransientError'"),
-        (lambda t: t.update(outputs={"artifacts": [{"name": "model", "path": "/tmp/m"}]}), "outputs.artifacts"),
+        (
+            lambda t: t["container"].update(volumeMounts=[{"name": "v", "mountPath": "/x"}]),
+            "container.volumeMounts",
+        ),
+        (
+            lambda t: t.update(retryStrategy={"limit": 1, "retryPolicy": "OnTransientError"}),
+            "'OnTransientError'",
+        ),
+        (
+            lambda t: t.update(outputs={"artifacts": [{"name": "model", "path": "/tmp/m"}]}),
+            "outputs.artifacts",
+        ),
         (lambda t: t["container"].pop("command"), "container.command: required locally"),
         (lambda t: t.update(suspend={}), "spec.templates[0].suspend: not supported"),
     ],
@@ -150,7 +168,10 @@ def test_unsupported_details(change: Any, expected: str) -> None:
 
 def test_deadline_on_a_steps_template_is_refused_because_argo_ignores_it() -> None:
     doc = minimal(activeDeadlineSeconds=10, steps=[[{"name": "a", "template": "main"}]])
-    assert any("activeDeadlineSeconds: Argo applies it only to container templates" in e for e in check_supported(doc))
+    assert any(
+        "activeDeadlineSeconds: Argo applies it only to container templates" in e
+        for e in check_supported(doc)
+    )
 
 
 def test_check_document_does_not_report_one_path_twice() -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks: figures written to benchmarks/results/*.json and summarised in docs/performance.md."""
