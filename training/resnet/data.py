@@ -123,7 +123,8 @@ def find_dataset_root(path: Path) -> Path:
     """Descend through single wrapping folders (`imagenette2-160/train/...`) to the dataset root."""
     current = path
     while True:
-        if (current / "train").is_dir():
+        # Stop at val/ too: a dataset that lost its train/ must fail as such, not be re-split from val/.
+        if (current / "train").is_dir() or (current / "val").is_dir():
             return current
         children = _subdirs(current)
         if len(children) == 1 and _subdirs(children[0]) and not _images(current):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlops import gates, step
 from mlops.config import StepConfig
@@ -34,6 +34,15 @@ class Config(StepConfig):
         0.0, description="required gain over the champion (fraction); 0 = must beat it strictly"
     )
     alias: str = Field("champion", description="alias moved to the new version on pass")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_is_fraction(cls, value: float) -> float:
+        # Refuse a percent at parse time: later it would fail only after MLflow calls (exit 3 if down).
+        try:
+            return gates.require_fraction("threshold", value)
+        except BadInput as exc:
+            raise ValueError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
