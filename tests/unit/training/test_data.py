@@ -242,7 +242,9 @@ def test_pack_members_are_sorted_with_fixed_metadata(tmp_path: Path) -> None:
         members = tar.getmembers()
     names = [m.name for m in members]
     assert names == sorted(names) == sorted(s.arcname for s in layout.samples)
-    assert {(m.mtime, m.mode, m.uid, m.gid, m.uname) for m in members} == {(data.FIXED_MTIME, 0o644, 0, 0, "")}
+    assert {(m.mtime, m.mode, m.uid, m.gid, m.uname) for m in members} == {
+        (data.FIXED_MTIME, 0o644, 0, 0, "")
+    }
 
 
 def test_archive_round_trip_through_fetch(tmp_path: Path) -> None:
