@@ -250,20 +250,11 @@ class MlflowBackend:
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def get_alias(self, model: str, alias: str) -> str | None:
-        from mlflow.exceptions import MlflowException
-
+        """The version behind `model@alias`; None when the alias or the model does not exist."""
         try:
             with _mlflow_errors(f"reading {model}@{alias}"):
-                try:
-                    return str(self.client.get_model_version_by_alias(model, alias).version)
-                except MlflowException as exc:
-                    if getattr(exc, "error_code", "") in (
-                        "RESOURCE_DOES_NOT_EXIST",
-                        "INVALID_PARAMETER_VALUE",
-                    ):
-                        return None
-                    raise
-        except BadInput:
+                return str(self.client.get_model_version_by_alias(model, alias).version)
+        except BadInput:  # _mlflow_errors' translation of RESOURCE_DOES_NOT_EXIST / INVALID_PARAMETER_VALUE
             return None
 
     def set_alias(self, model: str, alias: str, version: str) -> None:
