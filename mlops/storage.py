@@ -63,6 +63,9 @@ class ObjectStore(Protocol):
     def get_bytes(self, url: S3Url) -> bytes: ...
     def exists(self, url: S3Url) -> bool: ...
     def list(self, url: S3Url) -> list[str]: ...
+    def head_sha256(self, url: S3Url) -> str | None: ...
+    def copy(self, source: S3Url, target: S3Url) -> None: ...
+    def delete(self, url: S3Url) -> None: ...
 
 
 @contextmanager
@@ -217,6 +220,29 @@ class S3Store:
             manifest[relative] = self.upload_file(path, url.join(relative))
         self.put_bytes(url.join(COMMIT_MARKER), json.dumps(manifest, indent=2, sort_keys=True).encode())
         return manifest
+
+    def head_sha256(self, url: S3Url) -> str | None:
+        """The sha256 stored in an object's metadata (None when it has none)."""
+        with _s3_errors(f"reading metadata of {url}"):
+            answer = self.client.head_object(Bucket=url.bucket, Key=url.key)
+        value = answer.get("Metadata", {}).get(SHA_KEY)
+        return str(value) if value else None
+
+    def copy(self, source: S3Url, target: S3Url) -> None:
+        """Server-side copy (multipart for large objects) carrying the source's sha256 along."""
+        digest = self.head_sha256(source)
+        extra: dict[str, Any] = {
+            "MetadataDirective": "REPLACE",
+            "Metadata": {SHA_KEY: digest} if digest else {},
+        }
+        with _s3_errors(f"copying {source} to {target}"):
+            self.client.copy(
+                {"Bucket": source.bucket, "Key": source.key}, target.bucket, target.key, ExtraArgs=extra
+            )
+
+    def delete(self, url: S3Url) -> None:
+        with _s3_errors(f"deleting {url}"):
+            self.client.delete_object(Bucket=url.bucket, Key=url.key)
 
     def is_committed(self, url: S3Url) -> bool:
         return self.exists(url.join(COMMIT_MARKER))

@@ -1,0 +1,30 @@
+"""Settings shared by the Triton deployment steps (each step's Config derives from these)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+
+from deployment.triton.repository import Repository
+from mlops.config import StepConfig
+from mlops.storage import S3Store, S3Url
+
+
+class ModelSettings(StepConfig):
+    model_name: str = Field("resnet18-imagenette-onnx", description="registered ONNX model")
+    model_repository: str = Field(
+        "s3://mlops-models/triton", description="Triton model repository root on S3 (s3://bucket/prefix)"
+    )
+
+
+def repository(cfg: ModelSettings, triton_model: str) -> Repository:
+    """The model's place in the repository; the bucket is created when missing (local stack)."""
+    store = S3Store()
+    root = S3Url.parse(cfg.model_repository)
+    store.ensure_bucket(root.bucket)
+    return Repository(store, root, triton_model)
+
+
+def workflow_name() -> str:
+    return os.environ.get("MLOPS_WORKFLOW_NAME", "manual")

@@ -1,0 +1,85 @@
+"""MLflow tracking for steps: error mapping, run reads, artifact transfers.
+
+Artifacts travel through the MLflow server (proxied artifact store), so a step needs only
+MLFLOW_TRACKING_URI. An unreachable server is `Transient` (exit 3, retried); an unknown
+run or a run in the wrong state is `BadInput` (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import BadInput, Transient
+from mlops.registry import configure_mlflow_client
+
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+_UNAVAILABLE = (
+    "TEMPORARILY_UNAVAILABLE",
+    "INTERNAL_ERROR",
+    "SERVICE_UNDER_MAINTENANCE",
+    "REQUEST_LIMIT_EXCEEDED",
+)
+
+
+@contextmanager
+def mlflow_errors(what: str) -> Iterator[None]:
+    """Translate MLflow client errors into BadInput / Transient with what was being done."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        code = str(getattr(exc, "error_code", ""))
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if code in _MISSING:
+            raise BadInput(f"{what}: {text}") from exc
+        if code in _UNAVAILABLE or "API request to" in text or "Max retries" in text:
+            raise Transient(f"{what}: MLflow unreachable or failing: {text}") from exc
+        raise
+
+
+def tracking_client() -> Any:
+    """An MlflowClient for MLFLOW_TRACKING_URI, set to fail fast when the server is down."""
+    configure_mlflow_client()
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def get_run(client: Any, run_id: str, *, require_finished: bool = True) -> Any:
+    """Read a run; BadInput if it does not exist or (by default) did not finish."""
+    if not run_id:
+        raise BadInput("--run-id is required")
+    with mlflow_errors(f"reading run {run_id}"):
+        run = client.get_run(run_id)
+    if require_finished and run.info.status != "FINISHED":
+        raise BadInput(f"run {run_id} has status {run.info.status}, not FINISHED")
+    return run
+
+
+def download_artifacts(uri: str, destination: Path) -> Path:
+    """Download an artifact folder or file (`mlflow-artifacts:/...`, `runs:/...`) into `destination`."""
+    import mlflow
+
+    destination.mkdir(parents=True, exist_ok=True)
+    with mlflow_errors(f"downloading {uri}"):
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+
+
+def log_json(client: Any, run_id: str, data: Any, artifact_path: str, filename: str) -> None:
+    """Log `data` as `<artifact_path>/<filename>` on an existing run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / filename
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        with mlflow_errors(f"logging {artifact_path}/{filename} to run {run_id}"):
+            client.log_artifact(run_id, str(path), artifact_path)
+
+
+def artifact_uri(run: Any, path: str) -> str:
+    """The URI of one artifact folder of a run, used as a registered version's source."""
+    return f"{run.info.artifact_uri.rstrip('/')}/{path.strip('/')}"
