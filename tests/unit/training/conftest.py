@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-DIGITS_SIDE = 12  # above 8 so the resize path runs; small so writing 1797 PNGs stays fast
-RESNET_SIDE = 16
+from tests.unit.training.factories import DIGITS_SIDE, RESNET_SIDE, ExportedResnet
 
 
 @pytest.fixture(scope="session")
@@ -23,15 +20,6 @@ def digits_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         name: write_digits(base / name, image_size=DIGITS_SIDE, seed=seed)
         for name, seed in (("seed42", 42), ("seed42-again", 42), ("seed7", 7))
     }
-
-
-@dataclass(frozen=True)
-class ExportedResnet:
-    model: Any
-    path: Path
-    exporter: str
-    opset: int
-    side: int
 
 
 @pytest.fixture(scope="session")

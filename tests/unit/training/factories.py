@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlops.storage import S3Url
 
 IMAGE_SIDE = 8
+DIGITS_SIDE = 12  # above 8 so the resize path runs; small so writing 1797 PNGs stays fast
+RESNET_SIDE = 16
+
+
+@dataclass(frozen=True)
+class ExportedResnet:
+    """The session's exported ResNet-18: the PyTorch model and its ONNX file."""
+
+    model: Any
+    path: Path
+    exporter: str
+    opset: int
+    side: int
 
 
 def write_png(path: Path, seed: int = 0, side: int = IMAGE_SIDE, mode: str = "RGB") -> Path:

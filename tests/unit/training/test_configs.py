@@ -23,7 +23,7 @@ def test_defaults_load(config_cls: type[StepConfig]) -> None:
 
 @pytest.mark.parametrize("config_cls", CONFIGS)
 def test_unknown_flag_is_bad_input(config_cls: type[StepConfig]) -> None:
-    with pytest.raises(BadInput, match="unknown option.*--no-such-flag") as caught:
+    with pytest.raises(BadInput, match=r"unknown option.*--no-such-flag") as caught:
         load_config(config_cls, ["--no-such-flag=1"], env={})
     assert caught.value.exit_code == EXIT_BAD_INPUT
 
@@ -49,7 +49,7 @@ def test_quality_gate_threshold_as_percent_is_bad_input_with_hint(threshold: str
 
 
 def test_quality_gate_threshold_from_env_and_yaml_is_checked_too(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="--threshold.*looks like a percent"):
+    with pytest.raises(BadInput, match=r"--threshold.*looks like a percent"):
         load_config(quality_gate.Config, [], env={"MLOPS_THRESHOLD": "85"})
     config_file = tmp_path / "gate.yaml"
     config_file.write_text("threshold: 90\n")
@@ -60,7 +60,7 @@ def test_quality_gate_threshold_from_env_and_yaml_is_checked_too(tmp_path: Path)
 def test_quality_gate_threshold_nan_and_negative_are_bad_input() -> None:
     with pytest.raises(BadInput, match="not a finite number"):
         load_config(quality_gate.Config, ["--threshold", "nan"], env={})
-    with pytest.raises(BadInput, match="outside 0..1"):
+    with pytest.raises(BadInput, match=r"outside 0\.\.1"):
         load_config(quality_gate.Config, ["--threshold", "-0.1"], env={})
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlops.errors import EXIT_BAD_INPUT, BadInput
-from tests.unit.training.conftest import DIGITS_SIDE
-from tests.unit.training.factories import split_tree, write_png, write_tree
+from tests.unit.training.factories import DIGITS_SIDE, split_tree, write_png, write_tree
 from training.resnet import data
 
 DIGITS_TOTAL = 1797
@@ -30,7 +29,7 @@ def split_of(root: Path) -> dict[str, set[str]]:
 
 def bad_input(path: Path, **kwargs: object) -> BadInput:
     with pytest.raises(BadInput) as caught:
-        data.load_layout(path, **kwargs)  # type: ignore[arg-type]
+        data.load_layout(path, **kwargs)
     assert caught.value.exit_code == EXIT_BAD_INPUT
     return caught.value
 
@@ -264,7 +263,7 @@ def test_archive_with_a_path_out_of_the_destination_is_refused(tmp_path: Path) -
         info = tarfile.TarInfo("../escaped.txt")
         info.size = 3
         tar.addfile(info, io.BytesIO(b"bad"))
-    with pytest.raises(BadInput, match="evil.tar is not a readable tar archive"):
+    with pytest.raises(BadInput, match=r"evil\.tar is not a readable tar archive"):
         data.extract_archive(archive, tmp_path / "dest")
     assert not (tmp_path / "escaped.txt").exists()
 
@@ -272,7 +271,7 @@ def test_archive_with_a_path_out_of_the_destination_is_refused(tmp_path: Path) -
 def test_garbage_archive_is_bad_input(tmp_path: Path) -> None:
     archive = tmp_path / "data.tar.gz"
     archive.write_bytes(os.urandom(256))
-    with pytest.raises(BadInput, match="data.tar.gz is not a readable tar archive"):
+    with pytest.raises(BadInput, match=r"data\.tar\.gz is not a readable tar archive"):
         data.fetch_dataset(str(archive), tmp_path / "work")
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from mlops.errors import BadInput
-from tests.unit.training.conftest import ExportedResnet
-from tests.unit.training.factories import save_onnx, tiny_onnx_graph
+from tests.unit.training.factories import ExportedResnet, save_onnx, tiny_onnx_graph
 from training.resnet import export_onnx
 
 
@@ -63,7 +62,9 @@ def _log(client: RecordingClient, tmp_path: Path) -> str:
     graph = tiny_onnx_graph()
     save_onnx(graph, tmp_path / "onnx" / "model.onnx")
     cfg = export_onnx.Config(model_name="m", experiment="exp")
-    return export_onnx.log_export_run(client, cfg, "3", "src-run", "d" * 64, "torchscript", graph, tmp_path / "onnx")
+    return export_onnx.log_export_run(
+        client, cfg, "3", "src-run", "d" * 64, "torchscript", graph, tmp_path / "onnx"
+    )
 
 
 def test_export_run_carries_its_provenance(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_meta_refusals(change: dict[str, object], message: str) -> None:
 
 
 def test_read_meta_names_missing_and_broken_files(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="meta.json not found"):
+    with pytest.raises(BadInput, match=r"meta\.json not found"):
         model_mod.read_meta(tmp_path / "meta.json")
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(BadInput, match="is not valid JSON"):
@@ -72,7 +72,7 @@ def test_checkpoint_that_does_not_fit_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="does not load into resnet18/3 classes"):
         model_mod.load_checkpoint(tmp_path / "ckpt")
     (tmp_path / "ckpt" / model_mod.WEIGHTS_FILE).unlink()
-    with pytest.raises(BadInput, match="has no model.pt"):
+    with pytest.raises(BadInput, match=r"has no model\.pt"):
         model_mod.load_checkpoint(tmp_path / "ckpt")
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlops.errors import BadInput
-from tests.unit.training.conftest import ExportedResnet
-from tests.unit.training.factories import save_onnx, tiny_onnx_graph
+from tests.unit.training.factories import ExportedResnet, save_onnx, tiny_onnx_graph
 from training.resnet import onnx_export
 
 
@@ -35,8 +34,10 @@ def test_describe_problem_accepts_the_promised_graph() -> None:
         ({"batch": 1}, 17, "input has a fixed batch dimension 1"),
     ],
 )
-def test_describe_problem_names_what_is_wrong(graph_args: dict[str, object], opset: int, message: str) -> None:
-    problem = onnx_export.describe_problem(tiny_onnx_graph(**graph_args), opset)  # type: ignore[arg-type]
+def test_describe_problem_names_what_is_wrong(
+    graph_args: dict[str, object], opset: int, message: str
+) -> None:
+    problem = onnx_export.describe_problem(tiny_onnx_graph(**graph_args), opset)
     assert problem is not None
     assert message in problem
 
@@ -52,7 +53,7 @@ def test_load_onnx_on_a_truncated_file_is_bad_input(exported_resnet: ExportedRes
 def test_load_onnx_on_garbage_and_missing_files(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(os.urandom(512))
-    with pytest.raises(BadInput, match="garbage.onnx"):
+    with pytest.raises(BadInput, match=r"garbage\.onnx"):
         onnx_export.load_onnx(garbage)
     with pytest.raises(BadInput, match="ONNX model not found"):
         onnx_export.load_onnx(tmp_path / "missing.onnx")
@@ -69,7 +70,9 @@ def test_load_onnx_runs_the_checker(tmp_path: Path) -> None:
 def test_ort_session_levels(level: str, tmp_path: Path) -> None:
     import numpy as np
 
-    session = onnx_export.ort_session(save_onnx(tiny_onnx_graph(), tmp_path / "m.onnx"), threads=1, optimization=level)
+    session = onnx_export.ort_session(
+        save_onnx(tiny_onnx_graph(), tmp_path / "m.onnx"), threads=1, optimization=level
+    )
     (logits,) = session.run(["logits"], {"input": np.zeros((3, 3, 8, 8), dtype=np.float32)})
     assert logits.shape == (3, 2)
 
@@ -94,6 +97,8 @@ def test_export_that_no_exporter_manages_is_bad_input(tmp_path: Path) -> None:
             raise RuntimeError("cannot trace me")
 
     path = tmp_path / "model.onnx"
-    with pytest.raises(BadInput, match="ONNX export at opset 17 failed: torchscript: RuntimeError: cannot trace me"):
+    with pytest.raises(
+        BadInput, match="ONNX export at opset 17 failed: torchscript: RuntimeError: cannot trace me"
+    ):
         onnx_export.export_onnx(Unexportable(), 8, path, 17)
     assert not path.exists()

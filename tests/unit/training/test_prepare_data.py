@@ -9,20 +9,19 @@ import pytest
 
 from mlops.errors import BadInput
 from mlops.storage import S3Url
-from tests.unit.training.conftest import DIGITS_SIDE
-from tests.unit.training.factories import MemoryStore, split_tree
+from tests.unit.training.factories import DIGITS_SIDE, MemoryStore, split_tree
 from training.resnet import data, prepare_data
 
 PREFIX = "s3://bucket/datasets/resnet"
 
 
 def config(source: str, **values: object) -> prepare_data.Config:
-    return prepare_data.Config(source=source, dataset_prefix=PREFIX, **values)  # type: ignore[arg-type]
+    return prepare_data.Config(source=source, dataset_prefix=PREFIX, **values)
 
 
 def test_digits_run_is_content_addressed(digits_dirs: dict[str, Path], tmp_path: Path) -> None:
     store = MemoryStore()
-    result = prepare_data.run(config("digits", image_size=DIGITS_SIDE, seed=42), store=store)  # type: ignore[arg-type]
+    result = prepare_data.run(config("digits", image_size=DIGITS_SIDE, seed=42), store=store)
     sha = result.outputs["dataset-sha256"]
     # Same seed and size as the fixture's folder: the step's archive has the same content address.
     assert sha == data.pack_dataset(data.load_layout(digits_dirs["seed42"]), tmp_path / "d.tar.gz")
@@ -38,8 +37,8 @@ def test_digits_run_is_content_addressed(digits_dirs: dict[str, Path], tmp_path:
 def test_same_folder_twice_uploads_once(tmp_path: Path) -> None:
     source = split_tree(tmp_path / "src")
     store = MemoryStore()
-    first = prepare_data.run(config(str(source)), store=store)  # type: ignore[arg-type]
-    second = prepare_data.run(config(str(source)), store=store)  # type: ignore[arg-type]
+    first = prepare_data.run(config(str(source)), store=store)
+    second = prepare_data.run(config(str(source)), store=store)
     assert first.outputs == second.outputs
     assert len(store.uploads) == 1
     assert "already there" in second.summary
@@ -51,10 +50,10 @@ def test_publish_restores_a_missing_manifest_without_reuploading(tmp_path: Path)
     archive.write_bytes(b"archive")
     store = MemoryStore()
     prefix = S3Url.parse(PREFIX)
-    url, uploaded = prepare_data.publish(store, prefix, archive, "abc", {"sha256": "abc"})  # type: ignore[arg-type]
+    url, uploaded = prepare_data.publish(store, prefix, archive, "abc", {"sha256": "abc"})
     assert (str(url), uploaded) == (f"{PREFIX}/abc/dataset.tar.gz", True)
     del store.objects[f"{PREFIX}/abc/manifest.json"]
-    _, uploaded = prepare_data.publish(store, prefix, archive, "abc", {"sha256": "abc"})  # type: ignore[arg-type]
+    _, uploaded = prepare_data.publish(store, prefix, archive, "abc", {"sha256": "abc"})
     assert uploaded is False
     assert len(store.uploads) == 1
     assert json.loads(store.objects[f"{PREFIX}/abc/manifest.json"]) == {"sha256": "abc"}
@@ -64,7 +63,7 @@ def test_bad_dataset_uploads_nothing(tmp_path: Path) -> None:
     source = split_tree(tmp_path / "src", classes=("only",))
     store = MemoryStore()
     with pytest.raises(BadInput, match="only one class"):
-        prepare_data.run(config(str(source)), store=store)  # type: ignore[arg-type]
+        prepare_data.run(config(str(source)), store=store)
     assert store.objects == {}
 
 

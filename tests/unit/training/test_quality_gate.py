@@ -82,7 +82,9 @@ def test_min_improvement_is_required(registry: Registry) -> None:
 
 
 @pytest.mark.parametrize(("accuracy", "threshold"), [(93.0, 0.9), (0.93, 90.0)])
-def test_percent_is_bad_input_and_changes_nothing(registry: Registry, accuracy: float, threshold: float) -> None:
+def test_percent_is_bad_input_and_changes_nothing(
+    registry: Registry, accuracy: float, threshold: float
+) -> None:
     with pytest.raises(BadInput, match="looks like a percent"):
         decide(registry, accuracy, threshold)
     assert versions(registry) == {}

@@ -30,7 +30,10 @@ def mlflow_exception(message: str, code: str) -> Exception:
     ],
 )
 def test_mlflow_errors_map_to_exit_codes(code: str, expected: type[Exception]) -> None:
-    with pytest.raises(expected, match="reading run r1: .*boom") as caught, tracking.mlflow_errors("reading run r1"):
+    with (
+        pytest.raises(expected, match=r"reading run r1: .*boom") as caught,
+        tracking.mlflow_errors("reading run r1"),
+    ):
         raise mlflow_exception("boom\nsecond line", code)
     assert "second line" not in str(caught.value)
 

@@ -49,7 +49,7 @@ def test_evaluate_counts_accuracy_loss_and_predictions() -> None:
         (torch.zeros(2, 3, 4, 4), torch.tensor([0, 1])),
         (torch.zeros(2, 3, 4, 4), torch.tensor([0, 0])),
     ]
-    loss, accuracy, predictions, targets = train.evaluate(ConstantLogits([2.0, 0.0]), loader)  # type: ignore[arg-type]
+    loss, accuracy, predictions, targets = train.evaluate(ConstantLogits([2.0, 0.0]), loader)
     assert accuracy == 0.75
     assert predictions == [0, 0, 0, 0]
     assert targets == [0, 1, 0, 0]
@@ -61,7 +61,7 @@ def test_evaluate_counts_accuracy_loss_and_predictions() -> None:
 
 def test_evaluate_on_an_empty_split_is_bad_input() -> None:
     with pytest.raises(BadInput, match="validation split is empty"):
-        train.evaluate(ConstantLogits([0.0, 1.0]), [])  # type: ignore[arg-type]
+        train.evaluate(ConstantLogits([0.0, 1.0]), [])
 
 
 def test_fit_keeps_history_and_a_snapshot_of_the_best_epoch() -> None:
@@ -74,7 +74,7 @@ def test_fit_keeps_history_and_a_snapshot_of_the_best_epoch() -> None:
         epochs=3,
         learning_rate=0.5,
         on_epoch=seen.append,
-        progress=False,  # type: ignore[arg-type]
+        progress=False,
     )
     assert seen == result.history
     assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]
@@ -94,7 +94,7 @@ def test_fit_learns_the_separable_toy_task() -> None:
         batches(2, count=2),
         epochs=4,
         learning_rate=0.5,
-        progress=False,  # type: ignore[arg-type]
+        progress=False,
     )
     assert result.best_val_accuracy >= 0.75
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -107,7 +107,7 @@ def test_fit_stops_on_a_nan_loss() -> None:
     with torch.no_grad():
         net[2].weight.fill_(float("nan"))
     with pytest.raises(BadInput, match="training diverged: loss is nan at epoch 1 step 1") as caught:
-        train.fit(net, batches(), batches(), epochs=2, learning_rate=0.1, progress=False)  # type: ignore[arg-type]
+        train.fit(net, batches(), batches(), epochs=2, learning_rate=0.1, progress=False)
     assert caught.value.exit_code == EXIT_BAD_INPUT
 
 
@@ -122,7 +122,7 @@ def _seeded_fit(seed: int) -> train.FitResult:
         torch.nn.Flatten(),
         torch.nn.Linear(4, 2),
     )
-    return train.fit(net, batches(5), batches(6), epochs=2, learning_rate=0.1, progress=False)  # type: ignore[arg-type]
+    return train.fit(net, batches(5), batches(6), epochs=2, learning_rate=0.1, progress=False)
 
 
 def test_seeding_makes_training_repeatable(torch_global_state: None) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlops.errors import BadInput
-from tests.unit.training.conftest import ExportedResnet
-from tests.unit.training.factories import tiny_onnx_graph
+from tests.unit.training.factories import ExportedResnet, tiny_onnx_graph
 from training.resnet import triton_config
 from training.resnet.onnx_export import load_onnx
 
@@ -18,7 +17,11 @@ def test_config_of_the_exported_resnet(exported_resnet: ExportedResnet) -> None:
     text = triton_config.render_config(graph, "resnet18-onnx", max_batch_size=8, dynamic_batching=True)
     config = triton_config.parse_config(text)
     assert isinstance(config, model_config_pb2.ModelConfig)
-    assert (config.name, config.platform, config.backend) == ("resnet18-onnx", "onnxruntime_onnx", "onnxruntime")
+    assert (config.name, config.platform, config.backend) == (
+        "resnet18-onnx",
+        "onnxruntime_onnx",
+        "onnxruntime",
+    )
     assert config.max_batch_size == 8
     assert config.HasField("dynamic_batching")
     (tensor_in,) = config.input
@@ -28,7 +31,11 @@ def test_config_of_the_exported_resnet(exported_resnet: ExportedResnet) -> None:
         [3, exported_resnet.side, exported_resnet.side],
         model_config_pb2.TYPE_FP32,
     )
-    assert (tensor_out.name, list(tensor_out.dims), tensor_out.data_type) == ("logits", [2], model_config_pb2.TYPE_FP32)
+    assert (tensor_out.name, list(tensor_out.dims), tensor_out.data_type) == (
+        "logits",
+        [2],
+        model_config_pb2.TYPE_FP32,
+    )
 
 
 def test_text_is_stable_and_readable() -> None:
@@ -87,7 +94,10 @@ def test_type_triton_cannot_carry_is_bad_input() -> None:
 
 
 def test_fixed_batch_graph_cannot_be_batched() -> None:
-    with pytest.raises(BadInput, match="input 'input' has shape \\[1, 3, 8, 8\\]: its first dimension must be a dynamic batch"):
+    with pytest.raises(
+        BadInput,
+        match="input 'input' has shape \\[1, 3, 8, 8\\]: its first dimension must be a dynamic batch",
+    ):
         triton_config.render_config(tiny_onnx_graph(batch=1), "tiny", max_batch_size=8)
     text = triton_config.render_config(tiny_onnx_graph(batch=1), "tiny", max_batch_size=0)
     assert list(triton_config.parse_config(text).input[0].dims) == [1, 3, 8, 8]
@@ -116,7 +126,10 @@ def test_text_that_does_not_parse() -> None:
         (("max_batch_size: 4", "max_batch_size: 8"), "max_batch_size 8 != 4"),
         (("dynamic_batching { }\n", ""), "dynamic_batching does not match"),
         (('name: "logits"', 'name: "probs"'), "outputs [TensorSpec(name='probs'"),
-        (("dims: [ 3, 8, 8 ]", "dims: [ 3, 16, 16 ]"), "inputs [TensorSpec(name='input', data_type='TYPE_FP32', dims=(3, 16, 16))]"),
+        (
+            ("dims: [ 3, 8, 8 ]", "dims: [ 3, 16, 16 ]"),
+            "inputs [TensorSpec(name='input', data_type='TYPE_FP32', dims=(3, 16, 16))]",
+        ),
         (("data_type: TYPE_FP32\n    dims: [ 2 ]", "data_type: TYPE_FP16\n    dims: [ 2 ]"), "outputs"),
         (('platform: "onnxruntime_onnx"', 'platform: "tensorrt_plan"'), "platform/backend 'tensorrt_plan'"),
     ],
@@ -125,7 +138,7 @@ def test_validate_rejects_a_config_that_does_not_match(edit: tuple[str, str], pr
     graph = tiny_onnx_graph()
     text = triton_config.render_config(graph, "tiny", 4)
     assert edit[0] in text
-    with pytest.raises(BadInput, match="config.pbtxt does not match the ONNX graph") as caught:
+    with pytest.raises(BadInput, match=r"config\.pbtxt does not match the ONNX graph") as caught:
         triton_config.validate_config(text.replace(edit[0], edit[1]), graph, "tiny", 4, True)
     assert problem in str(caught.value)
 

@@ -11,8 +11,7 @@ import pytest
 from mlops import gates
 from mlops.errors import BadInput
 from mlops.registry import InMemoryBackend, Registry
-from tests.unit.training.conftest import ExportedResnet
-from tests.unit.training.factories import onnx_twin, save_onnx, tiny_net
+from tests.unit.training.factories import ExportedResnet, onnx_twin, save_onnx, tiny_net
 from training.resnet import validate_onnx
 from training.resnet.onnx_export import ort_session
 
@@ -25,7 +24,9 @@ def inputs(count: int, side: int, seed: int = 0) -> Any:
 
 def test_resnet_and_its_own_onnx_agree(exported_resnet: ExportedResnet) -> None:
     session = ort_session(exported_resnet.path, threads=2)
-    result = validate_onnx.compare(exported_resnet.model, session, inputs(5, exported_resnet.side), batch_size=2)
+    result = validate_onnx.compare(
+        exported_resnet.model, session, inputs(5, exported_resnet.side), batch_size=2
+    )
     assert result.onnx_logits.shape == result.torch_logits.shape == (5, 2)
     assert result.max_abs_diff <= 1e-5
     assert result.argmax_mismatches == 0
@@ -104,7 +105,12 @@ def test_write_golden_format(tmp_path: Path) -> None:
     x = np.asfortranarray(inputs(3, 8))
     logits = np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 1.0, 0.0]], dtype=np.float32)
     folder = validate_onnx.write_golden(
-        tmp_path / "golden", x, logits, [0, 1, 1], ["val/a/1.png", "val/b/2.png", "val/b/3.png"], ["a", "b", "c"]
+        tmp_path / "golden",
+        x,
+        logits,
+        [0, 1, 1],
+        ["val/a/1.png", "val/b/2.png", "val/b/3.png"],
+        ["a", "b", "c"],
     )
     assert sorted(p.name for p in folder.iterdir()) == ["inputs.npy", "labels.json", "probabilities.npy"]
     saved = np.load(folder / "inputs.npy")
@@ -141,7 +147,10 @@ def test_measure_latency_reports_both_runtimes_at_both_batch_sizes(net_and_sessi
     assert set(metrics) == expected
     for runtime in ("onnx", "torch"):
         for batch in validate_onnx.LATENCY_BATCHES:
-            p50, p95 = metrics[f"latency_ms_{runtime}_b{batch}_p50"], metrics[f"latency_ms_{runtime}_b{batch}_p95"]
+            p50, p95 = (
+                metrics[f"latency_ms_{runtime}_b{batch}_p50"],
+                metrics[f"latency_ms_{runtime}_b{batch}_p95"],
+            )
             assert 0.0 < p50 <= p95
 
 
@@ -150,7 +159,12 @@ def test_register_only_after_a_pass() -> None:
     failed = gates.equivalence_gate(1e-3, 1e-5, 0)
     passed = gates.equivalence_gate(1e-7, 1e-5, 0)
     common: dict[str, Any] = {
-        "model": "m-onnx", "alias": "deploy", "expect_version": None, "source": "s3://x", "run_id": "r", "tags": {"k": "v"}
+        "model": "m-onnx",
+        "alias": "deploy",
+        "expect_version": None,
+        "source": "s3://x",
+        "run_id": "r",
+        "tags": {"k": "v"},
     }
     assert validate_onnx.register_if_passed(registry, failed, **common) == ""
     assert registry.alias("m-onnx", "deploy") is None
