@@ -11,7 +11,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -39,10 +39,21 @@ def cli_flags(config_cls: type[StepConfig]) -> set[str]:
     return {flag_name(name) for name in config_cls.model_fields} | {"--config"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a malformed command line as BadInput instead of exiting the process."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BadInput(
+            f"{message} (write negative numbers as --flag=-1)"
+            if "expected one argument" in message
+            else message
+        )
+
+
 def build_parser(
     config_cls: type[StepConfig], prog: str | None, description: str | None
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--config", metavar="FILE", help="YAML file with values for any of the options below")
     for name, field in config_cls.model_fields.items():
         default = field.get_default(call_default_factory=True)

@@ -67,3 +67,8 @@ def test_unrelated_env_is_ignored() -> None:
 
 def test_cli_flags_lists_every_field() -> None:
     assert cli_flags(Example) == {"--model-name", "--threshold", "--epochs", "--enabled", "--config"}
+
+
+def test_malformed_command_line_is_bad_input_not_a_process_exit() -> None:
+    with pytest.raises(BadInput, match=r"--threshold: expected one argument.*--flag=-1"):
+        load_config(Example, ["--threshold", "-1e-5"], env={})

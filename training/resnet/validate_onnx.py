@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -73,7 +73,7 @@ class Config(StepConfig):
     )
     alias: str = Field("deploy", description="alias of the ONNX model moved to the new version on pass")
     threads: int = Field(2, ge=1, le=256, description="CPU threads for both ONNX Runtime and PyTorch")
-    ort_optimization: str = Field(
+    ort_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all",
         description="ONNX Runtime graph optimisation level (disable|basic|extended|all); "
         "'all' is what Triton's onnxruntime backend uses by default",
