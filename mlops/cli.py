@@ -109,7 +109,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """Every registered model with its aliases: what the demo leaves behind, at a glance."""
     from mlflow import MlflowClient
 
-    from mlops.registry import configure_mlflow_client
+    from mlops.tracking import configure_mlflow_client
 
     configure_mlflow_client()
     client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)

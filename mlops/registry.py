@@ -16,12 +16,11 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from mlops.errors import AliasConflict, BadInput, Transient
+from mlops.errors import AliasConflict, BadInput
+from mlops.tracking import configure_mlflow_client, mlflow_errors
 
 AUDIT_PREFIX = "audit."
 UNSET: Any = object()  # sentinel: "do not check the current state"
@@ -222,25 +221,6 @@ class InMemoryBackend:
         self.model_tags.setdefault(model, {})[key] = value
 
 
-@contextmanager
-def _mlflow_errors(what: str) -> Iterator[None]:
-    """Translate MLflow client errors: unreachable server -> Transient, missing thing -> BadInput."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as exc:
-        code = getattr(exc, "error_code", "")
-        text = str(exc)
-        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise BadInput(f"{what}: {text}") from exc
-        if code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR") or "API request to" in text:
-            raise Transient(f"{what}: MLflow unreachable or failing: {text.splitlines()[0]}") from exc
-        raise
-    except OSError as exc:
-        raise Transient(f"{what}: {exc}") from exc
-
-
 class MlflowBackend:
     """The real registry: MLflow's model registry over its REST API."""
 
@@ -252,17 +232,17 @@ class MlflowBackend:
     def get_alias(self, model: str, alias: str) -> str | None:
         """The version behind `model@alias`; None when the alias or the model does not exist."""
         try:
-            with _mlflow_errors(f"reading {model}@{alias}"):
+            with mlflow_errors(f"reading {model}@{alias}"):
                 return str(self.client.get_model_version_by_alias(model, alias).version)
-        except BadInput:  # _mlflow_errors' translation of RESOURCE_DOES_NOT_EXIST / INVALID_PARAMETER_VALUE
+        except BadInput:  # mlflow_errors' translation of RESOURCE_DOES_NOT_EXIST / INVALID_PARAMETER_VALUE
             return None
 
     def set_alias(self, model: str, alias: str, version: str) -> None:
-        with _mlflow_errors(f"setting {model}@{alias}"):
+        with mlflow_errors(f"setting {model}@{alias}"):
             self.client.set_registered_model_alias(model, alias, version)
 
     def delete_alias(self, model: str, alias: str) -> None:
-        with _mlflow_errors(f"deleting {model}@{alias}"):
+        with mlflow_errors(f"deleting {model}@{alias}"):
             self.client.delete_registered_model_alias(model, alias)
 
     def _ensure_model(self, model: str) -> None:
@@ -275,44 +255,44 @@ class MlflowBackend:
                 raise
 
     def create_version(self, model: str, source: str, run_id: str | None, tags: dict[str, str]) -> str:
-        with _mlflow_errors(f"registering a version of {model}"):
+        with mlflow_errors(f"registering a version of {model}"):
             self._ensure_model(model)
             mv = self.client.create_model_version(model, source=source, run_id=run_id, tags=tags)
             return str(mv.version)
 
     def version_exists(self, model: str, version: str) -> bool:
         try:
-            with _mlflow_errors(f"reading {model} v{version}"):
+            with mlflow_errors(f"reading {model} v{version}"):
                 self.client.get_model_version(model, version)
             return True
         except BadInput:
             return False
 
     def version_source(self, model: str, version: str) -> str:
-        with _mlflow_errors(f"reading {model} v{version}"):
+        with mlflow_errors(f"reading {model} v{version}"):
             return str(self.client.get_model_version(model, version).source)
 
     def version_run_id(self, model: str, version: str) -> str | None:
-        with _mlflow_errors(f"reading {model} v{version}"):
+        with mlflow_errors(f"reading {model} v{version}"):
             return self.client.get_model_version(model, version).run_id or None
 
     def get_version_tags(self, model: str, version: str) -> dict[str, str]:
-        with _mlflow_errors(f"reading {model} v{version}"):
+        with mlflow_errors(f"reading {model} v{version}"):
             return dict(self.client.get_model_version(model, version).tags)
 
     def set_version_tag(self, model: str, version: str, key: str, value: str) -> None:
-        with _mlflow_errors(f"tagging {model} v{version}"):
+        with mlflow_errors(f"tagging {model} v{version}"):
             self.client.set_model_version_tag(model, version, key, value)
 
     def get_model_tags(self, model: str) -> dict[str, str]:
         try:
-            with _mlflow_errors(f"reading model {model}"):
+            with mlflow_errors(f"reading model {model}"):
                 return dict(self.client.get_registered_model(model).tags)
         except BadInput:
             return {}
 
     def set_model_tag(self, model: str, key: str, value: str) -> None:
-        with _mlflow_errors(f"tagging model {model}"):
+        with mlflow_errors(f"tagging model {model}"):
             self._ensure_model(model)
             self.client.set_registered_model_tag(model, key, value)
 
@@ -321,10 +301,3 @@ def mlflow_registry(tracking_uri: str | None = None) -> Registry:
     """The registry a step uses: MLflow at `tracking_uri` (default: MLFLOW_TRACKING_URI)."""
     configure_mlflow_client()
     return Registry(MlflowBackend(tracking_uri))
-
-
-def configure_mlflow_client() -> None:
-    """Fail fast when MLflow is down: a step exits 3 and Argo retries, instead of MLflow's own long backoff."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")

@@ -8,6 +8,7 @@ run or a run in the wrong state is `BadInput` (exit 2).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import BadInput, Transient
-from mlops.registry import configure_mlflow_client
 
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 _UNAVAILABLE = (
@@ -83,3 +83,10 @@ def log_json(client: Any, run_id: str, data: Any, artifact_path: str, filename: 
 def artifact_uri(run: Any, path: str) -> str:
     """The URI of one artifact folder of a run, used as a registered version's source."""
     return f"{run.info.artifact_uri.rstrip('/')}/{path.strip('/')}"
+
+
+def configure_mlflow_client() -> None:
+    """Fail fast when MLflow is down: a step exits 3 and Argo retries, instead of MLflow's own long backoff."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")

@@ -25,9 +25,9 @@ from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
 from mlops.storage import sha256_file
+from mlops.tracking import download_artifacts, mlflow_errors, tracking_client
 from training.resnet.model import load_checkpoint
 from training.resnet.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, load_onnx, ort_session
-from training.resnet.tracking import download_artifacts, mlflow_errors, tracking_client
 from training.resnet.triton_config import render_config
 
 ONNX_DIR = "onnx"

@@ -20,7 +20,7 @@ from mlops.errors import BadInput
 from mlops.gates import Verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from training.resnet.tracking import artifact_uri, get_run, log_json, mlflow_errors, tracking_client
+from mlops.tracking import artifact_uri, get_run, log_json, mlflow_errors, tracking_client
 
 ACCURACY_TAG = "best_val_accuracy"
 GATE_TAG = "gate.quality"

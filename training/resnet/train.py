@@ -29,6 +29,7 @@ from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
 from mlops.step import StepResult
+from mlops.tracking import mlflow_errors
 from training.resnet import data, plots
 from training.resnet.model import (
     LabelledImages,
@@ -39,7 +40,6 @@ from training.resnet.model import (
     save_checkpoint,
     seed_everything,
 )
-from training.resnet.tracking import mlflow_errors
 
 if TYPE_CHECKING:
     from torch import nn
@@ -242,7 +242,7 @@ def run(cfg: Config) -> StepResult:
     import torch
     import torchvision
 
-    from mlops.registry import configure_mlflow_client
+    from mlops.tracking import configure_mlflow_client
 
     if not cfg.dataset_uri:
         raise BadInput("--dataset-uri is required (the dataset-uri output of prepare_data)")

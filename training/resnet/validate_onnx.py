@@ -29,10 +29,7 @@ from mlops.gates import Verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
 from mlops.storage import sha256_file
-from training.resnet import data, plots
-from training.resnet.model import ModelMeta, load_checkpoint, load_images, read_meta
-from training.resnet.onnx_export import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session
-from training.resnet.tracking import (
+from mlops.tracking import (
     artifact_uri,
     download_artifacts,
     get_run,
@@ -40,6 +37,9 @@ from training.resnet.tracking import (
     mlflow_errors,
     tracking_client,
 )
+from training.resnet import data, plots
+from training.resnet.model import ModelMeta, load_checkpoint, load_images, read_meta
+from training.resnet.onnx_export import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session
 from training.resnet.triton_config import validate_config
 
 if TYPE_CHECKING:

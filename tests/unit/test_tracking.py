@@ -1,4 +1,4 @@
-"""training.resnet.tracking: MLflow errors mapped to exit codes, run reads, JSON artifacts (no server)."""
+"""mlops.tracking: MLflow errors mapped to exit codes, run reads, JSON artifacts (no server)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from mlops import tracking
 from mlops.errors import BadInput, Transient
-from training.resnet import tracking
 
 
 def mlflow_exception(message: str, code: str) -> Exception:
