@@ -28,3 +28,14 @@ def repository(cfg: ModelSettings, triton_model: str) -> Repository:
 
 def workflow_name() -> str:
     return os.environ.get("MLOPS_WORKFLOW_NAME", "manual")
+
+
+class ServerSettings(ModelSettings):
+    triton_model_name: str = Field(
+        "", description="the model's name in the Triton repository ('' = from the registry)"
+    )
+    endpoints: str = Field(
+        "127.0.0.1:8001",
+        description="Triton gRPC replicas: host:port[,host:port...] or k8s://<namespace>/<selector>:<port>",
+    )
+    ready_timeout_s: float = Field(120.0, gt=0, description="how long to wait for a version to become ready")
