@@ -202,7 +202,9 @@ def trained(local_stack: LocalStack, bucket: str, tmp_path_factory: pytest.TempP
 # --- prepare_data: bad datasets ------------------------------------------------------------------
 
 
-def write_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog"), per_class: int = 2) -> Path:
+def write_image_folder(
+    root: Path, classes: tuple[str, ...] = ("cat", "dog", "owl"), per_class: int = 2
+) -> Path:
     """A tiny valid split ImageFolder: train/<class>/*.png and val/<class>/*.png."""
     from PIL import Image
 
@@ -228,7 +230,7 @@ def test_prepare_data_accepts_the_tiny_dataset_the_faults_are_made_from(
     prefix = f"s3://{bucket}/control-{uuid.uuid4().hex[:6]}"
     run = prepare(local_stack, write_image_folder(tmp_path / "data"), prefix, tmp_path)
     assert run.returncode == 0, run.explain()
-    assert run.outputs["num-classes"] == "2"
+    assert run.outputs["num-classes"] == "3"
     assert run.outputs["dataset-uri"].startswith(prefix)
 
 
@@ -336,6 +338,16 @@ def test_train_nan_loss_fails_the_run_and_registers_nothing(
 # --- validate_onnx: a truncated model ------------------------------------------------------------
 
 
+EXPORT_TAGS = (
+    "mlops.step",
+    "source_model",
+    "source_version",
+    "source_run_id",
+    "onnx_sha256",
+    "triton_model_name",
+)
+
+
 def log_tampered_export(client: MlflowClient, trained: Trained, workdir: Path, *, fix_checksum: bool) -> str:
     """A copy of the good export run whose onnx/model.onnx is cut in half; meta.json's sha256 kept or fixed."""
     export_run = client.get_run(trained.export_run_id)
@@ -351,7 +363,9 @@ def log_tampered_export(client: MlflowClient, trained: Trained, workdir: Path, *
         meta = json.loads((folder / "meta.json").read_text())
         meta["onnx_sha256"] = hashlib.sha256(truncated).hexdigest()
         (folder / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tags = {k: v for k, v in export_run.data.tags.items() if not k.startswith("mlflow.")}
+    # The tags export_onnx sets; not the gate tags validate_onnx added to the good run since.
+    tags = {key: export_run.data.tags[key] for key in EXPORT_TAGS}
+    tags["onnx_sha256"] = json.loads((folder / "meta.json").read_text())["onnx_sha256"]
     run_id = str(client.create_run(export_run.info.experiment_id, tags=tags).info.run_id)
     client.log_artifacts(run_id, str(folder), "onnx")
     client.set_terminated(run_id, "FINISHED")
