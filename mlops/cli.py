@@ -93,10 +93,21 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def tracking_uri(args: argparse.Namespace) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local stack's MLflow (never a stray ./mlflow.db)."""
+    from mlops.stack.services import Ports, client_env
+
+    return (
+        args.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or client_env(Ports.from_env())["MLFLOW_TRACKING_URI"]
+    )
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from mlops.registry import mlflow_registry
 
-    entries = mlflow_registry(args.tracking_uri).history(args.model)
+    entries = mlflow_registry(tracking_uri(args)).history(args.model)
     if not entries:
         print(f"no alias moves recorded for {args.model}")
         return 0
@@ -112,7 +123,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from mlops.tracking import configure_mlflow_client
 
     configure_mlflow_client()
-    client = MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+    uri = tracking_uri(args)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     models = client.search_registered_models()
     if not models:
         print("no registered models yet")
@@ -125,9 +137,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             (int(v.version) for v in client.search_model_versions(f"name='{model.name}'")), default=0
         )
         print(f"{model.name:<28} {latest} version(s); {aliases}")
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri:
-        print(f"MLflow UI: {uri}  (models: {uri}/#/models, history: bin/mlops history MODEL)")
+    print(f"MLflow UI: {uri}  (models: {uri}/#/models, history: bin/mlops history MODEL)")
     return 0
 
 
@@ -172,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="audit trail of a model's alias moves",
     )
     history.add_argument("model", help="registered model name, e.g. resnet18-imagenette")
-    history.add_argument("--tracking-uri", default=None, help="MLflow URI (default: MLFLOW_TRACKING_URI)")
+    history.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: MLFLOW_TRACKING_URI, else the local stack's MLflow)",
+    )
     history.set_defaults(func=cmd_history)
 
     models = sub.add_parser(
@@ -180,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="registered models and their aliases",
         description="registered models and their aliases",
     )
-    models.add_argument("--tracking-uri", default=None, help="MLflow URI (default: MLFLOW_TRACKING_URI)")
+    models.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: MLFLOW_TRACKING_URI, else the local stack's MLflow)",
+    )
     models.set_defaults(func=cmd_models)
 
     run = sub.add_parser(
