@@ -59,7 +59,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
             reason=f"replaced as live by v{cfg.version} ({workflow_name()})",
         )
     return StepResult(
-        outputs={"live": cfg.version, "previous": before if moved_previous else (previous_before or "none")},
+        outputs={"live": cfg.version, "previous": (before if moved_previous else previous_before) or "none"},
         summary=(
             f"{cfg.model_name}: live {before or 'unset'} -> v{cfg.version}"
             + (f", previous -> v{before}" if moved_previous else ", previous unchanged")
