@@ -24,9 +24,14 @@ REPORT = REPO_ROOT / "docs" / "performance.md"
 
 def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.onnx_latency import bench_onnx_latency
+    from benchmarks.upload_memory import bench_upload_memory
     from benchmarks.workflow_wall_time import bench_workflow
 
-    return {"onnx_latency": bench_onnx_latency, "workflow_wall_time": bench_workflow}
+    return {
+        "onnx_latency": bench_onnx_latency,
+        "workflow_wall_time": bench_workflow,
+        "upload_memory": bench_upload_memory,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -123,6 +128,22 @@ def render_workflow(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def render_upload(record: dict[str, Any]) -> list[str]:
+    return [
+        "## Peak memory of a streaming upload to S3",
+        "",
+        f"`S3Store.upload_file` of a {record['file_mib']} MiB file in {record['part_mib']} MiB parts to the local "
+        f"S3 API; {_machine_line(record)}. Source: `benchmarks/upload_memory.py` (peak RSS of a fresh uploader "
+        "process, after importing boto3).",
+        "",
+        "| file | baseline RSS | peak RSS | growth | time | throughput |",
+        "|---|---|---|---|---|---|",
+        f"| {record['file_mib']} MiB | {record['baseline_rss_mib']} MiB | {record['peak_rss_mib']} MiB | "
+        f"{record['peak_growth_mib']} MiB | {record['seconds']} s | {record['mib_per_s']} MiB/s |",
+        "",
+    ]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -131,7 +152,11 @@ def render_report() -> str:
         "do not edit by hand. Figures are what this machine measured, not targets.",
         "",
     ]
-    renderers = {"onnx_latency": render_onnx, "workflow_wall_time": render_workflow}
+    renderers = {
+        "onnx_latency": render_onnx,
+        "workflow_wall_time": render_workflow,
+        "upload_memory": render_upload,
+    }
     for name, render in renderers.items():
         record = _load(name)
         lines += render(record) if record else [f"## {name}", "", "not measured yet: run `make bench`.", ""]
