@@ -1,0 +1,889 @@
+#!/usr/bin/env python3
+"""Validate, offline, everything that deploys the platform: images, manifests, GitOps, CI.
+
+Checks (all by default; `--check NAME` picks some, in this order):
+  kustomize  `kubectl kustomize` builds every overlay, infra/monitoring and infra/argocd/apps
+             (with --load-restrictor LoadRestrictionsNone: the WorkflowTemplates are workflows/*.yaml)
+  schema     every built object, strictly (an unknown field is an error): kubernetes-validate for
+             core kinds, mlops.argo.schema.check_document for Argo Workflows kinds, the subset
+             schemas in infra/schemas/crd-subsets.yaml for ServiceMonitor, PrometheusRule and
+             Argo CD's Application/AppProject
+  refs       names resolve inside a build: service accounts, config maps, claims, Role bindings,
+             Service/PDB/NetworkPolicy selectors and ports, the workflows' service URLs and
+             k8s:// replica selectors, ServiceMonitor targets, Argo CD application paths
+  promql     every alerting/recording rule and dashboard query parses (promql-parser); every
+             recorded series a query uses is recorded
+  images     base images pinned by digest; what each WorkflowTemplate and manifest runs is built
+             by a Dockerfile in docker/ through .github/workflows/images.yml, whose path filter
+             covers everything the image copies; every workflows/*.yaml is deployed
+  hadolint   docker/*/Dockerfile with docker/hadolint.yaml (no ignored rule)
+  gha        .github/workflows/*.yml against GitHub's workflow schema (check-jsonschema, vendored);
+             every action pinned by commit SHA; AWS only through OIDC role assumption
+  checkov    the rendered builds (frameworks kubernetes, argo_workflows), skips from infra/checkov.yaml
+
+Run it in the infra environment (`make infra-check` does):
+  PYTHONPATH=. "$(python3 scripts/ensure_venv.py --extras infra)/bin/python" scripts/check_infra.py
+Prints one line per problem and a summary; exits 1 when anything is found, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBERNETES_VERSION = "1.33"
+LOAD_RESTRICTOR = ["--load-restrictor", "LoadRestrictionsNone"]
+IMAGE_PREFIX = "mlops-k8s"  # repository path prefix of every image images.yml pushes
+# Secrets created out of band (docs/infra.md, "Bootstrap"), never committed.
+EXTERNAL_SECRETS = {("mlops", "mlflow-db")}
+# Namespaces whose Services another install owns (ServiceMonitor targets not checkable here).
+EXTERNAL_NAMESPACES = {"argo"}
+SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+GRAFANA_MACROS = re.compile(r"\$__(rate_interval|interval|range)|\$\{__(rate_interval|interval|range)\}")
+
+
+@dataclass(frozen=True)
+class Finding:
+    where: str
+    message: str
+
+
+@dataclass
+class Result:
+    name: str
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, where: str, message: str) -> None:
+        self.findings.append(Finding(where, message))
+
+
+@dataclass
+class Build:
+    """The objects one `kubectl kustomize` (or one plain manifest file) produces."""
+
+    path: str
+    objects: list[dict[str, Any]]
+
+
+class Context:
+    """What every check reads: the repository, and the builds the kustomize check made."""
+
+    def __init__(self, root: Path, kubernetes_version: str) -> None:
+        self.root = root
+        self.kubernetes_version = kubernetes_version
+        self.builds: dict[str, Build] = {}
+
+    def rel(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def tool(self, name: str) -> str | None:
+        """A command from this interpreter's environment first (the infra venv), then PATH."""
+        local = Path(sys.executable).parent / name
+        return str(local) if local.exists() else shutil.which(name)
+
+    def objects(self, *kinds: str) -> Iterator[tuple[Build, dict[str, Any]]]:
+        for build in self.builds.values():
+            for obj in build.objects:
+                if not kinds or obj.get("kind") in kinds:
+                    yield build, obj
+
+    def dockerfiles(self) -> dict[str, Path]:
+        return {p.parent.name: p for p in sorted((self.root / "docker").glob("*/Dockerfile"))}
+
+
+def describe(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    return f"{obj.get('kind')} {namespace + '/' if namespace else ''}{meta.get('name')}"
+
+
+def load_yaml_documents(text: str) -> list[dict[str, Any]]:
+    import yaml
+
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def json_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(object)"
+
+
+def buildinfo(root: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("buildinfo", root / "docker" / "buildinfo.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- kustomize --------------------------------------------------------------------------------
+
+
+def kustomization_resources(directory: Path) -> list[Path]:
+    import yaml
+
+    data = yaml.safe_load((directory / "kustomization.yaml").read_text()) or {}
+    return [(directory / entry).resolve() for entry in data.get("resources", [])]
+
+
+def build_roots(root: Path) -> list[Path]:
+    overlays = sorted(p.parent for p in (root / "infra" / "overlays").glob("*/kustomization.yaml"))
+    return [*overlays, root / "infra" / "monitoring", root / "infra" / "argocd" / "apps"]
+
+
+def check_kustomize(ctx: Context) -> Result:
+    result = Result("kustomize")
+    kubectl = ctx.tool("kubectl")
+    if not kubectl:
+        result.add("kubectl", "not found on PATH: install kubectl >= 1.27 (it embeds kustomize v5)")
+        return result
+    reached: set[Path] = set()
+    for directory in build_roots(ctx.root):
+        where = ctx.rel(directory)
+        run = subprocess.run(
+            [kubectl, "kustomize", *LOAD_RESTRICTOR, str(directory)], capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            result.add(where, f"kubectl kustomize failed: {run.stderr.strip()}")
+            continue
+        ctx.builds[where] = Build(where, load_yaml_documents(run.stdout))
+        pending = [directory]
+        while pending:
+            current = pending.pop()
+            if current in reached or not (current / "kustomization.yaml").is_file():
+                continue
+            reached.add(current)
+            pending.extend(p for p in kustomization_resources(current) if p.is_dir())
+    root_app = ctx.root / "infra" / "argocd" / "root.yaml"
+    if root_app.is_file():
+        ctx.builds[ctx.rel(root_app)] = Build(ctx.rel(root_app), load_yaml_documents(root_app.read_text()))
+    for kustomization in sorted((ctx.root / "infra").rglob("kustomization.yaml")):
+        if kustomization.parent.resolve() not in reached:
+            result.add(
+                ctx.rel(kustomization), "not part of any build (no overlay, monitoring or argocd uses it)"
+            )
+    total = sum(len(b.objects) for b in ctx.builds.values())
+    result.notes.append(f"{len(ctx.builds)} builds, {total} objects")
+    return result
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+class KubernetesSchemas:
+    """Strict JSON schemas shipped by kubernetes-validate, all errors per object (not just the first)."""
+
+    def __init__(self, version: str) -> None:
+        from kubernetes_validate import utils
+
+        self.utils = utils
+        self.version = version
+        available = [v for v in utils.all_versions() if utils.major_minor(v) == version]
+        if not available:
+            raise SystemExit(f"kubernetes-validate has no schemas for Kubernetes {version}")
+        self.directory = f"kubernetes-json-schema/v{available[-1]}-local-strict"
+        self.definitions = utils.schema_contents(f"{self.directory}/_definitions.json", version)
+        self.validators: dict[tuple[str, str], Any] = {}
+
+    def validator(self, api_version: str, kind: str) -> Any | None:
+        key = (api_version, kind)
+        if key not in self.validators:
+            import jsonschema
+            from referencing import Registry, Resource
+
+            api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+            try:
+                schema = self.utils.schema_contents(
+                    f"{self.directory}/{kind.lower()}-{api}.json", self.version
+                )
+            except FileNotFoundError:
+                self.validators[key] = None
+                return None
+            registry: Registry[Any] = Resource.from_contents(schema) @ Registry()
+            registry = Resource.from_contents(self.definitions) @ registry
+            self.validators[key] = jsonschema.Draft202012Validator(schema, registry=registry)
+        return self.validators[key]
+
+
+def subset_validators(root: Path) -> dict[str, Any]:
+    import jsonschema
+    import yaml
+
+    spec = yaml.safe_load((root / "infra" / "schemas" / "crd-subsets.yaml").read_text())
+    return {
+        key: jsonschema.Draft202012Validator({**schema, "$defs": spec["$defs"]})
+        for key, schema in spec["kinds"].items()
+    }
+
+
+def check_schema(ctx: Context) -> Result:
+    from mlops.argo.schema import KINDS as ARGO_KINDS
+    from mlops.argo.schema import check_document
+
+    result = Result("schema")
+    kubernetes = KubernetesSchemas(ctx.kubernetes_version)
+    subsets = subset_validators(ctx.root)
+    counts = {"kubernetes": 0, "argo": 0, "subset": 0}
+    subset_kinds: set[str] = set()
+    for build, obj in ctx.objects():
+        where = f"{build.path}: {describe(obj)}"
+        api_version, kind = str(obj.get("apiVersion")), str(obj.get("kind"))
+        if api_version == "argoproj.io/v1alpha1" and kind in ARGO_KINDS:
+            counts["argo"] += 1
+            for problem in check_document(obj):
+                result.add(where, problem)
+            continue
+        validator = subsets.get(f"{api_version}/{kind}") or kubernetes.validator(api_version, kind)
+        if validator is None:
+            result.add(
+                where, f"no schema for {api_version} {kind}: add one to infra/schemas/crd-subsets.yaml"
+            )
+            continue
+        if f"{api_version}/{kind}" in subsets:
+            counts["subset"] += 1
+            subset_kinds.add(kind)
+        else:
+            counts["kubernetes"] += 1
+        for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
+            result.add(where, f"{json_path(error.absolute_path)}: {error.message}")
+    result.notes.append(
+        f"{counts['kubernetes']} objects against Kubernetes {ctx.kubernetes_version} (strict), "
+        f"{counts['argo']} Argo objects (hera models, strict), {counts['subset']} custom resources "
+        f"against field subsets ({', '.join(sorted(subset_kinds))}): their CRDs' full schemas are not validated"
+    )
+    return result
+
+
+# --- refs -------------------------------------------------------------------------------------
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+def matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    wanted = (selector or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def pod_templates(build: Build) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for obj in build.objects:
+        if obj.get("kind") in WORKLOADS:
+            yield obj, obj["spec"]["template"]
+
+
+def names(build: Build, kind: str) -> set[tuple[str | None, str]]:
+    return {
+        (o["metadata"].get("namespace"), o["metadata"]["name"])
+        for o in build.objects
+        if o.get("kind") == kind
+    }
+
+
+def pod_spec_refs(build: Build, obj: dict[str, Any], pod: dict[str, Any], result: Result, where: str) -> None:
+    namespace = obj["metadata"].get("namespace")
+    spec = pod.get("spec", {})
+    account = spec.get("serviceAccountName", "default")
+    if account != "default" and (namespace, account) not in names(build, "ServiceAccount"):
+        result.add(where, f"serviceAccountName {account!r} is not in the build")
+    config_maps = names(build, "ConfigMap")
+    claims = {(namespace, c["metadata"]["name"]) for c in obj["spec"].get("volumeClaimTemplates", [])}
+    claims |= names(build, "PersistentVolumeClaim")
+    referenced: list[tuple[str, str]] = []
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        for env in container.get("env", []):
+            source = env.get("valueFrom", {})
+            if "configMapKeyRef" in source:
+                referenced.append(("ConfigMap", source["configMapKeyRef"]["name"]))
+            if "secretKeyRef" in source:
+                referenced.append(("Secret", source["secretKeyRef"]["name"]))
+        for env_from in container.get("envFrom", []):
+            for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                if key in env_from:
+                    referenced.append((kind, env_from[key]["name"]))
+    mounted = {
+        m["name"]
+        for c in spec.get("containers", []) + spec.get("initContainers", [])
+        for m in c.get("volumeMounts", [])
+    }
+    for volume in spec.get("volumes", []):
+        if "configMap" in volume:
+            referenced.append(("ConfigMap", volume["configMap"]["name"]))
+        if "secret" in volume:
+            referenced.append(("Secret", volume["secret"]["secretName"]))
+        if "persistentVolumeClaim" in volume:
+            referenced.append(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+        if volume["name"] not in mounted:
+            result.add(where, f"volume {volume['name']!r} is mounted by no container")
+    for kind, name in referenced:
+        known = {
+            "ConfigMap": config_maps,
+            "Secret": names(build, "Secret") | EXTERNAL_SECRETS,
+            "PersistentVolumeClaim": claims,
+        }[kind]
+        if (namespace, name) not in known:
+            result.add(where, f"{kind} {name!r} is not in the build")
+
+
+def container_ports(pod: dict[str, Any]) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for container in pod.get("spec", {}).get("containers", []):
+        for port in container.get("ports", []):
+            ports[port.get("name") or str(port["containerPort"])] = port["containerPort"]
+    return ports
+
+
+def workflow_service_refs(build: Build, obj: dict[str, Any], result: Result, where: str) -> None:
+    """Default parameter values naming in-cluster services must name something this build runs."""
+    services = {
+        (s["metadata"].get("namespace"), s["metadata"]["name"]): {
+            p["port"] for p in s["spec"].get("ports", [])
+        }
+        for s in build.objects
+        if s.get("kind") == "Service"
+    }
+    for param in obj["spec"].get("arguments", {}).get("parameters", []):
+        value = str(param.get("value", ""))
+        url = re.match(r"^https?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)", value)
+        if url:
+            name, namespace, port = url.group(1), url.group(2), int(url.group(3))
+            if port not in services.get((namespace, name), set()):
+                result.add(
+                    where,
+                    f"parameter {param['name']}={value}: no Service {namespace}/{name} with port {port}",
+                )
+        k8s = re.match(r"^k8s://([^/]+)/(.+):(\d+)$", value)
+        if k8s:
+            namespace, selector, port = k8s.group(1), k8s.group(2), int(k8s.group(3))
+            wanted = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+            pods = [
+                pod
+                for workload, pod in pod_templates(build)
+                if workload["metadata"].get("namespace") == namespace
+                and matches({"matchLabels": wanted}, pod["metadata"].get("labels", {}))
+            ]
+            if not any(port in container_ports(pod).values() for pod in pods):
+                result.add(
+                    where,
+                    f"parameter {param['name']}={value}: no pod in {namespace} matches with port {port}",
+                )
+
+
+def check_refs(ctx: Context) -> Result:
+    result = Result("refs")
+    platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
+    checked = 0
+    for build in platform:
+        for obj in build.objects:
+            kind, namespace = obj.get("kind"), obj["metadata"].get("namespace")
+            where = f"{build.path}: {describe(obj)}"
+            workloads = [
+                (w, p) for w, p in pod_templates(build) if w["metadata"].get("namespace") == namespace
+            ]
+            checked += 1
+            if kind in WORKLOADS:
+                pod_spec_refs(build, obj, obj["spec"]["template"], result, where)
+            elif kind == "Service":
+                pods = [
+                    p
+                    for _, p in workloads
+                    if matches({"matchLabels": obj["spec"].get("selector")}, p["metadata"].get("labels", {}))
+                ]
+                if not pods:
+                    result.add(where, "selector matches no pod template in the build")
+                for port in obj["spec"].get("ports", []):
+                    target = port.get("targetPort", port["port"])
+                    if pods and not any(
+                        target in container_ports(p) or target in container_ports(p).values() for p in pods
+                    ):
+                        result.add(where, f"targetPort {target!r} is no container port of the selected pods")
+            elif kind in ("PodDisruptionBudget", "NetworkPolicy"):
+                selector = obj["spec"].get("selector") or obj["spec"].get("podSelector")
+                labels = [p["metadata"].get("labels", {}) for _, p in workloads]
+                if (
+                    selector
+                    and selector.get("matchLabels")
+                    and not any(matches(selector, lb) for lb in labels)
+                ):
+                    result.add(where, "selector matches no pod template in the build")
+            elif kind == "RoleBinding":
+                if obj["roleRef"]["kind"] == "Role" and (namespace, obj["roleRef"]["name"]) not in names(
+                    build, "Role"
+                ):
+                    result.add(where, f"Role {obj['roleRef']['name']!r} is not in the build")
+                for subject in obj.get("subjects", []):
+                    if subject["kind"] == "ServiceAccount" and (
+                        subject.get("namespace"),
+                        subject["name"],
+                    ) not in names(build, "ServiceAccount"):
+                        result.add(
+                            where,
+                            f"subject ServiceAccount {subject.get('namespace')}/{subject['name']} is not in the build",
+                        )
+            elif kind == "WorkflowTemplate":
+                account = obj["spec"].get("serviceAccountName")
+                if not account or (namespace, account) not in names(build, "ServiceAccount"):
+                    result.add(
+                        where, f"serviceAccountName {account!r} is not a ServiceAccount in {namespace}"
+                    )
+                workflow_service_refs(build, obj, result, where)
+    services = [(b, o) for b in platform for o in b.objects if o.get("kind") == "Service"]
+    for build, monitor in ctx.objects("ServiceMonitor"):
+        where = f"{build.path}: {describe(monitor)}"
+        spec = monitor["spec"]
+        namespaces = spec.get("namespaceSelector", {}).get("matchNames", [])
+        if set(namespaces) <= EXTERNAL_NAMESPACES:
+            result.notes.append(
+                f"{describe(monitor)}: targets namespace {', '.join(namespaces)} (another install's Service, not checked)"
+            )
+            continue
+        targets = [
+            s
+            for _, s in services
+            if s["metadata"].get("namespace") in namespaces
+            and matches(spec["selector"], s["metadata"].get("labels", {}))
+        ]
+        if not targets:
+            result.add(where, "selects no Service of any overlay")
+        for endpoint in spec["endpoints"]:
+            if targets and not any(
+                endpoint.get("port") in {p.get("name") for p in s["spec"]["ports"]} for s in targets
+            ):
+                result.add(
+                    where, f"port {endpoint.get('port')!r} is not a named port of the selected Services"
+                )
+    for build, app in ctx.objects("Application"):
+        path = app["spec"]["source"].get("path")
+        if path and not (ctx.root / path / "kustomization.yaml").is_file():
+            result.add(
+                f"{build.path}: {describe(app)}",
+                f"source.path {path!r} is no kustomization in this repository",
+            )
+    result.notes.append(f"{checked} platform objects, ServiceMonitors and Applications cross-checked")
+    return result
+
+
+# --- promql -----------------------------------------------------------------------------------
+
+
+def queries(ctx: Context) -> Iterator[tuple[str, str]]:
+    for build, rule_set in ctx.objects("PrometheusRule"):
+        for group in rule_set["spec"]["groups"]:
+            for rule in group["rules"]:
+                name = rule.get("record") or rule.get("alert")
+                yield f"{build.path}: {describe(rule_set)} {group['name']}/{name}", rule["expr"]
+    for build, config_map in ctx.objects("ConfigMap"):
+        for key, text in (config_map.get("data") or {}).items():
+            if not key.endswith(".json"):
+                continue
+            for panel in json.loads(text).get("panels", []):
+                for target in panel.get("targets", []):
+                    where = (
+                        f"{build.path}: dashboard {key} panel {panel.get('title')!r} {target.get('refId')}"
+                    )
+                    yield where, GRAFANA_MACROS.sub("5m", target["expr"])
+
+
+def check_promql(ctx: Context) -> Result:
+    import promql_parser
+
+    result = Result("promql")
+    recorded = {
+        rule["record"]
+        for _, rule_set in ctx.objects("PrometheusRule")
+        for group in rule_set["spec"]["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    count = 0
+    for where, expr in queries(ctx):
+        count += 1
+        try:
+            promql_parser.parse(expr)
+        except ValueError as exc:
+            result.add(where, f"PromQL does not parse: {exc}")
+        for series in re.findall(r"\bmlops:[A-Za-z0-9_:]+", expr):
+            if series not in recorded:
+                result.add(where, f"uses {series}, which no recording rule records")
+    result.notes.append(f"{count} expressions parsed, {len(recorded)} recording rules")
+    return result
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def repository_path(image: str) -> str:
+    """`ghcr.io/mlops-k8s/x:tag@sha256:...` -> `mlops-k8s/x` (registry host, tag and digest dropped)."""
+    name = image.split("@", 1)[0]
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        name = rest
+    return name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+
+
+def image_filters(ctx: Context, result: Result) -> dict[str, list[str]]:
+    """images.yml's path filter per image (the dorny/paths-filter `filters` block)."""
+    import yaml
+
+    path = ctx.root / ".github" / "workflows" / "images.yml"
+    if not path.is_file():
+        result.add(".github/workflows/images.yml", "missing: nothing builds the images")
+        return {}
+    workflow = yaml.safe_load(path.read_text())
+    for job in workflow.get("jobs", {}).values():
+        for step in job.get("steps", []):
+            if str(step.get("uses", "")).startswith("dorny/paths-filter@"):
+                filters: dict[str, list[str]] = yaml.safe_load(step["with"]["filters"])
+                return filters
+    result.add(
+        ".github/workflows/images.yml", "no dorny/paths-filter step: images are not built per changed path"
+    )
+    return {}
+
+
+def dockerfile_label(dockerfile: Path, label: str) -> str | None:
+    found = re.search(rf'{re.escape(label)}="([^"]+)"', dockerfile.read_text())
+    return found.group(1) if found else None
+
+
+def workflow_images(ctx: Context, result: Result) -> Iterator[tuple[str, str]]:
+    """(where, image) for every image a WorkflowTemplate or a cluster parameter file names."""
+    from mlops.argo.schema import WorkflowFileError, load_workflow
+
+    for path in sorted((ctx.root / "workflows").glob("*.yaml")):
+        try:
+            doc = load_workflow(path)
+        except WorkflowFileError as exc:
+            result.add(ctx.rel(path), str(exc))
+            continue
+        params = {
+            p["name"]: p.get("value") for p in doc.get("spec", {}).get("arguments", {}).get("parameters", [])
+        }
+        for name, value in params.items():
+            if name.endswith("-image"):
+                yield f"{ctx.rel(path)}: parameter {name}", str(value)
+        for template in doc.get("spec", {}).get("templates", []):
+            image = (template.get("container") or template.get("script") or {}).get("image")
+            if image is None:
+                continue
+            ref = re.fullmatch(r"\{\{\s*workflow\.parameters\.([\w-]+)\s*\}\}", image)
+            where = f"{ctx.rel(path)}: template {template.get('name')}"
+            if ref and ref.group(1).endswith("-image") and ref.group(1) in params:
+                continue
+            if ref or "{{" in image:
+                result.add(where, f"image {image!r}: use one `*-image` workflow parameter per image")
+            else:
+                yield where, image
+    for params_file in sorted((ctx.root / "workflows" / "params").glob("*.yaml")):
+        if params_file.name == "local.yaml":  # local image names map to local environments
+            continue
+        import yaml
+
+        for name, value in (yaml.safe_load(params_file.read_text()) or {}).items():
+            if str(name).endswith("-image"):
+                yield f"{ctx.rel(params_file)}: {name}", str(value)
+
+
+def check_images(ctx: Context) -> Result:
+    result = Result("images")
+    info = buildinfo(ctx.root)
+    dockerfiles = ctx.dockerfiles()
+    filters = image_filters(ctx, result)
+    for name, dockerfile in dockerfiles.items():
+        where = ctx.rel(dockerfile)
+        stages: set[str] = set()
+        for line in dockerfile.read_text().splitlines():
+            source = re.match(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line.strip(), re.IGNORECASE)
+            if not source:
+                continue
+            image, stage = source.group(1), source.group(2)
+            if image not in stages and not DIGEST.search(image):
+                result.add(where, f"base image {image} is not pinned by digest (@sha256:...)")
+            if stage:
+                stages.add(stage)
+        if name not in filters:
+            result.add(
+                ".github/workflows/images.yml", f"no path filter for image {name} (docker/{name}/Dockerfile)"
+            )
+            continue
+        globs = filters[name]
+        for source in [f"docker/{name}", *info.copy_sources(dockerfile)]:
+            on_disk = ctx.root / source
+            is_file = on_disk.is_file() if on_disk.exists() else "." in Path(source).name
+            probe = source if is_file else f"{source}/x"
+            if not any(fnmatch.fnmatch(probe, pattern) or probe == pattern for pattern in globs):
+                result.add(
+                    ".github/workflows/images.yml",
+                    f"filter {name} does not cover {source}, which the image copies",
+                )
+        missing = info.missing_sources(dockerfile, ctx.root)
+        if missing:
+            result.notes.append(
+                f"{name}: not buildable until {', '.join(missing)} exist (images.yml skips it)"
+            )
+    for name in filters:
+        if name not in dockerfiles:
+            result.add(".github/workflows/images.yml", f"filter {name} has no docker/{name}/Dockerfile")
+    built = {f"{IMAGE_PREFIX}/{name}" for name in dockerfiles}
+    named = 0
+    for where, image in workflow_images(ctx, result):
+        named += 1
+        if repository_path(image) not in built:
+            result.add(
+                where,
+                f"image {image}: no docker/<name>/Dockerfile builds {repository_path(image)} (built: {', '.join(sorted(built))})",
+            )
+    for build, obj in ctx.objects(*WORKLOADS):
+        spec = obj["spec"]["template"]["spec"]
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            image = container["image"]
+            where = f"{build.path}: {describe(obj)} container {container['name']}"
+            repository = repository_path(image)
+            if repository in built:
+                version = dockerfile_label(
+                    dockerfiles[repository.split("/", 1)[1]], "org.opencontainers.image.version"
+                )
+                tag = image.split("@", 1)[0].rsplit(":", 1)[-1]
+                if version is None or tag != version:
+                    result.add(
+                        where,
+                        f"image {image}: tag must be the Dockerfile's org.opencontainers.image.version ({version})",
+                    )
+            elif not DIGEST.search(image):
+                result.add(where, f"image {image}: third-party images are pinned by digest (@sha256:...)")
+    deployed = {o["metadata"]["name"] for _, o in ctx.objects("WorkflowTemplate")}
+    for workflow in sorted((ctx.root / "workflows").glob("*.yaml")):
+        doc = load_yaml_documents(workflow.read_text())
+        if (
+            doc
+            and doc[0].get("kind") == "WorkflowTemplate"
+            and doc[0]["metadata"].get("name") not in deployed
+        ):
+            entry = f"../../../workflows/{workflow.name}"
+            result.add(
+                ctx.rel(workflow), f"not deployed: add {entry} to infra/base/workflows/kustomization.yaml"
+            )
+    result.notes.append(f"{len(dockerfiles)} Dockerfiles, {named} image references from workflows")
+    return result
+
+
+# --- hadolint, GitHub workflows, checkov ------------------------------------------------------
+
+
+def missing_tool(result: Result, name: str) -> Result:
+    result.add(
+        name, "not found: run in the infra environment (python3 scripts/ensure_venv.py --extras infra)"
+    )
+    return result
+
+
+def check_hadolint(ctx: Context) -> Result:
+    result = Result("hadolint")
+    hadolint = ctx.tool("hadolint")
+    if not hadolint:
+        return missing_tool(result, "hadolint")
+    files = [str(p) for p in ctx.dockerfiles().values()]
+    config = str(ctx.root / "docker" / "hadolint.yaml")
+    run = subprocess.run([hadolint, "--no-color", "--config", config, *files], capture_output=True, text=True)
+    for line in (run.stdout + run.stderr).splitlines():
+        file, _, message = line.partition(" ")
+        result.add(ctx.rel(Path(file.split(":")[0]).resolve()) + file[len(file.split(":")[0]) :], message)
+    if run.returncode != 0 and not result.findings:
+        result.add("hadolint", f"exited {run.returncode} without findings")
+    result.notes.append(f"{len(files)} Dockerfiles")
+    return result
+
+
+def check_gha(ctx: Context) -> Result:
+    import yaml
+
+    result = Result("gha")
+    files = sorted((ctx.root / ".github" / "workflows").glob("*.y*ml"))
+    validator = ctx.tool("check-jsonschema")
+    if not validator:
+        return missing_tool(result, "check-jsonschema")
+    run = subprocess.run(
+        [
+            validator,
+            "--builtin-schema",
+            "vendor.github-workflows",
+            "--output-format",
+            "json",
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    try:
+        report = json.loads(run.stdout)
+    except json.JSONDecodeError:
+        report = {"errors": [{"filename": "check-jsonschema", "path": "", "message": run.stderr.strip()}]}
+    for error in report.get("errors", []) + report.get("parse_errors", []):
+        # For "not valid under any of the given schemas", the deepest sub-error is the useful one.
+        best = error.get("best_deep_match") or error
+        where = (
+            ctx.rel(Path(error["filename"]))
+            if Path(error.get("filename", "")).is_absolute()
+            else "check-jsonschema"
+        )
+        result.add(where, f"{best.get('path', '')}: {best.get('message', error)}")
+    if run.returncode != 0 and not result.findings:
+        result.add("check-jsonschema", f"exited {run.returncode}: {run.stderr.strip()[-300:]}")
+    for path in files:
+        where = ctx.rel(path)
+        text = path.read_text()
+        for number, line in enumerate(text.splitlines(), 1):
+            used = re.search(r"\buses:\s*([^\s#]+)", line)
+            if used and not used.group(1).startswith("./"):
+                if not SHA_PINNED.match(used.group(1)):
+                    result.add(f"{where}:{number}", f"{used.group(1)}: pin actions by full commit SHA")
+                elif "#" not in line:
+                    result.add(
+                        f"{where}:{number}", f"{used.group(1)}: say the version in a comment (# vX.Y.Z)"
+                    )
+            if re.search(r"aws-(access-key-id|secret-access-key)|AWS_SECRET_ACCESS_KEY", line):
+                result.add(f"{where}:{number}", "static AWS keys: use role-to-assume (GitHub OIDC)")
+        workflow = yaml.safe_load(text)
+        if "permissions" not in workflow:
+            result.add(where, "no top-level `permissions`: the token would get the repository default")
+    result.notes.append(f"{len(files)} workflows against the vendored GitHub workflow schema")
+    return result
+
+
+def checkov_skips(ctx: Context, result: Result) -> None:
+    """Every skipped check needs its reason in a comment right above it."""
+    lines = (ctx.root / "infra" / "checkov.yaml").read_text().splitlines()
+    for index, line in enumerate(lines):
+        skipped = re.match(r"^\s*-\s*(CKV\w+)", line)
+        if skipped and not (index and lines[index - 1].strip().startswith("#")):
+            result.add(
+                "infra/checkov.yaml", f"skip {skipped.group(1)} has no reason (a comment line above it)"
+            )
+        elif skipped:
+            result.notes.append(f"skipped {skipped.group(1)} (reason in infra/checkov.yaml)")
+
+
+def check_checkov(ctx: Context) -> Result:
+    import yaml
+
+    result = Result("checkov")
+    checkov = ctx.tool("checkov")
+    if not checkov:
+        return missing_tool(result, "checkov")
+    checkov_skips(ctx, result)
+    with tempfile.TemporaryDirectory(prefix="checkov-") as scratch:
+        where_of: dict[str, str] = {}
+        for build in ctx.builds.values():
+            for index, obj in enumerate(build.objects):
+                file = Path(scratch) / f"{index:03d}-{re.sub(r'[^A-Za-z0-9]+', '-', build.path)}.yaml"
+                file.write_text(yaml.safe_dump(obj, sort_keys=False))
+                where_of[file.name] = f"{build.path}: {describe(obj)}"
+        env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE"}
+        run = subprocess.run(
+            [
+                checkov,
+                "--directory",
+                scratch,
+                "--framework",
+                "kubernetes",
+                "argo_workflows",
+                "--skip-download",
+                "--config-file",
+                str(ctx.root / "infra" / "checkov.yaml"),
+                "--output",
+                "json",
+                "--compact",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    try:
+        reports = json.loads(run.stdout or "[]")
+    except json.JSONDecodeError:
+        result.add(
+            "checkov", f"unreadable output (exit {run.returncode}): {(run.stderr or run.stdout)[-500:]}"
+        )
+        return result
+    passed = skipped = 0
+    for report in reports if isinstance(reports, list) else [reports]:
+        summary = report.get("summary", {})
+        passed += summary.get("passed", 0)
+        skipped += summary.get("skipped", 0)
+        if summary.get("parsing_errors"):
+            result.add(
+                report.get("check_type", "checkov"), f"{summary['parsing_errors']} files could not be parsed"
+            )
+        for failed in report.get("results", {}).get("failed_checks", []):
+            path = str(failed.get("file_path", "?"))
+            where = where_of.get(Path(path).name, path)
+            result.add(where, f"{failed['check_id']} {failed['check_name']}")
+    if not passed:
+        result.add("checkov", f"ran no check (exit {run.returncode}): {run.stderr.strip()[-300:]}")
+    result.notes.append(f"{passed} passed, {skipped} skipped")
+    return result
+
+
+CHECKS: dict[str, Callable[[Context], Result]] = {
+    "kustomize": check_kustomize,
+    "schema": check_schema,
+    "refs": check_refs,
+    "promql": check_promql,
+    "images": check_images,
+    "hadolint": check_hadolint,
+    "gha": check_gha,
+    "checkov": check_checkov,
+}
+NEEDS_BUILDS = {"schema", "refs", "promql", "images", "checkov"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--check", action="append", choices=list(CHECKS), help="run only these (repeatable)")
+    parser.add_argument("--skip", action="append", choices=list(CHECKS), default=[], help="leave these out")
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this clone)")
+    parser.add_argument(
+        "--kubernetes-version", default=KUBERNETES_VERSION, help="schemas to validate against"
+    )
+    parser.add_argument("--json", type=Path, help="also write every result to this file")
+    args = parser.parse_args(argv)
+    selected = [name for name in CHECKS if (not args.check or name in args.check) and name not in args.skip]
+    if any(name in NEEDS_BUILDS for name in selected) and "kustomize" not in selected:
+        selected.insert(0, "kustomize")
+    ctx = Context(args.root.resolve(), args.kubernetes_version)
+    results = []
+    for name in selected:
+        result = CHECKS[name](ctx)
+        results.append(result)
+        for finding in result.findings:
+            print(f"[{name}] {finding.where}: {finding.message}", flush=True)
+    print()
+    for result in results:
+        status = "ok" if not result.findings else f"{len(result.findings)} problem(s)"
+        print(f"{result.name:<10} {status:<14} {'; '.join(result.notes)}")
+    if args.json:
+        payload = {r.name: {"findings": [f.__dict__ for f in r.findings], "notes": r.notes} for r in results}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 1 if any(r.findings for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
