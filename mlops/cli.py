@@ -26,21 +26,24 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("MLOPS_STATE_DIR", str(REPO_ROOT / ".stack")))
 
 
-def _manager(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+PORT_FLAGS = ("mlflow", "s3", "triton_http", "triton_grpc", "triton_metrics")
+
+
+def _manager(args: argparse.Namespace, serving_python: str | None = None):  # type: ignore[no-untyped-def]
     from mlops.stack.manager import StackManager
     from mlops.stack.services import Ports, default_services
 
-    ports = Ports.from_env(
-        {"mlflow": getattr(args, "mlflow_port", None), "s3": getattr(args, "s3_port", None)}
-    )
-    return StackManager(args.state_dir, default_services(args.state_dir, ports), ports)
+    ports = Ports.from_env({name: getattr(args, f"{name}_port", None) for name in PORT_FLAGS})
+    services = default_services(args.state_dir, ports, serving_python=serving_python)
+    return StackManager(args.state_dir, services, ports)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from mlops.stack.services import client_env
+    from mlops.stack.services import client_env, serving_python
 
-    manager = _manager(args)
     started = time.monotonic()
+    # the Triton stand-in runs in its own environment; resolved (and built once) only here
+    manager = _manager(args, serving_python=serving_python())
     manager.up()
     print(f"local stack up in {time.monotonic() - started:.1f}s (state: {args.state_dir})")
     for status in manager.status():
@@ -48,6 +51,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     print('point a shell at it with:  eval "$(bin/mlops env)"')
     env = client_env(manager.ports)
     print(f"MLflow UI: {env['MLFLOW_TRACKING_URI']}")
+    print(f"Triton (gRPC, tritonclient): {env['TRITON_GRPC_URL']}")
     return 0
 
 
@@ -159,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--mlflow-port", type=int, help="MLflow port (default 5000, env MLOPS_MLFLOW_PORT)"
             )
             command.add_argument("--s3-port", type=int, help="S3 port (default 9000, env MLOPS_S3_PORT)")
+            for name, default in (("http", 8000), ("grpc", 8001), ("metrics", 8002)):
+                command.add_argument(
+                    f"--triton-{name}-port",
+                    type=int,
+                    help=f"Triton stand-in {name} port (default {default}, env MLOPS_TRITON_{name.upper()}_PORT)",
+                )
         return command
 
     stack_command(
@@ -173,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50, help="lines per service (default 50)")
     logs.set_defaults(func=cmd_logs)
     stack_command(
-        "env", "print shell exports pointing MLflow and S3 clients at the stack", ports=True
+        "env", "print shell exports pointing MLflow, S3 and Triton clients at the stack", ports=True
     ).set_defaults(func=cmd_env)
 
     history = sub.add_parser(

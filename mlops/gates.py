@@ -98,17 +98,19 @@ def quality_gate(
     """Gate 1: `accuracy >= threshold` and, if a champion exists, `accuracy >= champion + min_improvement`.
 
     With `min_improvement == 0` an equal model is not an improvement: the candidate must beat the
-    champion strictly, so retraining the same model never moves `champion`.
+    champion strictly, so retraining the same model never moves `champion`. A negative value
+    accepts a regression of at most that much (-1: any model above the threshold), for a
+    deliberate replacement.
     """
     accuracy = require_fraction("best_val_accuracy", accuracy)
     threshold = require_fraction("threshold", threshold)
     min_improvement = require_finite("min_improvement", min_improvement)
-    if not 0.0 <= min_improvement < 1.0:
-        raise BadInput(f"min_improvement={min_improvement} must be a fraction in 0..1")
+    if not -1.0 <= min_improvement < 1.0:
+        raise BadInput(f"min_improvement={min_improvement} must be a fraction in -1..1")
     checks = [check("best_val_accuracy", accuracy, ">=", threshold)]
     if champion_accuracy is not None:
         champion = require_fraction("champion best_val_accuracy", champion_accuracy)
-        if min_improvement > 0:
+        if min_improvement != 0:
             checks.append(check("improvement_over_champion", accuracy - champion, ">=", min_improvement))
         else:
             checks.append(check("improvement_over_champion", accuracy - champion, ">", 0.0))

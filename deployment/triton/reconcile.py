@@ -17,7 +17,6 @@ from deployment.triton.serving import currently_served, serve_versions, unserve
 from deployment.triton.set_aliases import TRITON_MODEL_TAG
 from deployment.triton.settings import ServerSettings, repository
 from mlops import step
-from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.discovery import resolve
 from mlops.step import StepResult
@@ -32,11 +31,12 @@ class Config(ServerSettings):
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     registry = registry or mlflow_registry()
     live = registry.alias(cfg.model_name, "live")
-    name = cfg.triton_model_name or (
-        registry.tags(cfg.model_name, live).get(TRITON_MODEL_TAG, "") if live else ""
+    # the Triton name: given, else recorded on `live`, else the default (export names it after the model)
+    name = (
+        cfg.triton_model_name
+        or (registry.tags(cfg.model_name, live).get(TRITON_MODEL_TAG, "") if live else "")
+        or cfg.model_name
     )
-    if not name:
-        raise BadInput("--triton-model-name is empty and nothing is live to read it from")
     endpoints = resolve(cfg.endpoints)
     repo = repository(cfg, name)
     before = currently_served(repo)

@@ -72,3 +72,14 @@ def test_verdict_as_dict_is_serialisable() -> None:
 
     data = quality_gate(0.93, 0.9).as_dict()
     assert json.loads(json.dumps(data))["checks"][0]["bound"] == 0.9
+
+
+def test_negative_min_improvement_accepts_a_bounded_regression() -> None:
+    assert quality_gate(0.93, 0.9, champion_accuracy=0.95, min_improvement=-0.05).passed
+    assert not quality_gate(0.93, 0.9, champion_accuracy=0.95, min_improvement=-0.01).passed
+    assert quality_gate(0.91, 0.9, champion_accuracy=0.99, min_improvement=-1).passed
+    assert not quality_gate(
+        0.89, 0.9, champion_accuracy=0.5, min_improvement=-1
+    ).passed  # threshold still holds
+    with pytest.raises(BadInput, match=r"-1\.\.1"):
+        quality_gate(0.95, 0.9, champion_accuracy=0.9, min_improvement=-2)

@@ -31,7 +31,8 @@ class Config(StepConfig):
     model_name: str = Field("resnet18-imagenette", description="registered model name")
     threshold: float = Field(0.9, description="minimum best_val_accuracy, a fraction 0..1")
     min_improvement: float = Field(
-        0.0, description="required gain over the champion (fraction); 0 = must beat it strictly"
+        0.0,
+        description="required gain over the champion (fraction -1..1); 0 = must beat it strictly, negative = allowed regression",
     )
     alias: str = Field("champion", description="alias moved to the new version on pass")
 

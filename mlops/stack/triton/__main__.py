@@ -1,0 +1,5 @@
+import sys
+
+from mlops.stack.triton.server import main
+
+sys.exit(main())
