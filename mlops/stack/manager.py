@@ -117,11 +117,13 @@ class StackManager:
             if self.pid(spec) is not None:
                 progress(f"{spec.name}: already running (pid {self.pid(spec)}) at {spec.url}")
                 continue
-            if not port_is_free(spec.port):
-                raise BadInput(
-                    f"port {spec.port} for {spec.name} is taken by another process; pick another with "
-                    f"--{spec.name}-port or MLOPS_{spec.name.upper()}_PORT (or stop what holds it)"
-                )
+            for field_name, port in spec.bound_ports().items():
+                if not port_is_free(port):
+                    option = field_name.replace("_", "-")
+                    raise BadInput(
+                        f"port {port} for {spec.name} is taken by another process; pick another with "
+                        f"--{option}-port or MLOPS_{field_name.upper()}_PORT (or stop what holds it)"
+                    )
             self._start(spec)
             started.append(spec)
             progress(f"{spec.name}: starting on {spec.url} (log: {self.log_path(spec.name)})")

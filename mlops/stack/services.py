@@ -60,6 +60,11 @@ class ServiceSpec:
     ui: bool = False
     env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 120.0
+    # every port the service binds, by its `Ports` field name (default: just `port`, named after the service)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def bound_ports(self) -> dict[str, int]:
+        return self.ports or {self.name: self.port}
 
     @property
     def url(self) -> str:
@@ -136,6 +141,11 @@ def default_services(
         ServiceSpec(
             name="triton",
             port=ports.triton_http,
+            ports={
+                "triton_http": ports.triton_http,
+                "triton_grpc": ports.triton_grpc,
+                "triton_metrics": ports.triton_metrics,
+            },
             command=[
                 serving_python or py,
                 "-m",
