@@ -26,6 +26,8 @@ status: ## health of the local stack
 demo: up ## set up, start the stack, run every workflow, print where to look
 	@eval "$$($(MLOPS) env)" && $(MLOPS) lint workflows
 	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/triton-training.yaml --params $(PARAMS)
+	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/vllm-training.yaml --params $(PARAMS)
+	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/triton-deployment.yaml --params $(PARAMS)
 	@eval "$$($(MLOPS) env)" && $(MLOPS) models
 
 test: env ## install and run the whole test suite (unit, integration, e2e)

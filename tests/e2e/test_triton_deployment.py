@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from deployment.triton.repository import served_versions
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.triton import connect
 from mlops.storage import S3Store, S3Url
@@ -43,6 +44,7 @@ def _aliases(registry: Registry, model: str) -> tuple[str | None, str | None]:
     return registry.alias(model, "live"), registry.alias(model, "previous")
 
 
+@pytest.mark.timeout(2400)  # two trainings, three deployments, two rollbacks: ~6 min on an idle 2-core machine
 def test_train_deploy_redeploy_rollback(
     local_stack: LocalStack,
     triton_stack: Any,
@@ -77,6 +79,12 @@ def test_train_deploy_redeploy_rollback(
     assert _aliases(registry, onnx_model) == ("2", "1")
     assert _served(triton_stack, triton_name) == ["2"]  # reconcile unloaded v1 after the switch
     assert not np.allclose(_answer(triton_stack, triton_name), v1_logits)
+
+    unchanged = run_workflow("triton-deployment", **params)  # `deploy` is already live: nothing to do
+    assert unchanged.returncode == 0, unchanged.stdout[-3000:]
+    assert "nothing to deploy" in unchanged.stdout and "Skipped" in unchanged.stdout
+    assert _aliases(registry, onnx_model) == ("2", "1")
+    assert _served(triton_stack, triton_name) == ["2"]
 
     rollback = run_workflow("triton-rollback", **params)
     assert rollback.returncode == 0, rollback.stdout[-4000:]
@@ -173,9 +181,11 @@ def test_checksum_mismatch_and_unreachable_server_leave_live_alone(
     root = S3Url.parse(triton_stack.repository)
     store = S3Store(local_stack.s3_endpoint)
     versions_before = store.list(root.join(onnx_model))
-    down = run_workflow("triton-deployment", **{**params, "triton-endpoints": "127.0.0.1:9"})
+    down = run_workflow("triton-deployment", **{**params, "triton-endpoints": "127.0.0.1:9", "force": "true"})
     assert down.returncode != 0
     assert "exit code 3" in down.stdout and "attempt 4/4" in down.stdout
     assert _aliases(registry, onnx_model) == ("1", None)
     assert _served(triton_stack, onnx_model) == ["1"]
-    assert len(store.list(root.join(onnx_model))) >= len(versions_before)  # a published, never-served version
+    assert len(store.list(root.join(onnx_model))) > len(versions_before)  # version 2 published, never served
+    config = store.get_bytes(root.join(onnx_model, "config.pbtxt")).decode()
+    assert served_versions(config) == [1]  # the handler put the served set back to `live`
