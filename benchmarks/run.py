@@ -23,7 +23,9 @@ REPORT = REPO_ROOT / "docs" / "performance.md"
 
 
 def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
+    from benchmarks.llm_training import bench_llm_training
     from benchmarks.onnx_latency import bench_onnx_latency
+    from benchmarks.triton_traffic import bench_triton_traffic
     from benchmarks.upload_memory import bench_upload_memory
     from benchmarks.workflow_wall_time import bench_workflow
 
@@ -31,6 +33,8 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "onnx_latency": bench_onnx_latency,
         "workflow_wall_time": bench_workflow,
         "upload_memory": bench_upload_memory,
+        "triton_traffic": bench_triton_traffic,
+        "llm_training": bench_llm_training,
     }
 
 
@@ -144,6 +148,71 @@ def render_upload(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def render_llm_training(record: dict[str, Any]) -> list[str]:
+    base, tuned = record["base"], record["finetune"]
+    settings = ", ".join(f"{k} {v}" for k, v in record["settings"].items())
+    loadavg = record.get("load_average_1m")
+    load = (
+        f"; 1-minute load average {loadavg['before']} before, {loadavg['after']} after (other work on the "
+        "machine inflates wall times)"
+        if loadavg
+        else ""
+    )
+    lines = [
+        "## `vllm-training` wall time and training speed (local stack, `mlops run`)",
+        "",
+        f"`{record['params']}` ({settings}); {_machine_line(record)}{load}. Source: `benchmarks/llm_training.py`. "
+        "Run 1 builds and pre-trains the tiny base, fine-tunes and sets `candidate`; run 2 is identical: "
+        "it reuses the stored dataset and base, trains the same adapter (deterministic) and registers nothing.",
+        "",
+    ]
+    steps = list(record["runs"][0]["steps"])
+    lines += ["| run | phase | total s | " + " | ".join(steps) + " |", "|" + "---|" * (3 + len(steps))]
+    for run in record["runs"]:
+        cells = []
+        for name in steps:
+            step = run["steps"].get(name, {})
+            cells.append(
+                str(step.get("seconds", 0.0)) if step.get("phase") == "Succeeded" else step.get("phase", "-")
+            )
+        lines.append(f"| {run['run']} | {run['phase']} | {run['seconds']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| base model | MistralForCausalLM, {base['parameters']:,} parameters (hidden {base['hidden_size']}, "
+        f"{base['layers']} layers, BPE vocab {base['vocab_size']}), {base['weights_mb']} MB safetensors |",
+        f"| pre-training (full model) | {base['pretrain_tokens_per_s']:,.0f} tokens/s; final loss {base['final_pretrain_loss']} |",
+        f"| LoRA fine-tuning | {tuned['train_tokens_per_s']:,.0f} tokens/s, padding excluded ({tuned['preset']} r{tuned['lora_r']}, "
+        f"{tuned['trainable_parameters']:,} trainable; {tuned['train_tokens']:,} tokens in {tuned['train_seconds']} s) |",
+        f"| epochs | {tuned['epochs_run']} run, best {tuned['best_epoch']} (val loss {tuned['best_val_loss']}) |",
+        f"| eval split, answer tokens | loss {tuned['eval_loss']}, perplexity {tuned['perplexity']} |",
+        f"| loss gate verdicts (run 1, run 2) | {', '.join(str(v) for v in record['verdicts'])} |",
+    ]
+    return [*lines, ""]
+
+
+def render_traffic(record: dict[str, Any]) -> list[str]:
+    traffic = record["traffic"]
+    steps = ", ".join(f"{name} {seconds} s" for name, seconds in record["deployment_steps_s"].items())
+    return [
+        "## Triton: requests during a deployment and a rollback",
+        "",
+        f"A client sends batch-1 requests to the default route without pause while `triton-deployment` "
+        f"switches to a new version and `triton-rollback` switches back (Triton stand-in, 32px ResNet-18); "
+        f"{_machine_line(record)}. Source: `benchmarks/triton_traffic.py`.",
+        "",
+        "| requests | failed | p50 ms | p99 ms | max ms | versions answering, in order |",
+        "|---|---|---|---|---|---|",
+        f"| {traffic['requests']} | {traffic['failed']} | {traffic['p50_ms']} | {traffic['p99_ms']} | "
+        f"{traffic['max_ms']} | {', '.join(traffic['version_switches']) or 'no switch'} |",
+        "",
+        f"Wall time: first deployment {record['first_deployment_s']} s, deployment of a second version "
+        f"{record['deployment_s']} s ({steps}), rollback {record['rollback_s']} s.",
+        "",
+    ]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -156,6 +225,8 @@ def render_report() -> str:
         "onnx_latency": render_onnx,
         "workflow_wall_time": render_workflow,
         "upload_memory": render_upload,
+        "triton_traffic": render_traffic,
+        "llm_training": render_llm_training,
     }
     for name, render in renderers.items():
         record = _load(name)

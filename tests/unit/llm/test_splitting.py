@@ -1,0 +1,71 @@
+"""The split: no context in two splits, question types spread by the fractions, seeded."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from mlops.errors import BadInput
+from tests.unit.llm.factories import record
+from training.llm.records import QARecord
+from training.llm.splitting import SPLITS, Fractions, stratified_group_split
+
+
+def _dataset(groups: int = 60) -> tuple[list[QARecord], list[int]]:
+    types = ["factual", "numeric", "yes_no", "unanswerable"]
+    records, ids = [], []
+    for g in range(groups):
+        for q in range(2 + g % 4):  # groups of 2..5 questions
+            kind = types[(g + q) % 4]
+            records.append(
+                record(question=f"q{q}", question_type=kind, context=f"context {g}", line=len(records) + 1)
+            )
+            ids.append(g)
+    return records, ids
+
+
+def test_no_context_lands_in_two_splits() -> None:
+    records, ids = _dataset()
+    splits = stratified_group_split(records, ids, Fractions(), seed=1)
+    contexts = {s: {r.context for r in splits[s]} for s in SPLITS}
+    assert not contexts["train"] & contexts["val"]
+    assert not contexts["train"] & contexts["eval"]
+    assert not contexts["val"] & contexts["eval"]
+    assert sum(len(v) for v in splits.values()) == len(records)
+
+
+def test_each_question_type_is_spread_by_the_fractions() -> None:
+    records, ids = _dataset(120)
+    splits = stratified_group_split(records, ids, Fractions(0.8, 0.1, 0.1), seed=3)
+    totals = Counter(r.question_type for r in records)
+    for split, share in (("train", 0.8), ("val", 0.1), ("eval", 0.1)):
+        counts = Counter(r.question_type for r in splits[split])
+        for kind, total in totals.items():
+            assert abs(counts[kind] / total - share) <= 0.05, (split, kind, counts[kind], total)
+
+
+def test_the_split_is_seeded() -> None:
+    records, ids = _dataset()
+    first = stratified_group_split(records, ids, Fractions(), seed=5)
+    assert first == stratified_group_split(records, ids, Fractions(), seed=5)
+    assert first != stratified_group_split(records, ids, Fractions(), seed=6)
+
+
+def test_every_split_gets_rows_even_from_three_contexts() -> None:
+    records, ids = _dataset(3)
+    splits = stratified_group_split(records, ids, Fractions(), seed=0)
+    assert all(splits[s] for s in SPLITS)
+
+
+def test_fewer_contexts_than_splits_is_bad_input() -> None:
+    records, ids = _dataset(2)
+    with pytest.raises(BadInput, match="only 2 distinct context"):
+        stratified_group_split(records, ids, Fractions(), seed=0)
+
+
+@pytest.mark.parametrize("fractions", [Fractions(0.9, 0.1, 0.0), Fractions(0.5, 0.3, 0.3)])
+def test_fractions_must_be_positive_and_sum_to_one(fractions: Fractions) -> None:
+    records, ids = _dataset()
+    with pytest.raises(BadInput, match="fractions"):
+        stratified_group_split(records, ids, fractions, seed=0)
