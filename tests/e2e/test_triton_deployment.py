@@ -44,7 +44,9 @@ def _aliases(registry: Registry, model: str) -> tuple[str | None, str | None]:
     return registry.alias(model, "live"), registry.alias(model, "previous")
 
 
-@pytest.mark.timeout(2400)  # two trainings, three deployments, two rollbacks: ~6 min on an idle 2-core machine
+@pytest.mark.timeout(
+    2400
+)  # two trainings, three deployments, two rollbacks: ~6 min on an idle 2-core machine
 def test_train_deploy_redeploy_rollback(
     local_stack: LocalStack,
     triton_stack: Any,
