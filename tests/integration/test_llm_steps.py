@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,12 +21,11 @@ from mlflow import MlflowClient
 
 from mlops.registry import mlflow_registry
 from mlops.storage import S3Store, S3Url
-from tests.conftest import REPO_ROOT, LocalStack
+from tests.conftest import LocalStack
+from tests.integration.steps import StepRun, assert_bad_input, run_module
 
 pytestmark = pytest.mark.integration
 
-EXIT_BAD_INPUT = 2
-STEP_TIMEOUT_S = 300
 TINY_BASE = [
     "--vocab-size=320",
     "--hidden-size=64",
@@ -42,58 +39,11 @@ TINY_BASE = [
 ]
 
 
-@dataclass(frozen=True)
-class StepRun:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    outputs_dir: Path
-
-    @property
-    def outputs(self) -> dict[str, str]:
-        if not self.outputs_dir.is_dir():
-            return {}
-        return {p.name: p.read_text() for p in self.outputs_dir.iterdir() if p.is_file()}
-
-    def explain(self) -> str:
-        return f"{' '.join(self.args)} -> {self.returncode}\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
-
-
 def run_step(
     stack: LocalStack, step: str, *args: str, workdir: Path, env: dict[str, str] | None = None
 ) -> StepRun:
     """`python -m training.llm.<step> ARGS` with the stack's env and a fresh outputs folder."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    outputs_dir = workdir / f"outputs-{step}-{uuid.uuid4().hex[:6]}"
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    full_env = {
-        **inherited,
-        **stack.env,
-        "PYTHONPATH": str(REPO_ROOT),
-        "MPLBACKEND": "Agg",
-        "MLOPS_OUTPUTS_DIR": str(outputs_dir),
-        **(env or {}),
-    }
-    command = [sys.executable, "-m", f"training.llm.{step}", *args]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=full_env,
-        timeout=STEP_TIMEOUT_S,
-        check=False,
-    )
-    return StepRun(command[2:], result.returncode, result.stdout, result.stderr, outputs_dir)
-
-
-def assert_bad_input(run: StepRun, *fragments: str) -> None:
-    assert run.returncode == EXIT_BAD_INPUT, run.explain()
-    assert "bad input:" in run.stderr, run.explain()
-    for fragment in fragments:
-        assert fragment in run.stderr, f"{fragment!r} not in stderr\n{run.explain()}"
-    assert run.outputs == {}, run.explain()
+    return run_module(stack, f"training.llm.{step}", *args, workdir=workdir, env=env)
 
 
 def versions(client: MlflowClient, model: str) -> list[str]:
