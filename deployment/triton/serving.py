@@ -9,15 +9,13 @@ that leave the set are unloaded by the same call.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlops.serving.triton import TritonServer, connect
-
 from deployment.triton.repository import Repository, served_versions, with_versions
-from mlops.errors import BadInput, Transient
+from mlops.errors import BadInput
 from mlops.gates import Verdict, equivalence_gate
+from mlops.serving.triton import TritonServer, connect, wait_ready
 
 
 def config_for(repo: Repository, versions: list[int]) -> str:
@@ -32,21 +30,6 @@ def config_for(repo: Repository, versions: list[int]) -> str:
     if not base:
         raise BadInput(f"{repo.version_url(max(versions))}/metadata.json records no config_pbtxt")
     return with_versions(str(base), versions, repo.model)
-
-
-def wait_ready(
-    server: TritonServer, model: str, versions: Sequence[int], timeout_s: float, poll_s: float = 0.2
-) -> float:
-    """Seconds until every version is ready on `server`; Transient after `timeout_s`."""
-    started = time.monotonic()
-    pending = [str(v) for v in versions]
-    while True:
-        pending = [v for v in pending if not server.is_model_ready(model, v)]
-        if not pending:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise Transient(f"{model} version(s) {pending} not ready after {timeout_s:.0f}s")
-        time.sleep(poll_s)
 
 
 def serve_versions(
