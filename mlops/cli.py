@@ -26,16 +26,43 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("MLOPS_STATE_DIR", str(REPO_ROOT / ".stack")))
 
 
-PORT_FLAGS = ("mlflow", "s3", "triton_http", "triton_grpc", "triton_metrics")
+PORT_FLAGS = ("mlflow", "s3", "triton_http", "triton_grpc", "triton_metrics", "vllm", "prometheus")
+LLM_MODEL = "mistral-7b-lora"
 
 
-def _manager(args: argparse.Namespace, serving_python: str | None = None):  # type: ignore[no-untyped-def]
+def _manager(args: argparse.Namespace, serving_python: str | None = None, vllm=None):  # type: ignore[no-untyped-def]
     from mlops.stack.manager import StackManager
-    from mlops.stack.services import Ports, default_services
+    from mlops.stack.services import Ports, VllmSettings, default_services
 
     ports = Ports.from_env({name: getattr(args, f"{name}_port", None) for name in PORT_FLAGS})
-    services = default_services(args.state_dir, ports, serving_python=serving_python)
+    vllm = vllm or VllmSettings(
+        base_dir=None,
+        adapter_dir=args.state_dir / "vllm" / "adapters",
+        no_base_reason="starts with `mlops up` once vllm-training has registered an adapter",
+    )
+    services = default_services(args.state_dir, ports, serving_python=serving_python, vllm=vllm)
     return StackManager(args.state_dir, services, ports)
+
+
+def _vllm_settings(args: argparse.Namespace, mlflow_uri: str):  # type: ignore[no-untyped-def]
+    """What the local vLLM serves: `--vllm-base` (a folder, an s3:// prefix, `registry` or `none`)."""
+    from mlops.stack.services import VllmSettings, vllm_python
+
+    adapter_dir = args.state_dir / "vllm" / "adapters"
+    choice = args.vllm_base
+    if choice == "none":
+        return VllmSettings(base_dir=None, adapter_dir=adapter_dir, no_base_reason="--vllm-base none")
+    from deployment.vllm.base import base_uri_from_registry, local_base
+    from mlops.registry import mlflow_registry
+
+    origin = choice
+    if choice == "registry":
+        choice, origin = base_uri_from_registry(mlflow_registry(mlflow_uri), LLM_MODEL)
+        if not choice:
+            return VllmSettings(base_dir=None, adapter_dir=adapter_dir, no_base_reason=origin)
+    base = local_base(choice, args.state_dir / "vllm" / "base")
+    print(f"vllm: serving base {choice} (from {origin}) at {base}")
+    return VllmSettings(base_dir=base, adapter_dir=adapter_dir, python=vllm_python())
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -44,14 +71,29 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # the Triton stand-in runs in its own environment; resolved (and built once) only here
     manager = _manager(args, serving_python=serving_python())
-    manager.up()
+    manager.up()  # vLLM is skipped here: its base is resolved from the registry, which is up now
+    env = client_env(manager.ports)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)  # the base is downloaded from the stack's S3
+    try:
+        vllm = _vllm_settings(args, env["MLFLOW_TRACKING_URI"])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    manager = _manager(args, serving_python=serving_python(), vllm=vllm)
+    manager.up(progress=lambda line: print(line) if line.startswith("vllm") else None)
     print(f"local stack up in {time.monotonic() - started:.1f}s (state: {args.state_dir})")
     for status in manager.status():
-        print(f"  {status.name:<8} {status.url:<24} {status.description}")
+        print(
+            f"  {status.name:<10} {status.url:<24} {(status.skip_reason and 'not started: ' + status.skip_reason) or status.description}"
+        )
     print('point a shell at it with:  eval "$(bin/mlops env)"')
-    env = client_env(manager.ports)
     print(f"MLflow UI: {env['MLFLOW_TRACKING_URI']}")
     print(f"Triton (gRPC, tritonclient): {env['TRITON_GRPC_URL']}")
+    print(f"vLLM (OpenAI API): {env['VLLM_URL']}/v1   Prometheus: {env['PROMETHEUS_URL']}")
     return 0
 
 
@@ -70,7 +112,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     all_healthy = True
     for status in _manager(args).status():
         health = "healthy" if status.healthy else ("running, not healthy" if status.running else "stopped")
-        all_healthy &= status.healthy
+        if not status.running and status.skip_reason:
+            health = "not started"  # vLLM before a base exists, Prometheus without its binary
+        else:
+            all_healthy &= status.healthy
         table.add_row(status.name, status.url, str(status.pid or "-"), health, status.description)
     Console().print(table)
     return 0 if all_healthy else 1
@@ -169,11 +214,26 @@ def build_parser() -> argparse.ArgumentParser:
                     type=int,
                     help=f"Triton stand-in {name} port (default {default}, env MLOPS_TRITON_{name.upper()}_PORT)",
                 )
+            command.add_argument(
+                "--vllm-port", type=int, help="vLLM OpenAI API port (default 8010, env MLOPS_VLLM_PORT)"
+            )
+            command.add_argument(
+                "--prometheus-port",
+                type=int,
+                help="Prometheus port (default 9090, env MLOPS_PROMETHEUS_PORT)",
+            )
         return command
 
-    stack_command(
-        "up", "start the local stack and wait until every service is healthy", ports=True
-    ).set_defaults(func=cmd_up)
+    up = stack_command("up", "start the local stack and wait until every service is healthy", ports=True)
+    up.add_argument(
+        "--vllm-base",
+        default=os.environ.get("MLOPS_VLLM_BASE", "registry"),
+        help=(
+            "base model vLLM serves: a folder, an s3:// prefix, 'registry' (default: the base_uri of "
+            f"{LLM_MODEL}@live/staged/candidate; vLLM waits until one exists) or 'none' (env MLOPS_VLLM_BASE)"
+        ),
+    )
+    up.set_defaults(func=cmd_up)
     stack_command("down", "stop the local stack", ports=True).set_defaults(func=cmd_down)
     stack_command(
         "status", "health of each local service (exit 1 if any is not healthy)", ports=True

@@ -21,15 +21,26 @@ import venv
 from pathlib import Path
 
 
-def requirements(pyproject: Path, extras: list[str]) -> list[str]:
-    project = tomllib.loads(pyproject.read_text())["project"]
-    reqs = list(project.get("dependencies", []))
+def requirements(pyproject: Path, extras: list[str]) -> tuple[list[str], list[str]]:
+    """The requirements of `extras` and the distributions to remove after installing them.
+
+    `[tool.mlops-venv.<extra>]` in pyproject can set `core = false` (a server environment that
+    needs none of the project's core dependencies) and `uninstall = [...]` (distributions pulled
+    in by a dependency that break it, e.g. CUDA torchvision beside a CPU torch).
+    """
+    data = tomllib.loads(pyproject.read_text())
+    project = data["project"]
+    options = data.get("tool", {}).get("mlops-venv", {})
+    with_core = all(options.get(extra, {}).get("core", True) for extra in extras)
+    reqs = list(project.get("dependencies", [])) if with_core else []
+    uninstall: list[str] = []
     optional = project.get("optional-dependencies", {})
     for extra in extras:
         if extra not in optional:
             raise SystemExit(f"ensure_venv: unknown extra {extra!r}; known: {sorted(optional)}")
         reqs.extend(optional[extra])
-    return reqs
+        uninstall.extend(options.get(extra, {}).get("uninstall", []))
+    return reqs, uninstall
 
 
 def main() -> int:
@@ -42,8 +53,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     extras = [e for e in args.extras.split(",") if e]
-    reqs = requirements(Path(args.pyproject), extras)
-    spec = {"python": sys.version.split()[0], "requirements": reqs}
+    reqs, uninstall = requirements(Path(args.pyproject), extras)
+    spec: dict[str, object] = {"python": sys.version.split()[0], "requirements": reqs}
+    if uninstall:
+        spec["uninstall"] = uninstall
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     target = Path(args.cache) / f"{'-'.join(extras)}-{key}"
     marker = target / ".complete"
@@ -62,6 +75,8 @@ def main() -> int:
     subprocess.run(
         [py, "-m", "pip", "install", "--progress-bar", "off", *reqs], check=True, stdout=sys.stderr
     )
+    if uninstall:
+        subprocess.run([py, "-m", "pip", "uninstall", "-y", "-q", *uninstall], check=True, stdout=sys.stderr)
     marker.write_text(json.dumps(spec, indent=2))
     print(target)
     return 0

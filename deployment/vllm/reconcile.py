@@ -1,0 +1,91 @@
+"""Step: make every replica's slots match the registry: `live` in the live slot, `staged` in the candidate slot.
+
+Startup reconciliation and exit handler in one: a replica that restarted (empty slots) gets its
+adapters back, fetched if the adapter folder lost them; after a failed deployment the candidate
+slot goes back to the `staged` version (or is emptied when nothing is staged); a slot whose
+alias is unset is emptied. The registry aliases are the truth, the servers follow. Safe to run
+any number of times; a replica that cannot be reached is reported and makes the step exit 3.
+Run by `mlops up` once vLLM is healthy, as the onExit handler of the vLLM workflows, and on a
+cluster by the vLLM pod's reconcile sidecar (infra/vllm).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import Field
+
+from deployment.vllm.adapters import fetch_adapter
+from deployment.vllm.settings import VllmSettings, connect_all
+from deployment.vllm.slots import CANDIDATE, LIVE, slot_name
+from mlops import step
+from mlops.errors import MlopsError, Transient
+from mlops.registry import Registry, mlflow_registry
+from mlops.serving.vllm import VllmServer, adapters
+from mlops.step import StepResult
+
+SLOT_ALIASES = {LIVE: "live", CANDIDATE: "staged"}
+
+
+class Config(VllmSettings):
+    workflow_status: str = Field(
+        "", description="the workflow's status, for the summary ({{workflow.status}})"
+    )
+
+
+def desired_paths(registry: Registry, cfg: VllmSettings) -> dict[str, str | None]:
+    """slot name -> the adapter folder it should serve (None: empty), fetching what is missing."""
+    wanted: dict[str, str | None] = {}
+    for slot, alias in SLOT_ALIASES.items():
+        version = registry.alias(cfg.model_name, alias)
+        folder = fetch_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir)) if version else None
+        wanted[slot_name(cfg.served_name, slot)] = str(folder.resolve()) if folder else None
+    return wanted
+
+
+def converge(server: VllmServer, wanted: dict[str, str | None]) -> list[str]:
+    """Bring one replica to `wanted`; the changes made, as words."""
+    served = adapters(server)
+    changes = []
+    for name, path in wanted.items():
+        current = served.get(name)
+        if current == path:
+            continue
+        if path is None:
+            server.unload_adapter(name)
+            changes.append(f"{name} emptied (was {current})")
+        else:
+            server.load_adapter(name, path, inplace=current is not None)
+            changes.append(f"{name} <- {path}" + (f" (was {current})" if current else ""))
+    return changes
+
+
+def run(cfg: Config, registry: Registry | None = None) -> StepResult:
+    registry = registry or mlflow_registry()
+    wanted = desired_paths(registry, cfg)
+    changes: list[str] = []
+    failures: list[str] = []
+    for server in connect_all(cfg):
+        try:
+            changes += [f"{server.endpoint}: {change}" for change in converge(server, wanted)]
+        except MlopsError as exc:
+            failures.append(f"{server.endpoint}: {exc}")
+    for line in changes:
+        print(f"[reconcile] {line}")
+    if failures:
+        raise Transient("replicas not reconciled: " + " | ".join(failures))
+    state = ", ".join(f"{name}={path or 'empty'}" for name, path in wanted.items())
+    status = f" after workflow {cfg.workflow_status}" if cfg.workflow_status else ""
+    return StepResult(
+        outputs={"changes": str(len(changes))},
+        summary=f"{len(changes)} change(s){status}; slots: {state}",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return step.main(Config, run, argv, prog="deployment.vllm.reconcile", description=__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
