@@ -5,6 +5,7 @@
 - answerable question answered with a refusal: C;
 - a number of the reference missing from the answer: C (wrong or hallucinated value);
 - yes/no: the answer's leading yes/no must agree with the reference's, else C;
+- the deciding value right (the numbers, or the yes/no) but few words in common: at least B;
 - otherwise token F1 (SQuAD normalisation): exact match or F1 >= a_min -> A, F1 >= b_min -> B, else C.
 """
 
@@ -73,14 +74,16 @@ class ReferenceJudge:
             return Grade("C", True, f1, "refused an answerable question")
         if exact_match(answer, item.reference):
             return Grade("A", False, f1, "exact match")
-        missing = set(_NUMBER.findall(item.reference)) - set(_NUMBER.findall(answer))
-        if missing:
-            return Grade("C", False, f1, f"missing value {', '.join(sorted(missing))}")
+        expected_numbers, numbers = set(_NUMBER.findall(item.reference)), set(_NUMBER.findall(answer))
+        if expected_numbers - numbers:
+            return Grade("C", False, f1, f"missing value {', '.join(sorted(expected_numbers - numbers))}")
         expected = polarity(item.reference)
         if expected and polarity(answer) != expected:
             return Grade("C", False, f1, f"expected '{expected}'")
         if f1 >= self.a_min:
             return Grade("A", False, f1, f"token F1 {f1:.2f}")
-        if f1 >= self.b_min or expected:
+        # the deciding value is right (every number, no other; or the yes/no): terse, not wrong
+        right_value = bool(expected) or bool(expected_numbers and numbers <= expected_numbers)
+        if f1 >= self.b_min or right_value:
             return Grade("B", False, f1, f"token F1 {f1:.2f}")
         return Grade("C", False, f1, f"token F1 {f1:.2f}")
