@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +37,12 @@ from mlops.tracking import mlflow_errors, tracking_client
 
 class Config(StepConfig):
     model_name: str = Field("mistral-7b-lora", description="registered model of the adapters")
-    vllm_endpoint: str = Field(
-        "http://127.0.0.1:8010", description="vLLM server (or Service) serving both slots"
+    endpoints: str = Field(
+        "127.0.0.1:8010",
+        description="vLLM replicas: host:port list or k8s://<namespace>/<selector>:<port>; questions are spread over them",
     )
-    base_name: str = Field(
-        "aws-rag-qa", description="served base name: slots are <base>-candidate and <base>-live"
+    served_name: str = Field(
+        "aws-rag-qa", description="served base name: slots are <name>-candidate and <name>-live"
     )
     dataset_uri: str = Field(
         "", description="prepared dataset (s3:// or folder); '' = the staged version's dataset_uri tag"
@@ -95,7 +96,7 @@ def check_slots(server: VllmServer, slots: list[Slot], model: str, verify: bool)
 
 
 def generate_answers(
-    server: VllmServer,
+    servers: Sequence[VllmServer],
     items: list[EvalItem],
     slots: list[Slot],
     cfg: Config,
@@ -119,6 +120,7 @@ def generate_answers(
         reraise=True,
     )
     def ask(slot: Slot, item: EvalItem) -> dict[str, Any]:
+        server = servers[int(item.id[:8], 16) % len(servers)]
         completion = server.complete(
             slot.served_name, item.prompt, max_tokens=cfg.max_tokens, temperature=0.0
         )
@@ -172,7 +174,10 @@ def rich_progress(label: str) -> tuple[Callable[[int, int], None], Callable[[], 
     return update, bar.stop
 
 
-def run(cfg: Config, registry: Registry | None = None, server: VllmServer | None = None) -> StepResult:
+def run(
+    cfg: Config, registry: Registry | None = None, servers: Sequence[VllmServer] | None = None
+) -> StepResult:
+    from mlops.serving.discovery import resolve
     from mlops.serving.vllm import connect
 
     registry = registry or mlflow_registry()
@@ -184,11 +189,12 @@ def run(cfg: Config, registry: Registry | None = None, server: VllmServer | None
         items = select(parse_items(path.read_text(encoding="utf-8")), cfg.limit, cfg.seed)
     if not items:
         raise BadInput(f"the evaluation split of {dataset_uri} is empty: nothing to evaluate")
-    slots = [Slot("candidate", f"{cfg.base_name}-candidate", staged)]
+    slots = [Slot("candidate", f"{cfg.served_name}-candidate", staged)]
     if live is not None:
-        slots.append(Slot("live", f"{cfg.base_name}-live", live))
-    server = server or connect(cfg.vllm_endpoint, timeout_s=cfg.timeout_s)
-    check_slots(server, slots, cfg.model_name, cfg.verify_slots)
+        slots.append(Slot("live", f"{cfg.served_name}-live", live))
+    servers = servers or [connect(endpoint, timeout_s=cfg.timeout_s) for endpoint in resolve(cfg.endpoints)]
+    for server in servers:  # every replica must hold the versions under evaluation
+        check_slots(server, slots, cfg.model_name, cfg.verify_slots)
     settings = {"max_tokens": cfg.max_tokens, "temperature": 0.0}
     caches = {
         s.role: AnswerCache(Path(cfg.cache_dir), cfg.model_name, s.served_name, s.version, settings)
@@ -197,7 +203,7 @@ def run(cfg: Config, registry: Registry | None = None, server: VllmServer | None
     started = time.monotonic()
     update, stop = rich_progress(f"answers from {', '.join(s.served_name for s in slots)}")
     try:
-        answers = generate_answers(server, items, slots, cfg, caches, update)
+        answers = generate_answers(servers, items, slots, cfg, caches, update)
     finally:
         stop()
     elapsed = time.monotonic() - started
@@ -228,7 +234,7 @@ def run(cfg: Config, registry: Registry | None = None, server: VllmServer | None
                     "limit": cfg.limit,
                     "seed": cfg.seed,
                     "max_tokens": cfg.max_tokens,
-                    "base_name": cfg.base_name,
+                    "served_name": cfg.served_name,
                     "questions": len(items),
                 }
             )

@@ -103,25 +103,25 @@ def server(**kwargs: int) -> FakeVllmServer:
 
 def test_both_slots_answer_every_question_and_a_rerun_asks_nothing(tmp_path: Path) -> None:
     fake, chosen = server(), slots()
-    answers = generate_answers(fake, items(), chosen, cfg(tmp_path), caches(tmp_path, chosen))
+    answers = generate_answers([fake], items(), chosen, cfg(tmp_path), caches(tmp_path, chosen))
     assert {role: len(by_id) for role, by_id in answers.items()} == {"candidate": 8, "live": 8}
     first = items()[0]
     assert answers["candidate"][first.id]["text"] == "q0?"  # stripped
     assert answers["live"][first.id]["text"] == REFUSAL
     assert len(fake.requests) == 16 and all(p.endswith("[/INST]") for _, p in fake.requests)
     again = server()
-    assert generate_answers(again, items(), chosen, cfg(tmp_path), caches(tmp_path, chosen)) == answers
+    assert generate_answers([again], items(), chosen, cfg(tmp_path), caches(tmp_path, chosen)) == answers
     assert again.requests == []
 
 
 def test_an_interrupted_run_resumes_from_the_cache_and_skips_a_torn_line(tmp_path: Path) -> None:
     chosen = slots(live=False)
     cache = caches(tmp_path, chosen)
-    generate_answers(server(), items(4), chosen, cfg(tmp_path), cache)
+    generate_answers([server()], items(4), chosen, cfg(tmp_path), cache)
     with cache["candidate"].path.open("a") as handle:
         handle.write('{"id": "torn')  # killed mid-write
     fake = server()
-    answers = generate_answers(fake, items(8), chosen, cfg(tmp_path), caches(tmp_path, chosen))
+    answers = generate_answers([fake], items(8), chosen, cfg(tmp_path), caches(tmp_path, chosen))
     assert len(answers["candidate"]) == 8 and len(fake.requests) == 4
 
 
@@ -134,12 +134,12 @@ def test_the_cache_is_per_version_and_settings(tmp_path: Path) -> None:
 def test_transient_faults_are_retried_and_a_server_that_stays_down_is_transient(tmp_path: Path) -> None:
     chosen = slots(live=False)
     answers = generate_answers(
-        server(transient_failures=3), items(4), chosen, cfg(tmp_path), caches(tmp_path, chosen)
+        [server(transient_failures=3)], items(4), chosen, cfg(tmp_path), caches(tmp_path, chosen)
     )
     assert len(answers["candidate"]) == 4
     with pytest.raises(Transient):
         generate_answers(
-            server(transient_failures=100),
+            [server(transient_failures=100)],
             items(4),
             chosen,
             cfg(tmp_path / "b", attempts=2),
@@ -162,7 +162,7 @@ def test_a_slot_unloaded_during_generation_is_bad_input(tmp_path: Path) -> None:
     fake = server()
     fake.slots.pop(f"{BASE}-live")
     with pytest.raises(BadInput, match="404"):
-        generate_answers(fake, items(4), slots(), cfg(tmp_path), caches(tmp_path, slots()))
+        generate_answers([fake], items(4), slots(), cfg(tmp_path), caches(tmp_path, slots()))
 
 
 def registry_with(tmp_path: Path, live: bool, records: list[dict[str, object]] | None) -> Registry:
@@ -182,10 +182,10 @@ def registry_with(tmp_path: Path, live: bool, records: list[dict[str, object]] |
 def test_the_step_refuses_before_asking_anything(tmp_path: Path) -> None:
     empty = registry_with(tmp_path, live=True, records=[])
     with pytest.raises(BadInput, match="empty"):
-        run(cfg(tmp_path), registry=empty, server=server())
+        run(cfg(tmp_path), registry=empty, servers=[server()])
     no_staged = Registry(InMemoryBackend(), actor="test")
     with pytest.raises(BadInput, match="no alias 'staged'"):
-        run(cfg(tmp_path), registry=no_staged, server=server())
+        run(cfg(tmp_path), registry=no_staged, servers=[server()])
     record = {
         "context": "c",
         "question": "q",
@@ -195,7 +195,7 @@ def test_the_step_refuses_before_asking_anything(tmp_path: Path) -> None:
     registry = registry_with(tmp_path, live=True, records=[record])
     fake = FakeVllmServer({f"{BASE}-candidate": f"/a/{MODEL}/3"})
     with pytest.raises(BadInput, match="live slot"):
-        run(cfg(tmp_path), registry=registry, server=fake)
+        run(cfg(tmp_path), registry=registry, servers=[fake])
     assert fake.requests == []
 
 
