@@ -107,16 +107,18 @@ def performance_gate(
     if figures.aborted:
         notes.append(f"load test stopped early: {figures.aborted}")
     if figures.total == 0:
-        checks = [check("measured_requests", 0.0, ">", 0.0)]
-        return _with_notes(verdict(checks), ["no request was measured: nothing to judge", *notes])
+        return _with_notes(
+            verdict([check("measured_requests", 0.0, ">", 0.0)]),
+            ["no request was measured: nothing to judge", *notes],
+        )
     if figures.completed == 0 or figures.p95_latency_s is None or figures.ttft_p95_s is None:
         reasons = ", ".join(f"{reason} x{count}" for reason, count in figures.failure_reasons.items())
-        checks = [
+        failing = [
             check("successful_requests", float(figures.completed), ">", 0.0),
             check("success_rate", success_rate, ">=", slos.min_success_rate),
         ]
         lead = f"0 of {figures.total} requests succeeded ({reasons or 'no reason recorded'}): no latency to judge"
-        return _with_notes(verdict(checks), [lead, *notes])
+        return _with_notes(verdict(failing), [lead, *notes])
     checks: list[Check] = [
         check("p95_latency_s", figures.p95_latency_s, "<=", slos.max_p95_latency_s),
         check("ttft_p95_s", figures.ttft_p95_s, "<=", slos.max_ttft_p95_s),

@@ -320,12 +320,16 @@ class MetricsSampler:
             return None
         return parse_exposition(response.text)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Scrape once now (`before`), then every interval until `stop`, then once more (`after`)."""
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Scrape once now (`before`, then `ready` is set), every interval until `stop`, once more (`after`)."""
         import httpx
 
         async with httpx.AsyncClient() as client:
-            self.before = await self.scrape(client)
+            try:
+                self.before = await self.scrape(client)
+            finally:
+                if ready is not None:
+                    ready.set()
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
