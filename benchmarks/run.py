@@ -24,6 +24,7 @@ REPORT = REPO_ROOT / "docs" / "performance.md"
 
 def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.llm_training import bench_llm_training
+    from benchmarks.loadgen_overhead import bench_loadgen_overhead
     from benchmarks.onnx_latency import bench_onnx_latency
     from benchmarks.triton_traffic import bench_triton_traffic
     from benchmarks.upload_memory import bench_upload_memory
@@ -35,6 +36,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "upload_memory": bench_upload_memory,
         "triton_traffic": bench_triton_traffic,
         "llm_training": bench_llm_training,
+        "loadgen_overhead": bench_loadgen_overhead,
     }
 
 
@@ -213,6 +215,28 @@ def render_traffic(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def render_loadgen_overhead(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Load generator overhead (`performance.loadgen` against a fake streaming server)",
+        "",
+        f"{record['tokens_per_request']} streamed tokens a request with a usage chunk; the fake server "
+        f"(`performance.fake_server`, answers at once) and the generator each pinned to one core: "
+        f"{record['pinned']}; httpx {record['httpx']}; 1-minute load average {record['load_average_1m']}; "
+        f"{_machine_line(record)}. Source: `benchmarks/loadgen_overhead.py`. "
+        "`req per generator CPU-s` is what one core of the generator can drive when the server is not the limit.",
+        "",
+        "| concurrency | requests | ok | wall req/s | generator CPU ms/req | req per generator CPU-s | out tokens/s | p50 e2e ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in record["runs"]:
+        lines.append(
+            f"| {run['concurrency']} | {run['requests']} | {run['completed']} | {run['wall_req_per_s']} | "
+            f"{run['generator_cpu_ms_per_req']} | {run['req_per_generator_cpu_s']} | "
+            f"{run['output_tokens_per_s']:.0f} | {run['p50_e2el_ms']} |"
+        )
+    return [*lines, ""]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -227,6 +251,7 @@ def render_report() -> str:
         "upload_memory": render_upload,
         "triton_traffic": render_traffic,
         "llm_training": render_llm_training,
+        "loadgen_overhead": render_loadgen_overhead,
     }
     for name, render in renderers.items():
         record = _load(name)
