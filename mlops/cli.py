@@ -52,8 +52,8 @@ def _vllm_settings(args: argparse.Namespace, mlflow_uri: str):  # type: ignore[n
     choice = args.vllm_base
     if choice == "none":
         return VllmSettings(base_dir=None, adapter_dir=adapter_dir, no_base_reason="--vllm-base none")
-    from deployment.vllm.base import base_uri_from_registry, local_base
     from mlops.registry import mlflow_registry
+    from mlops.stack.llm_base import base_uri_from_registry, local_base
 
     origin = choice
     if choice == "registry":

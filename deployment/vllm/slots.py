@@ -64,8 +64,8 @@ def fill(servers: Sequence[VllmServer], name: str, path: str) -> list[Fill]:
     """Serve `path` under `name` on every replica, or on none: a refusal restores the others."""
     done: list[Fill] = []
     for server in servers:
-        previous = adapters(server).get(name)
         try:
+            previous = adapters(server).get(name)
             if previous != path:
                 load(server, name, path, loaded=previous is not None)
         except MlopsError as exc:

@@ -21,14 +21,13 @@ from pydantic import Field
 from deployment.vllm.adapters import adapter_path
 from deployment.vllm.settings import VllmSettings, connect_all, workflow_name
 from deployment.vllm.slots import CANDIDATE, agreed_root, slot_name
+from evaluation.dataset import EvalItem, fetch_eval_file, parse_items
 from mlops import step
 from mlops.errors import BadInput
 from mlops.gates import Check, Verdict, check, verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.vllm import Completion
 from mlops.step import StepResult
-from training.llm import prepared
-from training.llm.records import UNANSWERABLE, QARecord
 
 FINISH_REASONS = ("stop", "length")
 
@@ -44,10 +43,10 @@ class Config(VllmSettings):
     max_latency_s: float = Field(10.0, gt=0.0, description="slowest acceptable answer (seconds)")
 
 
-def pick_questions(records: list[QARecord], answerable: int, unanswerable: int) -> list[QARecord]:
+def pick_questions(items: list[EvalItem], answerable: int, unanswerable: int) -> list[EvalItem]:
     """The first `answerable` answerable and `unanswerable` unanswerable questions of the split."""
-    refuse = [r for r in records if r.question_type == UNANSWERABLE][:unanswerable]
-    answer = [r for r in records if r.question_type != UNANSWERABLE][:answerable]
+    refuse = [item for item in items if item.unanswerable][:unanswerable]
+    answer = [item for item in items if not item.unanswerable][:answerable]
     if len(refuse) + len(answer) == 0:
         raise BadInput("the evaluation split has no questions to smoke-test with")
     return answer + refuse
@@ -66,14 +65,13 @@ def answer_checks(label: str, completion: Completion, max_latency_s: float) -> l
     ]
 
 
-def load_questions(registry: Registry, model: str, version: str, cfg: Config) -> list[QARecord]:
+def load_questions(registry: Registry, model: str, version: str, cfg: Config) -> list[EvalItem]:
     dataset_uri = registry.tags(model, version).get("dataset_uri", "")
     if not dataset_uri:
         raise BadInput(f"{model} v{version} has no dataset_uri tag: no evaluation split to ask from")
     with tempfile.TemporaryDirectory(prefix="vllm-smoke-") as tmp:
-        folder = prepared.fetch(dataset_uri, Path(tmp), files=(prepared.split_file("eval"),))
-        records = prepared.read_split(folder, "eval")
-    return pick_questions(records, cfg.answerable, cfg.unanswerable)
+        items = parse_items(fetch_eval_file(dataset_uri, Path(tmp)).read_text())
+    return pick_questions(items, cfg.answerable, cfg.unanswerable)
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
@@ -92,7 +90,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     latencies: list[float] = []
     for server in servers:
         for index, record in enumerate(questions):
-            answer = server.complete(name, record.prompt_inference, max_tokens=cfg.max_tokens)
+            answer = server.complete(name, record.prompt, max_tokens=cfg.max_tokens)
             latencies.append(answer.latency_s)
             label = f"{server.endpoint}.q{index}.{record.question_type}"
             checks.extend(answer_checks(label, answer, cfg.max_latency_s))

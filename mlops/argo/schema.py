@@ -278,6 +278,10 @@ _SPEC = {
     "imagePullSecrets": ANY,
     "securityContext": ANY,
     "archiveLogs": None,
+    # Pod plumbing added by a cluster overlay (the vLLM adapter volume, infra/vllm/workflows):
+    # locally the same folder is a path on this machine, so these are allowed and ignored too.
+    "volumes": ANY,
+    "podSpecPatch": None,
 }
 _DOCUMENT = {
     "apiVersion": None,

@@ -24,6 +24,9 @@ import httpx
 
 from mlops.errors import BadInput, Transient
 
+# vLLM's message when the engine's worker rejects an adapter (answered with HTTP 500)
+WORKER_REFUSED = "add_lora method failed"
+
 
 @dataclass(frozen=True)
 class ServedModel:
@@ -130,10 +133,20 @@ class HttpVllmServer:
         ]
 
     def load_adapter(self, name: str, path: str, inplace: bool = False) -> None:
+        """Serve the adapter folder `path` as `name`; BadInput if the server cannot load it.
+
+        vLLM answers 500 when its worker refuses an adapter (unreadable weights, a rank above
+        `--max-lora-rank`); that is the adapter's fault, not the server's, so it is bad input.
+        """
         body: dict[str, Any] = {"lora_name": name, "lora_path": path}
         if inplace:
             body["load_inplace"] = True
-        self._request("POST", "/v1/load_lora_adapter", f"loading adapter {name} from {path}", json=body)
+        action = f"loading adapter {name} from {path}"
+        with http_errors(self.endpoint, action):
+            response = self._http.post("/v1/load_lora_adapter", json=body)
+        if response.status_code >= 500 and WORKER_REFUSED in _message(response):
+            raise BadInput(f"vLLM {self.endpoint}: {action} refused: {_message(response)}")
+        check(response, self.endpoint, action)
 
     def unload_adapter(self, name: str) -> None:
         """Unload `name`; a name that is not loaded is not an error (the slot is already empty)."""

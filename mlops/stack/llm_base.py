@@ -1,0 +1,68 @@
+"""The base model the local vLLM server serves: the one the registered adapters were trained on.
+
+On a cluster the vLLM Deployment names its base (Mistral-7B on a volume). Locally the base is
+built by the training workflow, so `mlops up` asks the registry: the `base_uri` tag of the
+version behind `live`, else `staged`, else `candidate`, and downloads that base once into the
+stack's folder (checked against the base's commit manifest). Before any training there is no
+base and vLLM is not started (`mlops up` says so; run vllm-training, then `mlops up` again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from mlops.errors import BadInput
+from mlops.registry import Registry
+from mlops.storage import COMMIT_MARKER, S3Store, S3Url
+
+BASE_ALIASES = ("live", "staged", "candidate")
+
+
+def base_uri_from_registry(registry: Registry, model: str) -> tuple[str, str]:
+    """(base_uri, where it came from); ('', why not) when no version names a base."""
+    for alias in BASE_ALIASES:
+        version = registry.alias(model, alias)
+        if version:
+            uri = registry.tags(model, version).get("base_uri", "")
+            if uri:
+                return uri, f"{model}@{alias} (v{version})"
+    return (
+        "",
+        f"no version of {model} is live, staged or candidate yet: run vllm-training, then `mlops up` again",
+    )
+
+
+def download_base(uri: str, target: Path, store: S3Store | None = None) -> None:
+    """The files directly under the s3:// prefix `uri` into `target`, verified against `_COMMITTED`."""
+    store = store or S3Store()
+    prefix = S3Url.parse(uri.rstrip("/"))
+    marker = prefix.join(COMMIT_MARKER)
+    if not store.exists(marker):
+        raise BadInput(f"no committed base model at {uri} (no {COMMIT_MARKER})")
+    manifest: dict[str, str] = json.loads(store.get_bytes(marker))
+    if "config.json" not in manifest:
+        raise BadInput(f"base {uri} has no config.json")
+    for name, expected in sorted(manifest.items()):
+        digest = store.download_file(prefix.join(name), target / name)
+        if digest != expected:
+            raise BadInput(f"{uri}/{name}: sha256 {digest} differs from the commit manifest's {expected}")
+
+
+def local_base(uri: str, cache_dir: Path) -> Path:
+    """A folder with the base at `uri` (a folder, or an s3:// prefix downloaded once under `cache_dir`)."""
+    if not uri.startswith("s3://"):
+        folder = Path(uri)
+        if not (folder / "config.json").is_file():
+            raise BadInput(f"base model {uri} is not a model folder (no config.json)")
+        return folder
+    target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (target / "config.json").is_file():
+        return target
+    partial = cache_dir / f".{target.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    download_base(uri, partial)
+    partial.rename(target)  # the folder appears complete or not at all
+    return target
