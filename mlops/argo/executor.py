@@ -2,8 +2,9 @@
 
 Supported: steps (groups in order, a group's steps in parallel threads), dag (depends /
 dependencies), when, templateRef, input/output parameters, retryStrategy (limit, policy,
-expression, backoff), activeDeadlineSeconds, onExit (workflow and step level), and
-synchronization.mutexes (file locks shared by every local run). Anything else is refused by
+expression, backoff), activeDeadlineSeconds, onExit (workflow and step level),
+synchronization.mutexes (file locks shared by every local run) and memoize (outputs cached
+under the state folder, `mlops.argo.memo`). Anything else is refused by
 `schema.check_supported` before a single process starts.
 """
 
@@ -35,6 +36,7 @@ from mlops.argo.expr import (
     retry_bindings,
 )
 from mlops.argo.locks import MutexWaitAborted, hold_mutexes
+from mlops.argo.memo import Memo, memo_for
 from mlops.argo.nodes import (
     ERROR,
     FAILED,
@@ -245,12 +247,33 @@ class _Run:
             scope = self._bind_inputs(template, arguments, f"template {node.template}")
             seconds = _int_value(template.get("activeDeadlineSeconds"), scope, "activeDeadlineSeconds")
             pod_deadline = (seconds, f"activeDeadlineSeconds={seconds} exceeded")
+            memo = self._memo(template, scope)
+            cached = memo.lookup() if memo else None
+            if memo and cached is not None:
+                node.outputs = cached
+                self._phase(node, SUCCEEDED, f"memoized ({memo.key})")
+                return
             mutexes = self._mutex_names(template.get("synchronization"), scope, ctx)
             with self._holding(mutexes, node, ctx):
                 inner = _Context(ctx.deadline, ctx.held | set(mutexes))
                 self._with_retries(node, template, source, scope, inner, pod_deadline)
+            if memo and node.phase == SUCCEEDED:
+                memo.store(dict(node.outputs))
         except (_NodeError, ValueError, MutexWaitAborted) as exc:
             self._phase(node, ERROR if not isinstance(exc, MutexWaitAborted) else FAILED, str(exc))
+
+    def _memo(self, template: dict[str, Any], scope: Mapping[str, str]) -> Memo | None:
+        spec = template.get("memoize")
+        if not spec:
+            return None
+        key = substitute(as_text(spec.get("key")), scope, "memoize.key")
+        max_age = spec.get("maxAge")
+        seconds = (
+            _go_duration(substitute(as_text(max_age), scope, "memoize.maxAge"), "memoize.maxAge")
+            if max_age
+            else None
+        )
+        return memo_for(spec, key, seconds, self.env.state)
 
     def _bind_inputs(
         self, template: dict[str, Any], arguments: Mapping[str, str], where: str

@@ -250,6 +250,7 @@ _TEMPLATE = {
     },
     "activeDeadlineSeconds": None,
     "synchronization": _SYNCHRONIZATION,
+    "memoize": {"key": None, "maxAge": None, "cache": {"configMap": {"name": None, "key": None}}},
     # Pod placement and metadata: meaningful on a cluster, ignored locally.
     "metadata": _METADATA_IGNORED,
     "nodeSelector": ANY,

@@ -9,7 +9,6 @@ base and vLLM is not started (`mlops up` says so; run vllm-training, then `mlops
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -52,16 +51,21 @@ def download_base(uri: str, target: Path, store: S3Store | None = None) -> None:
 
 
 def local_base(uri: str, cache_dir: Path) -> Path:
-    """A folder with the base at `uri` (a folder, or an s3:// prefix downloaded once under `cache_dir`)."""
+    """A folder with the base at `uri` (a folder, or an s3:// prefix downloaded once under `cache_dir`).
+
+    The download goes to `<cache_dir>/<bucket>/<key>`, so the path vLLM reports as the base's
+    `root` ends with the S3 location the adapters name as their base (the deployment steps check
+    that an adapter is loaded only onto the base it was trained on)."""
     if not uri.startswith("s3://"):
         folder = Path(uri)
         if not (folder / "config.json").is_file():
             raise BadInput(f"base model {uri} is not a model folder (no config.json)")
         return folder
-    target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    location = S3Url.parse(uri.rstrip("/"))
+    target = cache_dir / location.bucket / location.key
     if (target / "config.json").is_file():
         return target
-    partial = cache_dir / f".{target.name}.partial"
+    partial = target.parent / f".{target.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     download_base(uri, partial)
     partial.rename(target)  # the folder appears complete or not at all

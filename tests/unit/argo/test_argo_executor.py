@@ -488,3 +488,39 @@ def test_failed_step_output_shows_exit_code_and_stderr(run: RunFn) -> None:
     assert "  broken | something went wrong" in ran.output
     assert ran.output.splitlines()[-1].startswith("Workflow golden-dag-fail-")
     assert " Failed in " in ran.output.splitlines()[-1]
+
+
+def test_memoize_reuses_outputs_for_the_same_key_until_max_age(tmp_path: Path, run: RunFn) -> None:
+    counter = tmp_path / "runs.txt"
+
+    def workflow(max_age: str) -> Path:
+        text = (
+            WORKFLOW_HEAD.replace(
+                "  templates:", "  arguments:\n    parameters: [{name: source}]\n  templates:"
+            )
+            + f"""
+    - name: main
+      memoize:
+        key: "prepare-{{{{workflow.parameters.source}}}}"
+        maxAge: "{max_age}"
+        cache:
+          configMap: {{name: prepare-cache}}
+      outputs:
+        parameters:
+          - name: uri
+            valueFrom: {{path: /tmp/outputs/uri}}
+      container:
+        image: python:3.11-slim
+        command: [python, -c, "open('{counter}', 'a').write('x'); import os; open(os.environ['MLOPS_OUTPUTS_DIR'] + '/uri', 'w').write('s3://d/{{{{workflow.parameters.source}}}}')"]
+"""
+        )
+        return write(tmp_path, f"memo-{max_age}.yaml", text)
+
+    first = run(workflow("1h"), {"source": "a"}, quiet=True).result
+    again = run(workflow("1h"), {"source": "a"}, quiet=True).result
+    other = run(workflow("1h"), {"source": "b"}, quiet=True).result
+    expired = run(workflow("0s"), {"source": "a"}, quiet=True).result
+    assert [r.phase for r in (first, again, other, expired)] == ["Succeeded"] * 4
+    assert again.root.outputs == {"uri": "s3://d/a"} and again.root.message == "memoized (prepare-a)"
+    assert other.root.outputs == {"uri": "s3://d/b"}
+    assert counter.read_text() == "xxx"  # first, other and expired ran; again came from the cache
