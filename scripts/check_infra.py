@@ -6,13 +6,16 @@ Checks (all by default; `--check NAME` picks some, in this order):
              (with --load-restrictor LoadRestrictionsNone: the WorkflowTemplates are workflows/*.yaml)
   schema     every built object, strictly (an unknown field is an error): kubernetes-validate for
              core kinds, mlops.argo.schema.check_document for Argo Workflows kinds, the subset
-             schemas in infra/schemas/crd-subsets.yaml for ServiceMonitor, PrometheusRule and
-             Argo CD's Application/AppProject
+             schemas in infra/schemas/*.yaml for ServiceMonitor, PrometheusRule, Argo CD's
+             Application/AppProject, Argo Rollouts' Rollout/AnalysisTemplate and the Gateway API
+             routes
   refs       names resolve inside a build: service accounts, config maps, claims, Role bindings,
              Service/PDB/NetworkPolicy selectors and ports, the workflows' service URLs and
-             k8s:// replica selectors, ServiceMonitor targets, Argo CD application paths
-  promql     every alerting/recording rule and dashboard query parses (promql-parser); every
-             recorded series a query uses is recorded
+             k8s:// replica selectors, ServiceMonitor targets, Argo CD application paths; each
+             Rollout's Deployment, Services, routes, managed header routes and analysis templates
+             and arguments; each route's Gateway listener and backend Service ports
+  promql     every alerting/recording rule, dashboard query and AnalysisTemplate query parses
+             (promql-parser); every recorded series a query uses is recorded
   images     base images pinned by digest; what each WorkflowTemplate and manifest runs is built
              by a Dockerfile in docker/ through .github/workflows/images.yml, whose path filter
              covers everything the image copies; every workflows/*.yaml is deployed
@@ -141,7 +144,8 @@ def kustomization_resources(directory: Path) -> list[Path]:
     import yaml
 
     data = yaml.safe_load((directory / "kustomization.yaml").read_text()) or {}
-    return [(directory / entry).resolve() for entry in data.get("resources", [])]
+    entries = [*data.get("resources", []), *data.get("components", [])]
+    return [(directory / entry).resolve() for entry in entries]
 
 
 def build_roots(root: Path) -> list[Path]:
@@ -224,13 +228,22 @@ class KubernetesSchemas:
 
 
 def subset_validators(root: Path) -> dict[str, Any]:
+    """One validator per `<apiVersion>/<kind>` of infra/schemas/*.yaml; the files share their $defs."""
     import jsonschema
     import yaml
 
-    spec = yaml.safe_load((root / "infra" / "schemas" / "crd-subsets.yaml").read_text())
+    definitions: dict[str, Any] = {}
+    kinds: dict[str, Any] = {}
+    for path in sorted((root / "infra" / "schemas").glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text()) or {}
+        for table, merged in (("$defs", definitions), ("kinds", kinds)):
+            for name, schema in (spec.get(table) or {}).items():
+                if name in merged:
+                    raise SystemExit(f"infra/schemas: {table} {name!r} defined twice ({path.name})")
+                merged[name] = schema
     return {
-        key: jsonschema.Draft202012Validator({**schema, "$defs": spec["$defs"]})
-        for key, schema in spec["kinds"].items()
+        key: jsonschema.Draft202012Validator({**schema, "$defs": definitions})
+        for key, schema in kinds.items()
     }
 
 
@@ -253,9 +266,7 @@ def check_schema(ctx: Context) -> Result:
             continue
         validator = subsets.get(f"{api_version}/{kind}") or kubernetes.validator(api_version, kind)
         if validator is None:
-            result.add(
-                where, f"no schema for {api_version} {kind}: add one to infra/schemas/crd-subsets.yaml"
-            )
+            result.add(where, f"no schema for {api_version} {kind}: add one to infra/schemas/")
             continue
         if f"{api_version}/{kind}" in subsets:
             counts["subset"] += 1
@@ -385,6 +396,147 @@ def workflow_service_refs(build: Build, obj: dict[str, Any], result: Result, whe
                 )
 
 
+ARGS_PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")
+
+
+def by_name(build: Build, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    for obj in build.objects:
+        meta = obj["metadata"]
+        if obj.get("kind") == kind and meta.get("namespace") == namespace and meta["name"] == name:
+            return obj
+    return None
+
+
+def rollout_analyses(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, analysis) for a canary's background analysis and each analysis step."""
+    canary = spec.get("strategy", {}).get("canary", {})
+    if "analysis" in canary:
+        yield "background analysis", canary["analysis"]
+    for index, step in enumerate(canary.get("steps", [])):
+        if "analysis" in step:
+            yield f"step {index} analysis", step["analysis"]
+
+
+def rollout_refs(ctx: Context, build: Build, obj: dict[str, Any], result: Result, where: str) -> None:
+    """A Rollout's Deployment, Services, plugin routes, managed header routes and analyses resolve."""
+    namespace, spec = obj["metadata"].get("namespace"), obj["spec"]
+    ref = spec.get("workloadRef", {})
+    workload = by_name(build, ref.get("kind", ""), namespace, ref.get("name", ""))
+    labels: dict[str, str] = {}
+    if workload is None:
+        result.add(where, f"workloadRef {ref.get('kind')} {ref.get('name')!r} is not in the build")
+    else:
+        labels = workload["spec"]["template"]["metadata"].get("labels", {})
+        if not matches(spec.get("selector"), labels):
+            result.add(
+                where, f"selector does not match the pod template of {ref.get('kind')} {ref.get('name')}"
+            )
+        if workload["spec"].get("replicas", 1) != 0 and ref.get("scaleDown", "never") == "never":
+            result.add(
+                where,
+                f"{ref.get('kind')} {ref.get('name')} keeps {workload['spec'].get('replicas', 1)} replicas "
+                "beside the Rollout's (set its replicas to 0, or scaleDown)",
+            )
+    canary = spec.get("strategy", {}).get("canary", {})
+    monitors = [m for _, m in ctx.objects("ServiceMonitor")]
+    services = {}
+    for role in ("stableService", "canaryService"):
+        name = canary.get(role)
+        service = by_name(build, "Service", namespace, name) if name else None
+        if service is None:
+            result.add(where, f"{role} {name!r} is not a Service in the build")
+            continue
+        services[role] = name
+        if workload is not None and not matches({"matchLabels": service["spec"].get("selector")}, labels):
+            result.add(
+                where, f"{role} {name!r} does not select the pods of {ref.get('kind')} {ref.get('name')}"
+            )
+        for monitor in monitors:
+            if namespace in monitor["spec"].get("namespaceSelector", {}).get("matchNames", []) and matches(
+                monitor["spec"]["selector"], service["metadata"].get("labels", {})
+            ):
+                result.add(
+                    where,
+                    f"{role} {name!r} is selected by ServiceMonitor {monitor['metadata']['name']} (pods scraped twice)",
+                )
+    routing = canary.get("trafficRouting", {})
+    plugin = routing.get("plugins", {}).get("argoproj-labs/gatewayAPI", {})
+    header_routes = False
+    for key, kind in (("httpRoutes", "HTTPRoute"), ("grpcRoutes", "GRPCRoute")):
+        for route_ref in plugin.get(key, []):
+            header_routes |= bool(route_ref.get("useHeaderRoutes"))
+            route = by_name(build, kind, plugin.get("namespace", namespace), route_ref["name"])
+            if route is None:
+                result.add(where, f"{kind} {route_ref['name']!r} is not in the build")
+                continue
+            backends = {b["name"] for rule in route["spec"]["rules"] for b in rule.get("backendRefs", [])}
+            for role, name in services.items():
+                if name not in backends:
+                    result.add(where, f"{kind} {route_ref['name']} has no backendRef to the {role} {name!r}")
+    managed = {r["name"] for r in routing.get("managedRoutes", [])}
+    used = {step["setHeaderRoute"]["name"] for step in canary.get("steps", []) if "setHeaderRoute" in step}
+    for name in sorted(used - managed):
+        result.add(where, f"setHeaderRoute {name!r} is not listed in trafficRouting.managedRoutes")
+    for name in sorted(managed - used):
+        result.add(where, f"managedRoutes {name!r} is set by no setHeaderRoute step")
+    if used and not header_routes:
+        result.add(where, "setHeaderRoute needs a plugin route with useHeaderRoutes: true")
+    for what, analysis in rollout_analyses(spec):
+        given = {a["name"] for a in analysis.get("args", [])}
+        declared: set[str] = set()
+        for ref_ in analysis.get("templates", []):
+            template = by_name(build, "AnalysisTemplate", namespace, ref_["templateName"])
+            if template is None:
+                result.add(where, f"{what}: AnalysisTemplate {ref_['templateName']!r} is not in the build")
+                continue
+            for arg in template["spec"].get("args", []):
+                declared.add(arg["name"])
+                if "value" not in arg and arg["name"] not in given:
+                    result.add(
+                        where, f"{what}: argument {arg['name']!r} of {ref_['templateName']} is not given"
+                    )
+        for name in sorted(given - declared):
+            result.add(where, f"{what}: argument {name!r} is declared by no template it uses")
+
+
+def route_refs(build: Build, obj: dict[str, Any], result: Result, where: str) -> None:
+    """Each parentRef is a Gateway listener that admits this kind; each backendRef a Service port."""
+    namespace = obj["metadata"].get("namespace")
+    for parent in obj["spec"].get("parentRefs", []):
+        gateway = by_name(build, "Gateway", parent.get("namespace", namespace), parent["name"])
+        if gateway is None:
+            result.add(where, f"parentRef Gateway {parent['name']!r} is not in the build")
+            continue
+        listeners = [
+            lst for lst in gateway["spec"]["listeners"] if parent.get("sectionName") in (None, lst["name"])
+        ]
+        if not listeners:
+            result.add(where, f"Gateway {parent['name']} has no listener {parent.get('sectionName')!r}")
+        admitting = [
+            lst
+            for lst in listeners
+            if not lst.get("allowedRoutes", {}).get("kinds")
+            or obj["kind"] in {k["kind"] for k in lst["allowedRoutes"]["kinds"]}
+        ]
+        if listeners and not admitting:
+            result.add(where, f"no listener of Gateway {parent['name']} admits {obj['kind']}")
+    for rule in obj["spec"].get("rules", []):
+        for backend in rule.get("backendRefs", []):
+            service = by_name(build, "Service", backend.get("namespace", namespace), backend["name"])
+            if service is None:
+                result.add(where, f"backendRef Service {backend['name']!r} is not in the build")
+            elif backend["port"] not in {p["port"] for p in service["spec"].get("ports", [])}:
+                result.add(where, f"backendRef {backend['name']}: the Service has no port {backend['port']}")
+
+
+def analysis_template_refs(obj: dict[str, Any], result: Result, where: str) -> None:
+    declared = {a["name"] for a in obj["spec"].get("args", [])}
+    for metric in obj["spec"].get("metrics", []):
+        for name in sorted(set(ARGS_PLACEHOLDER.findall(json.dumps(metric))) - declared):
+            result.add(where, f"metric {metric.get('name')}: {{{{args.{name}}}}} is no declared argument")
+
+
 def check_refs(ctx: Context) -> Result:
     result = Result("refs")
     platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
@@ -443,6 +595,12 @@ def check_refs(ctx: Context) -> Result:
                         where, f"serviceAccountName {account!r} is not a ServiceAccount in {namespace}"
                     )
                 workflow_service_refs(build, obj, result, where)
+            elif kind == "Rollout":
+                rollout_refs(ctx, build, obj, result, where)
+            elif kind in ROUTE_KINDS:
+                route_refs(build, obj, result, where)
+            elif kind == "AnalysisTemplate":
+                analysis_template_refs(obj, result, where)
     services = [(b, o) for b in platform for o in b.objects if o.get("kind") == "Service"]
     for build, monitor in ctx.objects("ServiceMonitor"):
         where = f"{build.path}: {describe(monitor)}"
@@ -498,6 +656,15 @@ def queries(ctx: Context) -> Iterator[tuple[str, str]]:
                         f"{build.path}: dashboard {key} panel {panel.get('title')!r} {target.get('refId')}"
                     )
                     yield where, GRAFANA_MACROS.sub("5m", target["expr"])
+    for build, template in ctx.objects("AnalysisTemplate"):
+        # `{{args.x}}` is filled when the AnalysisRun is made: parse with the argument's default,
+        # or a number (valid in a label value and as a threshold alike).
+        defaults = {a["name"]: a.get("value", "0") for a in template["spec"].get("args", [])}
+        for metric in template["spec"].get("metrics", []):
+            query = metric.get("provider", {}).get("prometheus", {}).get("query")
+            if query is not None:
+                where = f"{build.path}: {describe(template)} metric {metric.get('name')}"
+                yield where, ARGS_PLACEHOLDER.sub(lambda m, d=defaults: d.get(m.group(1), "0"), query)
 
 
 def check_promql(ctx: Context) -> Result:

@@ -257,3 +257,68 @@ def test_image_contents_import_every_step_it_runs(image: str, tmp_path: Path) ->
     assert run.returncode == 0, (
         f"{image} lacks code its steps import ({', '.join(modules)}):\n{run.stderr[-2000:]}"
     )
+
+
+# --- canary releases (infra/rollouts): Argo Rollouts, Gateway API routes, analysis ------------
+
+# (file, text in the repository, broken text, check, what its finding says)
+ROLLOUT_BREAKAGES: list[tuple[str, str, str, str, str]] = [
+    (
+        "infra/rollouts/triton/rollout.yaml",
+        "progressDeadlineAbort: true",
+        "progressDeadlineAbrot: true",
+        "schema",
+        "'progressDeadlineAbrot' was unexpected",
+    ),
+    (
+        "infra/rollouts/vllm/analysis-template.yaml",
+        "histogram_quantile(0.95, sum by (le) (rate(",
+        "histogram_quantile(0.95, sum by (le) (rate((",
+        "promql",
+        "AnalysisTemplate mlops/vllm-canary metric p95-latency: PromQL does not parse",
+    ),
+    (
+        "infra/rollouts/vllm/rollout.yaml",
+        "templateName: vllm-canary",
+        "templateName: vllm-canry",
+        "refs",
+        "AnalysisTemplate 'vllm-canry' is not in the build",
+    ),
+    (
+        "infra/rollouts/triton/rollout.yaml",
+        "            name: candidate-header\n            match:",
+        "            name: candidate-headers\n            match:",
+        "refs",
+        "setHeaderRoute 'candidate-headers' is not listed in trafficRouting.managedRoutes",
+    ),
+    (
+        "infra/rollouts/triton/rollout.yaml",
+        "        - name: triton-canary\n          port: 8001",
+        "        - name: triton-canary\n          port: 8002",
+        "refs",
+        "backendRef triton-canary: the Service has no port 8002",
+    ),
+]
+
+
+def test_rollout_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    for entry in COPIED:
+        source, target = REPO_ROOT / entry, root / entry
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, target)
+    for file, good, bad, _, _ in ROLLOUT_BREAKAGES:
+        text = (root / file).read_text()
+        assert good in text, f"{file} no longer contains {good!r}: update this test's breakage"
+        (root / file).write_text(text.replace(good, bad, 1))
+    checks = sorted({check for *_, check, _ in ROLLOUT_BREAKAGES})
+    run, report = run_checks(
+        infra_python, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
+    )
+    assert run.returncode == 1
+    for file, _, _, check, expected in ROLLOUT_BREAKAGES:
+        messages = [f"{f['where']}: {f['message']}" for f in report[check]["findings"]]
+        assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"
