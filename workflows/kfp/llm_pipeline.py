@@ -1,0 +1,790 @@
+# mypy: disable-error-code="valid-type"
+# (the KFP DSL annotates outputs with a call, `dsl.OutputPath(str)`, which is no type to mypy)
+"""The LLM pipeline (pipeline 2) for Kubeflow Pipelines v2, as container components.
+
+The same step modules the Argo WorkflowTemplates run (workflows/vllm-training.yaml,
+vllm-deployment.yaml, vllm-evaluation.yaml, vllm-performance.yaml, vllm-promote.yaml), with the
+same flags, in the same images:
+
+  prepare_data -> build_base -> token_stats -> finetune -> register (loss gate, `candidate`)
+  -> [verdict pass] load_adapter -> smoke_test (`staged`)
+  -> generate -> judge -> gate (`eval-passed|eval-failed`)
+  -> [verdict pass] loadtest -> gate (`perf-passed|perf-failed`)
+  -> [verdict pass] promote (`live`, `previous`)
+  reconcile (vLLM LoRA slots) as the exit handler of everything after the loss gate.
+
+Steps hand over exactly as on Argo: a step writes `$MLOPS_OUTPUTS_DIR/<name>`; a small shell
+wrapper points that at a scratch folder and copies each file to the KFP output path
+(`dsl.OutputPath(str)`), which downstream tasks read as a parameter. Nothing runs at import:
+`build_pipeline(...)` defines the components and returns the pipeline; scripts/compile_kfp.py
+compiles it to the IR YAML. workflows/kfp/README.md says what differs from the Argo version.
+"""
+
+# No `from __future__ import annotations`: KFP reads the components' annotations
+# (dsl.OutputPath(str)) at definition time, and they name a local of build_pipeline.
+from dataclasses import dataclass
+from typing import Any
+
+PIPELINE_NAME = "vllm-llm-pipeline"
+
+# Run one step module and hand its outputs to KFP. Arguments: the module, the workflow name
+# (MLOPS_WORKFLOW_NAME, for the audit trail), the MLflow URI, the S3 endpoint ("" = AWS), then
+# `<output-name>=<kfp-output-path>` pairs, `--`, and the step's own flags.
+STEP_WRAPPER = """\
+set -eu
+module="$1"
+export MLOPS_WORKFLOW_NAME="$2" MLFLOW_TRACKING_URI="$3" AWS_ENDPOINT_URL="$4"
+shift 4
+MLOPS_OUTPUTS_DIR="$(mktemp -d)"
+export MLOPS_OUTPUTS_DIR
+pairs=""
+while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do pairs="$pairs $1"; shift; done
+[ "$#" -gt 0 ] && shift
+python -m "$module" "$@"
+for pair in $pairs; do
+  name="${pair%%=*}"
+  target="${pair#*=}"
+  mkdir -p "$(dirname "$target")"
+  cp "$MLOPS_OUTPUTS_DIR/$name" "$target"
+done
+"""
+
+
+@dataclass(frozen=True)
+class Images:
+    """The two step images (the Argo workflows' `llm-training-image` and `vllm-deployment-image`)."""
+
+    training: str = "ghcr.io/mlops-k8s/vllm-training:latest"
+    deployment: str = "ghcr.io/mlops-k8s/vllm-deployment-tools:latest"
+
+
+def step_spec(
+    image: str,
+    module: str,
+    service: list[Any],
+    outputs: dict[str, Any],
+    flags: list[Any],
+) -> Any:
+    """The ContainerSpec of one step: the wrapper, the module, its outputs and its flags."""
+    from kfp import dsl
+
+    pairs = [f"{name}={path}" for name, path in outputs.items()]
+    return dsl.ContainerSpec(
+        image=image,
+        command=["sh", "-c", STEP_WRAPPER, "mlops-step"],
+        args=[module, *service, *pairs, "--", *flags],
+    )
+
+
+def build_pipeline(images: Images | None = None) -> Any:
+    """Define the components for these images and return the pipeline function."""
+    from kfp import dsl
+
+    images = images or Images()
+    train, deploy = images.training, images.deployment
+    OutputPath = dsl.OutputPath  # the KFP annotation, spelt as in the DSL
+
+    # --- training (vllm-training) ---------------------------------------------------------
+
+    @dsl.container_component
+    def prepare_data(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        source: str,
+        synthetic_documents: int,
+        dataset_prefix: str,
+        max_context_chars: int,
+        seed: int,
+        experiment: str,
+        dataset_uri: OutputPath(str),
+        data_run_id: OutputPath(str),
+    ):
+        return step_spec(
+            train,
+            "training.llm.prepare_data",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"dataset-uri": dataset_uri, "data-run-id": data_run_id},
+            [
+                f"--source={source}",
+                f"--synthetic-documents={synthetic_documents}",
+                f"--dataset-prefix={dataset_prefix}",
+                f"--max-context-chars={max_context_chars}",
+                f"--seed={seed}",
+                f"--experiment={experiment}",
+            ],
+        )
+
+    @dsl.container_component
+    def build_base(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        source: str,
+        dataset_uri: str,
+        base_prefix: str,
+        pretrain_epochs: int,
+        seed: int,
+        experiment: str,
+        base_uri: OutputPath(str),
+        base_run_id: OutputPath(str),
+    ):
+        return step_spec(
+            train,
+            "training.llm.build_base",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"base-uri": base_uri, "base-run-id": base_run_id},
+            [
+                f"--source={source}",
+                f"--dataset-uri={dataset_uri}",
+                f"--base-prefix={base_prefix}",
+                f"--pretrain-epochs={pretrain_epochs}",
+                f"--seed={seed}",
+                f"--experiment={experiment}",
+            ],
+        )
+
+    @dsl.container_component
+    def token_stats(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        dataset_uri: str,
+        base_uri: str,
+        data_run_id: str,
+        max_seq_length: int,
+        max_tokens: OutputPath(str),
+    ):
+        return step_spec(
+            train,
+            "training.llm.token_stats",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"max-tokens": max_tokens},
+            [
+                f"--dataset-uri={dataset_uri}",
+                f"--base-uri={base_uri}",
+                f"--data-run-id={data_run_id}",
+                f"--max-seq-length={max_seq_length}",
+            ],
+        )
+
+    @dsl.container_component
+    def finetune(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        dataset_uri: str,
+        base_uri: str,
+        method: str,
+        preset: str,
+        lora_r: int,
+        max_lora_rank: int,
+        epochs: int,
+        batch_size: int,
+        learning_rate: str,
+        max_seq_length: int,
+        early_stopping_patience: int,
+        seed: int,
+        experiment: str,
+        run_id: OutputPath(str),
+        eval_loss: OutputPath(str),
+        perplexity: OutputPath(str),
+        train_tokens_per_s: OutputPath(str),
+    ):
+        return step_spec(
+            train,
+            "training.llm.finetune",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {
+                "run-id": run_id,
+                "eval-loss": eval_loss,
+                "perplexity": perplexity,
+                "train-tokens-per-s": train_tokens_per_s,
+            },
+            [
+                f"--dataset-uri={dataset_uri}",
+                f"--base-uri={base_uri}",
+                f"--method={method}",
+                f"--preset={preset}",
+                f"--lora-r={lora_r}",
+                f"--max-lora-rank={max_lora_rank}",
+                f"--epochs={epochs}",
+                f"--batch-size={batch_size}",
+                f"--learning-rate={learning_rate}",
+                f"--max-seq-length={max_seq_length}",
+                f"--early-stopping-patience={early_stopping_patience}",
+                f"--seed={seed}",
+                f"--experiment={experiment}",
+            ],
+        )
+
+    @dsl.container_component
+    def register(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        run_id: str,
+        model_name: str,
+        max_eval_loss: str,
+        max_perplexity: str,
+        max_lora_rank: int,
+        verdict: OutputPath(str),
+        reason: OutputPath(str),
+        version: OutputPath(str),
+    ):
+        return step_spec(
+            train,
+            "training.llm.register",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"verdict": verdict, "reason": reason, "version": version},
+            [
+                f"--run-id={run_id}",
+                f"--model-name={model_name}",
+                f"--max-eval-loss={max_eval_loss}",
+                f"--max-perplexity={max_perplexity}",
+                f"--max-lora-rank={max_lora_rank}",
+            ],
+        )
+
+    # --- vLLM deployment (vllm-deployment, vllm-promote) ----------------------------------
+
+    @dsl.container_component
+    def load_adapter(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        model_name: str,
+        served_name: str,
+        endpoints: str,
+        adapter_dir: str,
+        max_lora_rank: int,
+        version: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "deployment.vllm.load_adapter",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"version": version},
+            [
+                f"--model-name={model_name}",
+                f"--served-name={served_name}",
+                f"--endpoints={endpoints}",
+                f"--adapter-dir={adapter_dir}",
+                f"--max-lora-rank={max_lora_rank}",
+            ],
+        )
+
+    @dsl.container_component
+    def smoke_test(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        model_name: str,
+        served_name: str,
+        endpoints: str,
+        adapter_dir: str,
+        max_latency_s: str,
+        loaded_version: str,
+        version: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "deployment.vllm.smoke_test",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"version": version},
+            [
+                f"--model-name={model_name}",
+                f"--served-name={served_name}",
+                f"--endpoints={endpoints}",
+                f"--adapter-dir={adapter_dir}",
+                f"--max-latency-s={max_latency_s}",
+                f"--version={loaded_version}",
+            ],
+        )
+
+    @dsl.container_component
+    def promote(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        model_name: str,
+        served_name: str,
+        endpoints: str,
+        adapter_dir: str,
+        promote_version: str,
+        live: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "deployment.vllm.promote",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"live": live},
+            [
+                f"--model-name={model_name}",
+                f"--served-name={served_name}",
+                f"--endpoints={endpoints}",
+                f"--adapter-dir={adapter_dir}",
+                f"--version={promote_version}",
+            ],
+        )
+
+    @dsl.container_component
+    def reconcile(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        model_name: str,
+        served_name: str,
+        endpoints: str,
+        adapter_dir: str,
+    ):
+        return step_spec(
+            deploy,
+            "deployment.vllm.reconcile",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {},
+            [
+                f"--model-name={model_name}",
+                f"--served-name={served_name}",
+                f"--endpoints={endpoints}",
+                f"--adapter-dir={adapter_dir}",
+            ],
+        )
+
+    # --- evaluation (vllm-evaluation) -----------------------------------------------------
+
+    @dsl.container_component
+    def generate(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        model_name: str,
+        endpoints: str,
+        served_name: str,
+        limit: int,
+        max_tokens: int,
+        concurrency: int,
+        seed: int,
+        experiment: str,
+        run_id: OutputPath(str),
+        staged_version: OutputPath(str),
+        live_version: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "evaluation.generate",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"run-id": run_id, "staged-version": staged_version, "live-version": live_version},
+            [
+                f"--model-name={model_name}",
+                f"--endpoints={endpoints}",
+                f"--served-name={served_name}",
+                f"--limit={limit}",
+                f"--max-tokens={max_tokens}",
+                f"--concurrency={concurrency}",
+                f"--seed={seed}",
+                f"--experiment={experiment}",
+            ],
+        )
+
+    @dsl.container_component
+    def judge(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        run_id: str,
+        backend: str,
+        judge_endpoint: str,
+        judge_model: str,
+        pairwise: str,
+        concurrency: int,
+        unparseable: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "evaluation.judge",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"unparseable": unparseable},
+            [
+                f"--run-id={run_id}",
+                f"--backend={backend}",
+                f"--judge-endpoint={judge_endpoint}",
+                f"--judge-model={judge_model}",
+                f"--pairwise={pairwise}",
+                f"--concurrency={concurrency}",
+            ],
+        )
+
+    @dsl.container_component
+    def evaluation_gate(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        run_id: str,
+        model_name: str,
+        min_refusal_accuracy: str,
+        min_a_rate: str,
+        max_c_rate: str,
+        margin: str,
+        require_significance: str,
+        seed: int,
+        verdict: OutputPath(str),
+        reason: OutputPath(str),
+        version: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "evaluation.gate",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"verdict": verdict, "reason": reason, "version": version},
+            [
+                f"--run-id={run_id}",
+                f"--model-name={model_name}",
+                f"--min-refusal-accuracy={min_refusal_accuracy}",
+                f"--min-a-rate={min_a_rate}",
+                f"--max-c-rate={max_c_rate}",
+                f"--margin={margin}",
+                f"--require-significance={require_significance}",
+                f"--seed={seed}",
+            ],
+        )
+
+    # --- performance (vllm-performance) ---------------------------------------------------
+
+    @dsl.container_component
+    def loadtest(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        model_name: str,
+        vllm_url: str,
+        served_model: str,
+        server_model_name: str,
+        prometheus_url: str,
+        prometheus_pad_s: str,
+        api: str,
+        concurrency: int,
+        request_rate: str,
+        duration_s: str,
+        warmup_s: str,
+        max_tokens: int,
+        slo_ttft_s: str,
+        slo_e2el_s: str,
+        experiment: str,
+        run_id: OutputPath(str),
+        version: OutputPath(str),
+        success_rate: OutputPath(str),
+        request_throughput: OutputPath(str),
+        p95_latency_s: OutputPath(str),
+        server_metrics_source: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "performance.loadtest",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {
+                "run-id": run_id,
+                "version": version,
+                "success-rate": success_rate,
+                "request-throughput": request_throughput,
+                "p95-latency-s": p95_latency_s,
+                "server-metrics-source": server_metrics_source,
+            },
+            [
+                f"--model-name={model_name}",
+                f"--vllm-url={vllm_url}",
+                f"--served-model={served_model}",
+                f"--server-model-name={server_model_name}",
+                f"--prometheus-url={prometheus_url}",
+                f"--prometheus-pad-s={prometheus_pad_s}",
+                f"--api={api}",
+                f"--concurrency={concurrency}",
+                f"--request-rate={request_rate}",
+                f"--duration-s={duration_s}",
+                f"--warmup-s={warmup_s}",
+                f"--max-tokens={max_tokens}",
+                f"--slo-ttft-s={slo_ttft_s}",
+                f"--slo-e2el-s={slo_e2el_s}",
+                f"--experiment={experiment}",
+                "--progress=false",
+            ],
+        )
+
+    @dsl.container_component
+    def performance_gate(
+        workflow_name: str,
+        mlflow_tracking_uri: str,
+        s3_endpoint_url: str,
+        run_id: str,
+        model_name: str,
+        max_p95_latency_s: str,
+        max_ttft_p95_s: str,
+        min_throughput_rps: str,
+        min_success_rate: str,
+        max_latency_ratio: str,
+        min_throughput_ratio: str,
+        verdict: OutputPath(str),
+        reason: OutputPath(str),
+        version: OutputPath(str),
+        baseline_version: OutputPath(str),
+    ):
+        return step_spec(
+            deploy,
+            "performance.gate",
+            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
+            {"verdict": verdict, "reason": reason, "version": version, "baseline-version": baseline_version},
+            [
+                f"--run-id={run_id}",
+                f"--model-name={model_name}",
+                f"--max-p95-latency-s={max_p95_latency_s}",
+                f"--max-ttft-p95-s={max_ttft_p95_s}",
+                f"--min-throughput-rps={min_throughput_rps}",
+                f"--min-success-rate={min_success_rate}",
+                f"--max-latency-ratio={max_latency_ratio}",
+                f"--min-throughput-ratio={min_throughput_ratio}",
+            ],
+        )
+
+    # --- the pipeline ---------------------------------------------------------------------
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="RAG-QA data -> LoRA fine-tune -> loss gate -> vLLM candidate slot -> "
+        "LLM-as-judge evaluation -> load test -> promote (the Argo vllm-* workflows, on KFP v2)",
+    )
+    def llm_pipeline(
+        mlflow_tracking_uri: str = "http://mlflow.mlops.svc:5000",
+        s3_endpoint_url: str = "",
+        lora_model_name: str = "mistral-7b-lora",
+        seed: int = 42,
+        # data and base model (vllm-training)
+        qa_data_source: str = "s3://mlops-data/raw/rag-qa.jsonl",
+        qa_dataset_prefix: str = "s3://mlops-data/datasets/rag-qa",
+        synthetic_documents: int = 120,
+        max_context_chars: int = 6000,
+        base_model_source: str = "s3://mlops-models/mistral-7b-v0.1/",
+        base_prefix: str = "s3://mlops-models/base",
+        pretrain_epochs: int = 8,
+        # fine-tune and loss gate
+        lora_method: str = "lora",
+        lora_preset: str = "standard",
+        lora_r: int = 0,
+        lora_epochs: int = 3,
+        lora_batch_size: int = 16,
+        lora_learning_rate: str = "2e-4",
+        max_seq_length: int = 2048,
+        early_stopping_patience: int = 2,
+        max_eval_loss: str = "1.0",
+        max_perplexity: str = "2.0",
+        max_lora_rank: int = 16,
+        # vLLM (vllm-deployment, vllm-promote)
+        vllm_served_name: str = "aws-rag-qa",
+        vllm_endpoints: str = "k8s://mlops/app.kubernetes.io/name=vllm:8000",
+        vllm_adapter_dir: str = "/adapters",
+        smoke_max_latency_s: str = "10",
+        # evaluation (vllm-evaluation)
+        eval_limit: int = 1200,
+        eval_max_tokens: int = 256,
+        eval_concurrency: int = 16,
+        judge_backend: str = "llm",
+        judge_endpoint: str = "http://vllm.mlops.svc:8000",
+        judge_model: str = "aws-rag-qa",
+        judge_pairwise: str = "true",
+        eval_min_refusal_accuracy: str = "0.9",
+        eval_min_a_rate: str = "0.5",
+        eval_max_c_rate: str = "0.3",
+        eval_margin: str = "0.0",
+        eval_require_significance: str = "false",
+        # performance (vllm-performance)
+        vllm_url: str = "http://vllm.mlops.svc:8000",
+        candidate_served_model: str = "aws-rag-qa-candidate",
+        prometheus_url: str = "",
+        prometheus_scrape_interval_s: str = "30",
+        perf_api: str = "completions",
+        perf_concurrency: int = 16,
+        perf_request_rate: str = "0",
+        perf_duration_s: str = "120",
+        perf_warmup_s: str = "15",
+        perf_max_tokens: int = 128,
+        perf_max_p95_latency_s: str = "8",
+        perf_max_ttft_p95_s: str = "2",
+        perf_min_throughput_rps: str = "2",
+        perf_min_success_rate: str = "0.99",
+        perf_max_latency_ratio: str = "1.15",
+        perf_min_throughput_ratio: str = "0.85",
+    ):
+        service = {
+            "workflow_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            "mlflow_tracking_uri": mlflow_tracking_uri,
+            "s3_endpoint_url": s3_endpoint_url,
+        }
+        vllm = {
+            "model_name": lora_model_name,
+            "served_name": vllm_served_name,
+            "endpoints": vllm_endpoints,
+            "adapter_dir": vllm_adapter_dir,
+        }
+
+        def uncached(task: Any) -> Any:
+            # Steps read and move registry aliases: a cached result would skip the move.
+            return task.set_caching_options(False)
+
+        # Whatever happens, leave the vLLM LoRA slots as the registry aliases say (the Argo
+        # vllm-deployment and vllm-promote onExit). KFP allows an exit handler only at the
+        # outermost scope, so it wraps the whole run; with no alias moved it changes nothing.
+        cleanup = uncached(reconcile(**service, **vllm)).set_display_name("reconcile")
+        with dsl.ExitHandler(cleanup, name="llm-pipeline"):
+            # Same data, same settings: KFP's cache reuses the prepared dataset (the Argo version memoizes).
+            data = prepare_data(
+                **service,
+                source=qa_data_source,
+                synthetic_documents=synthetic_documents,
+                dataset_prefix=qa_dataset_prefix,
+                max_context_chars=max_context_chars,
+                seed=seed,
+                experiment=lora_model_name,
+            ).set_display_name("prepare-data")
+            base = uncached(
+                build_base(
+                    **service,
+                    source=base_model_source,
+                    dataset_uri=data.outputs["dataset_uri"],
+                    base_prefix=base_prefix,
+                    pretrain_epochs=pretrain_epochs,
+                    seed=seed,
+                    experiment=lora_model_name,
+                )
+            ).set_display_name("build-base")
+            base.set_cpu_request("2").set_memory_request("4Gi")
+            stats = uncached(
+                token_stats(
+                    **service,
+                    dataset_uri=data.outputs["dataset_uri"],
+                    base_uri=base.outputs["base_uri"],
+                    data_run_id=data.outputs["data_run_id"],
+                    max_seq_length=max_seq_length,
+                )
+            ).set_display_name("token-stats")
+            tuned = uncached(
+                finetune(
+                    **service,
+                    dataset_uri=data.outputs["dataset_uri"],
+                    base_uri=base.outputs["base_uri"],
+                    method=lora_method,
+                    preset=lora_preset,
+                    lora_r=lora_r,
+                    max_lora_rank=max_lora_rank,
+                    epochs=lora_epochs,
+                    batch_size=lora_batch_size,
+                    learning_rate=lora_learning_rate,
+                    max_seq_length=max_seq_length,
+                    early_stopping_patience=early_stopping_patience,
+                    seed=seed,
+                    experiment=lora_model_name,
+                )
+            ).set_display_name("finetune")
+            tuned.set_cpu_request("2").set_memory_request("8Gi")
+            tuned.after(stats)  # as on Argo: token statistics first, they fail fast on bad lengths
+            registered = uncached(
+                register(
+                    **service,
+                    run_id=tuned.outputs["run_id"],
+                    model_name=lora_model_name,
+                    max_eval_loss=max_eval_loss,
+                    max_perplexity=max_perplexity,
+                    max_lora_rank=max_lora_rank,
+                )
+            ).set_display_name("register")
+
+            with dsl.If(registered.outputs["verdict"] == "pass", name="candidate"):
+                loaded = uncached(
+                    load_adapter(**service, **vllm, max_lora_rank=max_lora_rank)
+                ).set_display_name("load-adapter")
+                smoked = uncached(
+                    smoke_test(
+                        **service,
+                        **vllm,
+                        max_latency_s=smoke_max_latency_s,
+                        loaded_version=loaded.outputs["version"],
+                    )
+                ).set_display_name("smoke-test")
+                generated = uncached(
+                    generate(
+                        **service,
+                        model_name=lora_model_name,
+                        endpoints=vllm_endpoints,
+                        served_name=vllm_served_name,
+                        limit=eval_limit,
+                        max_tokens=eval_max_tokens,
+                        concurrency=eval_concurrency,
+                        seed=seed,
+                        experiment=lora_model_name,
+                    )
+                ).set_display_name("generate")
+                generated.after(smoked)
+                judged = uncached(
+                    judge(
+                        **service,
+                        run_id=generated.outputs["run_id"],
+                        backend=judge_backend,
+                        judge_endpoint=judge_endpoint,
+                        judge_model=judge_model,
+                        pairwise=judge_pairwise,
+                        concurrency=eval_concurrency,
+                    )
+                ).set_display_name("judge")
+                evaluated = uncached(
+                    evaluation_gate(
+                        **service,
+                        run_id=generated.outputs["run_id"],
+                        model_name=lora_model_name,
+                        min_refusal_accuracy=eval_min_refusal_accuracy,
+                        min_a_rate=eval_min_a_rate,
+                        max_c_rate=eval_max_c_rate,
+                        margin=eval_margin,
+                        require_significance=eval_require_significance,
+                        seed=seed,
+                    )
+                ).set_display_name("evaluation-gate")
+                evaluated.after(judged)
+                with dsl.If(evaluated.outputs["verdict"] == "pass", name="eval-passed"):
+                    loaded_test = uncached(
+                        loadtest(
+                            **service,
+                            model_name=lora_model_name,
+                            vllm_url=vllm_url,
+                            served_model=candidate_served_model,
+                            server_model_name=vllm_served_name,
+                            prometheus_url=prometheus_url,
+                            prometheus_pad_s=prometheus_scrape_interval_s,
+                            api=perf_api,
+                            concurrency=perf_concurrency,
+                            request_rate=perf_request_rate,
+                            duration_s=perf_duration_s,
+                            warmup_s=perf_warmup_s,
+                            max_tokens=perf_max_tokens,
+                            slo_ttft_s=perf_max_ttft_p95_s,
+                            slo_e2el_s=perf_max_p95_latency_s,
+                            experiment=lora_model_name,
+                        )
+                    ).set_display_name("loadtest")
+                    loaded_test.set_cpu_request("1").set_memory_request("1Gi")
+                    performed = uncached(
+                        performance_gate(
+                            **service,
+                            run_id=loaded_test.outputs["run_id"],
+                            model_name=lora_model_name,
+                            max_p95_latency_s=perf_max_p95_latency_s,
+                            max_ttft_p95_s=perf_max_ttft_p95_s,
+                            min_throughput_rps=perf_min_throughput_rps,
+                            min_success_rate=perf_min_success_rate,
+                            max_latency_ratio=perf_max_latency_ratio,
+                            min_throughput_ratio=perf_min_throughput_ratio,
+                        )
+                    ).set_display_name("performance-gate")
+                    with dsl.If(performed.outputs["verdict"] == "pass", name="perf-passed"):
+                        uncached(
+                            promote(**service, **vllm, promote_version=performed.outputs["version"])
+                        ).set_display_name("promote")
+
+    return llm_pipeline
