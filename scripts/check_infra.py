@@ -640,6 +640,11 @@ def check_refs(ctx: Context) -> Result:
 # --- promql -----------------------------------------------------------------------------------
 
 
+def fill_args(text: str, values: dict[str, str]) -> str:
+    """`{{args.x}}` -> values[x], or `0` for an argument without a value."""
+    return ARGS_PLACEHOLDER.sub(lambda m: values.get(m.group(1), "0"), text)
+
+
 def queries(ctx: Context) -> Iterator[tuple[str, str]]:
     for build, rule_set in ctx.objects("PrometheusRule"):
         for group in rule_set["spec"]["groups"]:
@@ -664,7 +669,7 @@ def queries(ctx: Context) -> Iterator[tuple[str, str]]:
             query = metric.get("provider", {}).get("prometheus", {}).get("query")
             if query is not None:
                 where = f"{build.path}: {describe(template)} metric {metric.get('name')}"
-                yield where, ARGS_PLACEHOLDER.sub(lambda m, d=defaults: d.get(m.group(1), "0"), query)
+                yield where, fill_args(query, defaults)
 
 
 def check_promql(ctx: Context) -> Result:
