@@ -100,7 +100,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    import shutil
+
     _manager(args).down()
+    # memoized step outputs name objects on the stack's S3, which is in memory: gone now
+    shutil.rmtree(args.state_dir / "memo", ignore_errors=True)
     return 0
 
 

@@ -110,3 +110,8 @@ def main(
         f"[{name}] done in {elapsed:.1f}s: {result.summary} {('(' + outputs + ')') if outputs else ''}".rstrip()
     )
     return EXIT_OK
+
+
+def workflow_name() -> str:
+    """The workflow run this step belongs to (Argo's, or the local executor's), else `manual`."""
+    return os.environ.get("ARGO_WORKFLOW_NAME") or os.environ.get("MLOPS_WORKFLOW_NAME") or "manual"

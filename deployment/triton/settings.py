@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field
 
 from deployment.triton.repository import Repository
 from mlops.config import StepConfig
+from mlops.step import workflow_name as workflow_name  # re-exported for the steps
 from mlops.storage import S3Store, S3Url
 
 
@@ -24,10 +23,6 @@ def repository(cfg: ModelSettings, triton_model: str) -> Repository:
     root = S3Url.parse(cfg.model_repository)
     store.ensure_bucket(root.bucket)
     return Repository(store, root, triton_model)
-
-
-def workflow_name() -> str:
-    return os.environ.get("MLOPS_WORKFLOW_NAME", "manual")
 
 
 class ServerSettings(ModelSettings):

@@ -1,9 +1,9 @@
 """Step: serve the release that was served before the current one (or `--to-version`) again.
 
 Reads the repository's release log: the current entry names the release it replaced. With
-`--if-deployed-by=<workflow>` (the workflow's exit handler) it acts only when the current
-release was deployed by that run, so a run that failed before deploying changes nothing and
-needs no server. Otherwise it refuses without a TensorRT-LLM Triton (exit 2, nothing changed),
+`--if-deployed-by=<workflow>` (the workflow's exit handler) it acts only when that run did not
+succeed and the current release was deployed by it, so a successful run keeps its release and a
+run that failed before deploying changes nothing and needs no server. Otherwise it refuses without a TensorRT-LLM Triton (exit 2, nothing changed),
 then writes each model's config.pbtxt serving exactly the target release and reloads the four
 models through Triton's repository API, the ensemble last, and logs the rollback.
 """
@@ -63,6 +63,11 @@ def run(
     root = S3Url.parse(cfg.model_repository)
     status = f"workflow {cfg.workflow_status.lower() or 'finished'}"
     entry = release.current(store, root)
+    if cfg.if_deployed_by and cfg.workflow_status == "Succeeded":
+        return StepResult(
+            outputs={"rolled-back": "false", "served-version": str(entry["version"]) if entry else "none"},
+            summary=f"{status}: {cfg.if_deployed_by} succeeded; its release stays served",
+        )
     if cfg.if_deployed_by and (entry is None or entry.get("workflow") != cfg.if_deployed_by):
         return StepResult(
             outputs={"rolled-back": "false", "served-version": str(entry["version"]) if entry else "none"},

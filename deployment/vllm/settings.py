@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field
 
 from mlops.config import StepConfig
 from mlops.errors import BadInput
 from mlops.serving.discovery import resolve
 from mlops.serving.vllm import HttpVllmServer, connect
+from mlops.step import workflow_name as workflow_name  # re-exported for the steps
 
 
 class VllmSettings(StepConfig):
@@ -27,10 +26,6 @@ class VllmSettings(StepConfig):
         description="folder the servers load adapters from (shared volume on a cluster): <dir>/<model>/<version>/",
     )
     request_timeout_s: float = Field(120.0, gt=0.0, description="timeout of one request to a replica")
-
-
-def workflow_name() -> str:
-    return os.environ.get("MLOPS_WORKFLOW_NAME", "manual")
 
 
 def connect_all(cfg: VllmSettings) -> list[HttpVllmServer]:
