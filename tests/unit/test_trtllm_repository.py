@@ -37,7 +37,11 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
     from moto import mock_aws
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLOPS_WORKFLOW_NAME", "trtllm-deployment-run1")
     with mock_aws():
@@ -56,11 +60,18 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def stage_inputs(store: S3Store, tmp_path: Path, tokenizer_dir: Path, max_batch_size: int = 4) -> dict[str, str]:
+def stage_inputs(
+    store: S3Store, tmp_path: Path, tokenizer_dir: Path, max_batch_size: int = 4
+) -> dict[str, str]:
     """An engine and a merged checkpoint as build and merge leave them (committed under the work prefix)."""
     engine = tmp_path / "engine"
     engine.mkdir()
-    limits = {"max_batch_size": max_batch_size, "max_input_len": 512, "max_seq_len": 1024, "max_beam_width": 1}
+    limits = {
+        "max_batch_size": max_batch_size,
+        "max_input_len": 512,
+        "max_seq_len": 1024,
+        "max_beam_width": 1,
+    }
     (engine / "config.json").write_text(json.dumps({"build_config": limits}))
     (engine / "rank0.engine").write_bytes(b"\x00" * 64)
     merged = tmp_path / "merged"
@@ -84,7 +95,9 @@ def test_the_repository_layout_of_a_release(s3: S3Store, tmp_path: Path, tokeniz
     result = repository.run(cfg, s3)
     assert result.outputs == {"triton-version": "1"}
     files = keys_under(s3, ROOT)
-    tokenizer = {f"tokenizer/{p.name}" for p in tokenizer_dir.iterdir() if p.name in repository.TOKENIZER_FILES}
+    tokenizer = {
+        f"tokenizer/{p.name}" for p in tokenizer_dir.iterdir() if p.name in repository.TOKENIZER_FILES
+    }
     expected = (
         {f"{TENSORRT_LLM}/1/{name}" for name in ("config.json", "rank0.engine")}
         | {f"{m}/1/{name}" for m in (PREPROCESSING, POSTPROCESSING) for name in {"model.py", *tokenizer}}
@@ -111,11 +124,18 @@ def tensors(collection: Any) -> dict[str, tuple[str, list[int], bool]]:
     from tritonclient.grpc import model_config_pb2
 
     return {
-        t.name: (model_config_pb2.DataType.Name(t.data_type), list(t.dims), bool(getattr(t, "optional", False))) for t in collection
+        t.name: (
+            model_config_pb2.DataType.Name(t.data_type),
+            list(t.dims),
+            bool(getattr(t, "optional", False)),
+        )
+        for t in collection
     }
 
 
-def test_every_config_pbtxt_parses_back_with_the_engine_limits(s3: S3Store, tmp_path: Path, tokenizer_dir: Path) -> None:
+def test_every_config_pbtxt_parses_back_with_the_engine_limits(
+    s3: S3Store, tmp_path: Path, tokenizer_dir: Path
+) -> None:
     cfg = repository.Config(
         model_repository=ROOT,
         server_model_root="/models/trtllm/",
@@ -129,8 +149,17 @@ def test_every_config_pbtxt_parses_back_with_the_engine_limits(s3: S3Store, tmp_
 
     pre = configs[PREPROCESSING]
     assert pre.backend == "python"
-    assert tensors(pre.input) == {"QUERY": ("TYPE_STRING", [1], False), "REQUEST_OUTPUT_LEN": ("TYPE_INT32", [1], False)}
-    assert set(tensors(pre.output)) == {"INPUT_ID", "REQUEST_INPUT_LEN", "REQUEST_OUTPUT_LEN", "OUT_END_ID", "OUT_PAD_ID"}
+    assert tensors(pre.input) == {
+        "QUERY": ("TYPE_STRING", [1], False),
+        "REQUEST_OUTPUT_LEN": ("TYPE_INT32", [1], False),
+    }
+    assert set(tensors(pre.output)) == {
+        "INPUT_ID",
+        "REQUEST_INPUT_LEN",
+        "REQUEST_OUTPUT_LEN",
+        "OUT_END_ID",
+        "OUT_PAD_ID",
+    }
     assert pre.parameters["tokenizer_dir"].string_value == "tokenizer"
 
     llm = configs[TENSORRT_LLM]
@@ -163,7 +192,10 @@ def test_every_config_pbtxt_parses_back_with_the_engine_limits(s3: S3Store, tmp_
 
 def test_the_ensemble_wiring_is_consistent() -> None:
     """Every input a step reads is an ensemble input or an earlier step's output, with the same type."""
-    configs = {m: parse_config(t) for m, t in render_configs(EnsembleSettings(max_batch_size=2, engine_dir="/e")).items()}
+    configs = {
+        m: parse_config(t)
+        for m, t in render_configs(EnsembleSettings(max_batch_size=2, engine_dir="/e")).items()
+    }
     ensemble = configs[ENSEMBLE]
     available = {name: spec[0] for name, spec in tensors(ensemble.input).items()}
     for step in ensemble.ensemble_scheduling.step:
@@ -172,7 +204,9 @@ def test_the_ensemble_wiring_is_consistent() -> None:
         for key, value in step.input_map.items():
             assert key in model_inputs, f"{step.model_name} has no input {key}"
             assert value in available, f"{value} feeds {step.model_name}.{key} before anything produces it"
-            assert available[value] == model_inputs[key][0], f"{value} -> {step.model_name}.{key} type mismatch"
+            assert available[value] == model_inputs[key][0], (
+                f"{value} -> {step.model_name}.{key} type mismatch"
+            )
         for key, value in step.output_map.items():
             assert key in model_outputs, f"{step.model_name} has no output {key}"
             available[value] = model_outputs[key][0]
@@ -197,7 +231,9 @@ def test_a_retry_of_the_same_run_publishes_nothing_and_the_next_run_gets_the_nex
     assert release.release_of_workflow(repos, "trtllm-deployment-run1") == 1
 
 
-def test_an_unfinished_engine_is_refused_and_nothing_is_written(s3: S3Store, tmp_path: Path, tokenizer_dir: Path) -> None:
+def test_an_unfinished_engine_is_refused_and_nothing_is_written(
+    s3: S3Store, tmp_path: Path, tokenizer_dir: Path
+) -> None:
     inputs = stage_inputs(s3, tmp_path, tokenizer_dir)
     s3.delete(S3Url.parse(inputs["engine_uri"]).join(COMMIT_MARKER))
     with pytest.raises(BadInput, match="has no _COMMITTED"):
@@ -256,10 +292,16 @@ def model_args(tokenizer_dir: Path, model: str) -> dict[str, Any]:
     from google.protobuf import json_format
 
     as_json = json_format.MessageToDict(parse_config(config), preserving_proto_field_name=True)
-    return {"model_config": json.dumps(as_json), "model_repository": str(tokenizer_dir.parent), "model_version": tokenizer_dir.name}
+    return {
+        "model_config": json.dumps(as_json),
+        "model_repository": str(tokenizer_dir.parent),
+        "model_version": tokenizer_dir.name,
+    }
 
 
-def test_preprocessing_and_postprocessing_round_trip(pb_utils: types.ModuleType, tmp_path: Path, tokenizer_dir: Path) -> None:
+def test_preprocessing_and_postprocessing_round_trip(
+    pb_utils: types.ModuleType, tmp_path: Path, tokenizer_dir: Path
+) -> None:
     version_dir = tmp_path / "preprocessing" / "1"
     (version_dir / "tokenizer").mkdir(parents=True)
     for path in tokenizer_dir.iterdir():
@@ -269,7 +311,14 @@ def test_preprocessing_and_postprocessing_round_trip(pb_utils: types.ModuleType,
     pre = preprocessing.TritonPythonModel()
     pre.initialize(args)
     queries = np.array([[b"the capital of country 7"], [b"city 21"]], dtype=np.object_)
-    [answer] = pre.execute([{"QUERY": FakeTensor("QUERY", queries), "REQUEST_OUTPUT_LEN": FakeTensor("R", np.array([[8], [8]], dtype=np.int32))}])
+    [answer] = pre.execute(
+        [
+            {
+                "QUERY": FakeTensor("QUERY", queries),
+                "REQUEST_OUTPUT_LEN": FakeTensor("R", np.array([[8], [8]], dtype=np.int32)),
+            }
+        ]
+    )
     assert answer.error is None
     ids, lengths = answer.outputs["INPUT_ID"], answer.outputs["REQUEST_INPUT_LEN"]
     assert ids.dtype == np.int32 and ids.shape[0] == 2 and lengths.shape == (2, 1)
@@ -281,9 +330,13 @@ def test_preprocessing_and_postprocessing_round_trip(pb_utils: types.ModuleType,
     post = postprocessing.TritonPythonModel()
     post.initialize(post_args)
     tokens = ids[:, None, :]  # [B, beams=1, T]: "generated" ids are the prompt's, so decoding gives it back
-    [decoded] = post.execute([{"TOKENS_BATCH": FakeTensor("T", tokens), "SEQUENCE_LENGTH": FakeTensor("S", lengths)}])
+    [decoded] = post.execute(
+        [{"TOKENS_BATCH": FakeTensor("T", tokens), "SEQUENCE_LENGTH": FakeTensor("S", lengths)}]
+    )
     texts = decoded.outputs["OUTPUT"]
     assert texts.shape == (2, 1)
     assert texts[0, 0].decode() == "the capital of country 7" and texts[1, 0].decode() == "city 21"
-    [bad] = post.execute([{"TOKENS_BATCH": FakeTensor("T", ids), "SEQUENCE_LENGTH": FakeTensor("S", lengths)}])
+    [bad] = post.execute(
+        [{"TOKENS_BATCH": FakeTensor("T", ids), "SEQUENCE_LENGTH": FakeTensor("S", lengths)}]
+    )
     assert bad.error and "do not match" in bad.error
