@@ -17,7 +17,7 @@ env: ## create (once) the cached environments (project, Triton stand-in, vllm-cp
 	@python3 scripts/ensure_venv.py --extras serving >/dev/null
 	@python3 scripts/ensure_venv.py --extras vllm >/dev/null
 
-up: env ## start the local stack (MLflow, S3)
+up: env ## start the local stack (MLflow, S3, Triton stand-in, Prometheus; vLLM once an LLM base exists)
 	@$(MLOPS) up
 
 down: ## stop the local stack
@@ -26,11 +26,13 @@ down: ## stop the local stack
 status: ## health of the local stack
 	@$(MLOPS) status
 
-demo: up ## set up, start the stack, run every workflow, print where to look
+demo: up ## set up, start the stack, run both pipelines end to end, print where to look
 	@eval "$$($(MLOPS) env)" && $(MLOPS) lint workflows
-	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/triton-training.yaml --params $(PARAMS)
+	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/vision-e2e.yaml --params $(PARAMS)
+	@# the first adapter's base is what vLLM serves: train it, then start vLLM on it
 	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/vllm-training.yaml --params $(PARAMS)
-	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/triton-deployment.yaml --params $(PARAMS)
+	@$(MLOPS) up
+	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/llm-e2e.yaml --params $(PARAMS)
 	@eval "$$($(MLOPS) env)" && $(MLOPS) models
 
 test: env ## install and run the whole test suite (unit, integration, e2e)
