@@ -35,6 +35,8 @@ FLAG = re.compile(r"^(--[a-z0-9-]+)=")
 
 
 def load_pipeline_module(root: Path) -> ModuleType:
+    # the pipeline imports its components (workflows.kfp.components) from the same tree
+    sys.path.insert(0, str(root))
     spec = importlib.util.spec_from_file_location("llm_pipeline", root / PIPELINE_FILE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -63,7 +65,7 @@ def argo_step_flags(root: Path) -> dict[str, set[str]]:
 
 
 def executor_step(container: dict[str, Any]) -> tuple[str, list[str]]:
-    """(module, the step's own args) of an executor built by llm_pipeline.step_spec."""
+    """(module, the step's own args) of an executor built by workflows/kfp/components.step_spec."""
     args = [str(a) for a in container.get("args", [])]
     if "--" not in args or not args:
         return "", []

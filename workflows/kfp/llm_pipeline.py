@@ -1,5 +1,3 @@
-# mypy: disable-error-code="valid-type"
-# (the KFP DSL annotates outputs with a call, `dsl.OutputPath(str)`, which is no type to mypy)
 """The LLM pipeline (pipeline 2) for Kubeflow Pipelines v2, as container components.
 
 The same step modules the Argo WorkflowTemplates run (workflows/vllm-training.yaml,
@@ -13,67 +11,32 @@ same flags, in the same images:
   -> [verdict pass] promote (`live`, `previous`)
   reconcile (vLLM LoRA slots) as the exit handler of everything after the loss gate.
 
-Steps hand over exactly as on Argo: a step writes `$MLOPS_OUTPUTS_DIR/<name>`; a small shell
-wrapper points that at a scratch folder and copies each file to the KFP output path
-(`dsl.OutputPath(str)`), which downstream tasks read as a parameter. Nothing runs at import:
-`build_pipeline(...)` defines the components and returns the pipeline; scripts/compile_kfp.py
-compiles it to the IR YAML. workflows/kfp/README.md says what differs from the Argo version.
+Each component is a function from the step's inputs to its flags, made into a container
+component by workflows/kfp/components.py (the step wrapper and the output handover, exactly as
+on Argo). Nothing runs at import: `build_pipeline(...)` defines the components and returns the
+pipeline; scripts/compile_kfp.py compiles it to the IR YAML. workflows/kfp/README.md says what
+differs from the Argo version.
 """
 
-# No `from __future__ import annotations`: KFP reads the components' annotations
-# (dsl.OutputPath(str)) at definition time, and they name a local of build_pipeline.
-from dataclasses import dataclass
+# No `from __future__ import annotations`: KFP reads the components' annotations (the step
+# functions' parameters become component inputs) at definition time.
 from typing import Any
+
+from workflows.kfp.components import Images, step_component
+
+__all__ = ["PIPELINE_NAME", "Images", "build_pipeline"]
 
 PIPELINE_NAME = "vllm-llm-pipeline"
 
-# Run one step module and hand its outputs to KFP. Arguments: the module, the workflow name
-# (MLOPS_WORKFLOW_NAME, for the audit trail), the MLflow URI, the S3 endpoint ("" = AWS), then
-# `<output-name>=<kfp-output-path>` pairs, `--`, and the step's own flags.
-STEP_WRAPPER = """\
-set -eu
-module="$1"
-export MLOPS_WORKFLOW_NAME="$2" MLFLOW_TRACKING_URI="$3" AWS_ENDPOINT_URL="$4"
-shift 4
-MLOPS_OUTPUTS_DIR="$(mktemp -d)"
-export MLOPS_OUTPUTS_DIR
-pairs=""
-while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do pairs="$pairs $1"; shift; done
-[ "$#" -gt 0 ] && shift
-python -m "$module" "$@"
-for pair in $pairs; do
-  name="${pair%%=*}"
-  target="${pair#*=}"
-  mkdir -p "$(dirname "$target")"
-  cp "$MLOPS_OUTPUTS_DIR/$name" "$target"
-done
-"""
 
-
-@dataclass(frozen=True)
-class Images:
-    """The two step images (the Argo workflows' `llm-training-image` and `vllm-deployment-image`)."""
-
-    training: str = "ghcr.io/mlops-k8s/vllm-training:latest"
-    deployment: str = "ghcr.io/mlops-k8s/vllm-deployment-tools:latest"
-
-
-def step_spec(
-    image: str,
-    module: str,
-    service: list[Any],
-    outputs: dict[str, Any],
-    flags: list[Any],
-) -> Any:
-    """The ContainerSpec of one step: the wrapper, the module, its outputs and its flags."""
-    from kfp import dsl
-
-    pairs = [f"{name}={path}" for name, path in outputs.items()]
-    return dsl.ContainerSpec(
-        image=image,
-        command=["sh", "-c", STEP_WRAPPER, "mlops-step"],
-        args=[module, *service, *pairs, "--", *flags],
-    )
+def slot_flags(model_name: str, served_name: str, endpoints: str, adapter_dir: str) -> list[str]:
+    """The flags that name one vLLM LoRA slot, as every vLLM deployment step takes them."""
+    return [
+        f"--model-name={model_name}",
+        f"--served-name={served_name}",
+        f"--endpoints={endpoints}",
+        f"--adapter-dir={adapter_dir}",
+    ]
 
 
 def build_pipeline(images: Images | None = None) -> Any:
@@ -82,97 +45,60 @@ def build_pipeline(images: Images | None = None) -> Any:
 
     images = images or Images()
     train, deploy = images.training, images.deployment
-    OutputPath = dsl.OutputPath  # the KFP annotation, spelt as in the DSL
 
     # --- training (vllm-training) ---------------------------------------------------------
 
-    @dsl.container_component
+    @step_component(train, "training.llm.prepare_data", outputs=("dataset-uri", "data-run-id"))
     def prepare_data(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         source: str,
         synthetic_documents: int,
         dataset_prefix: str,
         max_context_chars: int,
         seed: int,
         experiment: str,
-        dataset_uri: OutputPath(str),
-        data_run_id: OutputPath(str),
-    ):
-        return step_spec(
-            train,
-            "training.llm.prepare_data",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"dataset-uri": dataset_uri, "data-run-id": data_run_id},
-            [
-                f"--source={source}",
-                f"--synthetic-documents={synthetic_documents}",
-                f"--dataset-prefix={dataset_prefix}",
-                f"--max-context-chars={max_context_chars}",
-                f"--seed={seed}",
-                f"--experiment={experiment}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--source={source}",
+            f"--synthetic-documents={synthetic_documents}",
+            f"--dataset-prefix={dataset_prefix}",
+            f"--max-context-chars={max_context_chars}",
+            f"--seed={seed}",
+            f"--experiment={experiment}",
+        ]
 
-    @dsl.container_component
+    @step_component(train, "training.llm.build_base", outputs=("base-uri", "base-run-id"))
     def build_base(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         source: str,
         dataset_uri: str,
         base_prefix: str,
         pretrain_epochs: int,
         seed: int,
         experiment: str,
-        base_uri: OutputPath(str),
-        base_run_id: OutputPath(str),
-    ):
-        return step_spec(
-            train,
-            "training.llm.build_base",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"base-uri": base_uri, "base-run-id": base_run_id},
-            [
-                f"--source={source}",
-                f"--dataset-uri={dataset_uri}",
-                f"--base-prefix={base_prefix}",
-                f"--pretrain-epochs={pretrain_epochs}",
-                f"--seed={seed}",
-                f"--experiment={experiment}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--source={source}",
+            f"--dataset-uri={dataset_uri}",
+            f"--base-prefix={base_prefix}",
+            f"--pretrain-epochs={pretrain_epochs}",
+            f"--seed={seed}",
+            f"--experiment={experiment}",
+        ]
 
-    @dsl.container_component
-    def token_stats(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
-        dataset_uri: str,
-        base_uri: str,
-        data_run_id: str,
-        max_seq_length: int,
-        max_tokens: OutputPath(str),
-    ):
-        return step_spec(
-            train,
-            "training.llm.token_stats",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"max-tokens": max_tokens},
-            [
-                f"--dataset-uri={dataset_uri}",
-                f"--base-uri={base_uri}",
-                f"--data-run-id={data_run_id}",
-                f"--max-seq-length={max_seq_length}",
-            ],
-        )
+    @step_component(train, "training.llm.token_stats", outputs=("max-tokens",))
+    def token_stats(dataset_uri: str, base_uri: str, data_run_id: str, max_seq_length: int) -> list[str]:
+        return [
+            f"--dataset-uri={dataset_uri}",
+            f"--base-uri={base_uri}",
+            f"--data-run-id={data_run_id}",
+            f"--max-seq-length={max_seq_length}",
+        ]
 
-    @dsl.container_component
+    @step_component(
+        train,
+        "training.llm.finetune",
+        outputs=("run-id", "eval-loss", "perplexity", "train-tokens-per-s"),
+    )
     def finetune(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         dataset_uri: str,
         base_uri: str,
         method: str,
@@ -186,178 +112,78 @@ def build_pipeline(images: Images | None = None) -> Any:
         early_stopping_patience: int,
         seed: int,
         experiment: str,
-        run_id: OutputPath(str),
-        eval_loss: OutputPath(str),
-        perplexity: OutputPath(str),
-        train_tokens_per_s: OutputPath(str),
-    ):
-        return step_spec(
-            train,
-            "training.llm.finetune",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {
-                "run-id": run_id,
-                "eval-loss": eval_loss,
-                "perplexity": perplexity,
-                "train-tokens-per-s": train_tokens_per_s,
-            },
-            [
-                f"--dataset-uri={dataset_uri}",
-                f"--base-uri={base_uri}",
-                f"--method={method}",
-                f"--preset={preset}",
-                f"--lora-r={lora_r}",
-                f"--max-lora-rank={max_lora_rank}",
-                f"--epochs={epochs}",
-                f"--batch-size={batch_size}",
-                f"--learning-rate={learning_rate}",
-                f"--max-seq-length={max_seq_length}",
-                f"--early-stopping-patience={early_stopping_patience}",
-                f"--seed={seed}",
-                f"--experiment={experiment}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--dataset-uri={dataset_uri}",
+            f"--base-uri={base_uri}",
+            f"--method={method}",
+            f"--preset={preset}",
+            f"--lora-r={lora_r}",
+            f"--max-lora-rank={max_lora_rank}",
+            f"--epochs={epochs}",
+            f"--batch-size={batch_size}",
+            f"--learning-rate={learning_rate}",
+            f"--max-seq-length={max_seq_length}",
+            f"--early-stopping-patience={early_stopping_patience}",
+            f"--seed={seed}",
+            f"--experiment={experiment}",
+        ]
 
-    @dsl.container_component
+    @step_component(train, "training.llm.register", outputs=("verdict", "reason", "version"))
     def register(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
-        run_id: str,
-        model_name: str,
-        max_eval_loss: str,
-        max_perplexity: str,
-        max_lora_rank: int,
-        verdict: OutputPath(str),
-        reason: OutputPath(str),
-        version: OutputPath(str),
-    ):
-        return step_spec(
-            train,
-            "training.llm.register",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"verdict": verdict, "reason": reason, "version": version},
-            [
-                f"--run-id={run_id}",
-                f"--model-name={model_name}",
-                f"--max-eval-loss={max_eval_loss}",
-                f"--max-perplexity={max_perplexity}",
-                f"--max-lora-rank={max_lora_rank}",
-            ],
-        )
+        run_id: str, model_name: str, max_eval_loss: str, max_perplexity: str, max_lora_rank: int
+    ) -> list[str]:
+        return [
+            f"--run-id={run_id}",
+            f"--model-name={model_name}",
+            f"--max-eval-loss={max_eval_loss}",
+            f"--max-perplexity={max_perplexity}",
+            f"--max-lora-rank={max_lora_rank}",
+        ]
 
     # --- vLLM deployment (vllm-deployment, vllm-promote) ----------------------------------
 
-    @dsl.container_component
+    @step_component(deploy, "deployment.vllm.load_adapter", outputs=("version",))
     def load_adapter(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
-        model_name: str,
-        served_name: str,
-        endpoints: str,
-        adapter_dir: str,
-        max_lora_rank: int,
-        version: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "deployment.vllm.load_adapter",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"version": version},
-            [
-                f"--model-name={model_name}",
-                f"--served-name={served_name}",
-                f"--endpoints={endpoints}",
-                f"--adapter-dir={adapter_dir}",
-                f"--max-lora-rank={max_lora_rank}",
-            ],
-        )
+        model_name: str, served_name: str, endpoints: str, adapter_dir: str, max_lora_rank: int
+    ) -> list[str]:
+        return [
+            *slot_flags(model_name, served_name, endpoints, adapter_dir),
+            f"--max-lora-rank={max_lora_rank}",
+        ]
 
-    @dsl.container_component
+    @step_component(deploy, "deployment.vllm.smoke_test", outputs=("version",))
     def smoke_test(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         model_name: str,
         served_name: str,
         endpoints: str,
         adapter_dir: str,
         max_latency_s: str,
         loaded_version: str,
-        version: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "deployment.vllm.smoke_test",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"version": version},
-            [
-                f"--model-name={model_name}",
-                f"--served-name={served_name}",
-                f"--endpoints={endpoints}",
-                f"--adapter-dir={adapter_dir}",
-                f"--max-latency-s={max_latency_s}",
-                f"--version={loaded_version}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            *slot_flags(model_name, served_name, endpoints, adapter_dir),
+            f"--max-latency-s={max_latency_s}",
+            f"--version={loaded_version}",
+        ]
 
-    @dsl.container_component
+    @step_component(deploy, "deployment.vllm.promote", outputs=("live",))
     def promote(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
-        model_name: str,
-        served_name: str,
-        endpoints: str,
-        adapter_dir: str,
-        promote_version: str,
-        live: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "deployment.vllm.promote",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"live": live},
-            [
-                f"--model-name={model_name}",
-                f"--served-name={served_name}",
-                f"--endpoints={endpoints}",
-                f"--adapter-dir={adapter_dir}",
-                f"--version={promote_version}",
-            ],
-        )
+        model_name: str, served_name: str, endpoints: str, adapter_dir: str, promote_version: str
+    ) -> list[str]:
+        return [
+            *slot_flags(model_name, served_name, endpoints, adapter_dir),
+            f"--version={promote_version}",
+        ]
 
-    @dsl.container_component
-    def reconcile(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
-        model_name: str,
-        served_name: str,
-        endpoints: str,
-        adapter_dir: str,
-    ):
-        return step_spec(
-            deploy,
-            "deployment.vllm.reconcile",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {},
-            [
-                f"--model-name={model_name}",
-                f"--served-name={served_name}",
-                f"--endpoints={endpoints}",
-                f"--adapter-dir={adapter_dir}",
-            ],
-        )
+    @step_component(deploy, "deployment.vllm.reconcile")
+    def reconcile(model_name: str, served_name: str, endpoints: str, adapter_dir: str) -> list[str]:
+        return slot_flags(model_name, served_name, endpoints, adapter_dir)
 
     # --- evaluation (vllm-evaluation) -----------------------------------------------------
 
-    @dsl.container_component
+    @step_component(deploy, "evaluation.generate", outputs=("run-id", "staged-version", "live-version"))
     def generate(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         model_name: str,
         endpoints: str,
         served_name: str,
@@ -366,60 +192,38 @@ def build_pipeline(images: Images | None = None) -> Any:
         concurrency: int,
         seed: int,
         experiment: str,
-        run_id: OutputPath(str),
-        staged_version: OutputPath(str),
-        live_version: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "evaluation.generate",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"run-id": run_id, "staged-version": staged_version, "live-version": live_version},
-            [
-                f"--model-name={model_name}",
-                f"--endpoints={endpoints}",
-                f"--served-name={served_name}",
-                f"--limit={limit}",
-                f"--max-tokens={max_tokens}",
-                f"--concurrency={concurrency}",
-                f"--seed={seed}",
-                f"--experiment={experiment}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--model-name={model_name}",
+            f"--endpoints={endpoints}",
+            f"--served-name={served_name}",
+            f"--limit={limit}",
+            f"--max-tokens={max_tokens}",
+            f"--concurrency={concurrency}",
+            f"--seed={seed}",
+            f"--experiment={experiment}",
+        ]
 
-    @dsl.container_component
+    @step_component(deploy, "evaluation.judge", outputs=("unparseable",))
     def judge(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         run_id: str,
         backend: str,
         judge_endpoint: str,
         judge_model: str,
         pairwise: str,
         concurrency: int,
-        unparseable: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "evaluation.judge",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"unparseable": unparseable},
-            [
-                f"--run-id={run_id}",
-                f"--backend={backend}",
-                f"--judge-endpoint={judge_endpoint}",
-                f"--judge-model={judge_model}",
-                f"--pairwise={pairwise}",
-                f"--concurrency={concurrency}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--run-id={run_id}",
+            f"--backend={backend}",
+            f"--judge-endpoint={judge_endpoint}",
+            f"--judge-model={judge_model}",
+            f"--pairwise={pairwise}",
+            f"--concurrency={concurrency}",
+        ]
 
-    @dsl.container_component
+    @step_component(deploy, "evaluation.gate", outputs=("verdict", "reason", "version"))
     def evaluation_gate(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         run_id: str,
         model_name: str,
         min_refusal_accuracy: str,
@@ -428,34 +232,33 @@ def build_pipeline(images: Images | None = None) -> Any:
         margin: str,
         require_significance: str,
         seed: int,
-        verdict: OutputPath(str),
-        reason: OutputPath(str),
-        version: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "evaluation.gate",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"verdict": verdict, "reason": reason, "version": version},
-            [
-                f"--run-id={run_id}",
-                f"--model-name={model_name}",
-                f"--min-refusal-accuracy={min_refusal_accuracy}",
-                f"--min-a-rate={min_a_rate}",
-                f"--max-c-rate={max_c_rate}",
-                f"--margin={margin}",
-                f"--require-significance={require_significance}",
-                f"--seed={seed}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--run-id={run_id}",
+            f"--model-name={model_name}",
+            f"--min-refusal-accuracy={min_refusal_accuracy}",
+            f"--min-a-rate={min_a_rate}",
+            f"--max-c-rate={max_c_rate}",
+            f"--margin={margin}",
+            f"--require-significance={require_significance}",
+            f"--seed={seed}",
+        ]
 
     # --- performance (vllm-performance) ---------------------------------------------------
 
-    @dsl.container_component
+    @step_component(
+        deploy,
+        "performance.loadtest",
+        outputs=(
+            "run-id",
+            "version",
+            "success-rate",
+            "request-throughput",
+            "p95-latency-s",
+            "server-metrics-source",
+        ),
+    )
     def loadtest(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         model_name: str,
         vllm_url: str,
         served_model: str,
@@ -471,50 +274,28 @@ def build_pipeline(images: Images | None = None) -> Any:
         slo_ttft_s: str,
         slo_e2el_s: str,
         experiment: str,
-        run_id: OutputPath(str),
-        version: OutputPath(str),
-        success_rate: OutputPath(str),
-        request_throughput: OutputPath(str),
-        p95_latency_s: OutputPath(str),
-        server_metrics_source: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "performance.loadtest",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {
-                "run-id": run_id,
-                "version": version,
-                "success-rate": success_rate,
-                "request-throughput": request_throughput,
-                "p95-latency-s": p95_latency_s,
-                "server-metrics-source": server_metrics_source,
-            },
-            [
-                f"--model-name={model_name}",
-                f"--vllm-url={vllm_url}",
-                f"--served-model={served_model}",
-                f"--server-model-name={server_model_name}",
-                f"--prometheus-url={prometheus_url}",
-                f"--prometheus-pad-s={prometheus_pad_s}",
-                f"--api={api}",
-                f"--concurrency={concurrency}",
-                f"--request-rate={request_rate}",
-                f"--duration-s={duration_s}",
-                f"--warmup-s={warmup_s}",
-                f"--max-tokens={max_tokens}",
-                f"--slo-ttft-s={slo_ttft_s}",
-                f"--slo-e2el-s={slo_e2el_s}",
-                f"--experiment={experiment}",
-                "--progress=false",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--model-name={model_name}",
+            f"--vllm-url={vllm_url}",
+            f"--served-model={served_model}",
+            f"--server-model-name={server_model_name}",
+            f"--prometheus-url={prometheus_url}",
+            f"--prometheus-pad-s={prometheus_pad_s}",
+            f"--api={api}",
+            f"--concurrency={concurrency}",
+            f"--request-rate={request_rate}",
+            f"--duration-s={duration_s}",
+            f"--warmup-s={warmup_s}",
+            f"--max-tokens={max_tokens}",
+            f"--slo-ttft-s={slo_ttft_s}",
+            f"--slo-e2el-s={slo_e2el_s}",
+            f"--experiment={experiment}",
+            "--progress=false",
+        ]
 
-    @dsl.container_component
+    @step_component(deploy, "performance.gate", outputs=("verdict", "reason", "version", "baseline-version"))
     def performance_gate(
-        workflow_name: str,
-        mlflow_tracking_uri: str,
-        s3_endpoint_url: str,
         run_id: str,
         model_name: str,
         max_p95_latency_s: str,
@@ -523,27 +304,17 @@ def build_pipeline(images: Images | None = None) -> Any:
         min_success_rate: str,
         max_latency_ratio: str,
         min_throughput_ratio: str,
-        verdict: OutputPath(str),
-        reason: OutputPath(str),
-        version: OutputPath(str),
-        baseline_version: OutputPath(str),
-    ):
-        return step_spec(
-            deploy,
-            "performance.gate",
-            [workflow_name, mlflow_tracking_uri, s3_endpoint_url],
-            {"verdict": verdict, "reason": reason, "version": version, "baseline-version": baseline_version},
-            [
-                f"--run-id={run_id}",
-                f"--model-name={model_name}",
-                f"--max-p95-latency-s={max_p95_latency_s}",
-                f"--max-ttft-p95-s={max_ttft_p95_s}",
-                f"--min-throughput-rps={min_throughput_rps}",
-                f"--min-success-rate={min_success_rate}",
-                f"--max-latency-ratio={max_latency_ratio}",
-                f"--min-throughput-ratio={min_throughput_ratio}",
-            ],
-        )
+    ) -> list[str]:
+        return [
+            f"--run-id={run_id}",
+            f"--model-name={model_name}",
+            f"--max-p95-latency-s={max_p95_latency_s}",
+            f"--max-ttft-p95-s={max_ttft_p95_s}",
+            f"--min-throughput-rps={min_throughput_rps}",
+            f"--min-success-rate={min_success_rate}",
+            f"--max-latency-ratio={max_latency_ratio}",
+            f"--min-throughput-ratio={min_throughput_ratio}",
+        ]
 
     # --- the pipeline ---------------------------------------------------------------------
 
