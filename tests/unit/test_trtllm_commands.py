@@ -18,6 +18,7 @@ from deployment.trtllm.commands import (
     engine_config,
 )
 from mlops.errors import BadInput
+from tests.unit.trtllm_fixtures import moto_store
 
 
 def flags(argv: Sequence[str]) -> dict[str, str]:
@@ -215,19 +216,8 @@ def test_on_this_machine_convert_and_build_exit_2(capsys: pytest.CaptureFixture[
 
 def test_gpu_steps_run_the_commands_they_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # With a GPU environment faked at the probe, the steps download, run and publish; the runner stands in.
-    import boto3
-    from moto import mock_aws
+    from mlops.storage import S3Url
 
-    from mlops.storage import S3Store, S3Url
-
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("MLOPS_WORKFLOW_NAME", "run-1")
     ran: list[list[str]] = []
 
     def fake_tool(argv: Sequence[str], what: str) -> None:
@@ -241,9 +231,7 @@ def test_gpu_steps_run_the_commands_they_build(tmp_path: Path, monkeypatch: pyte
         else:
             write_engine(Path(found["--output_dir"]), max_batch_size=int(found["--max_batch_size"]))
 
-    with mock_aws():
-        store = S3Store(client=boto3.client("s3", region_name="us-east-1"))
-        store.ensure_bucket("work")
+    with moto_store(monkeypatch, "run-1", "work") as store:
         merged_dir = tmp_path / "merged"
         merged_dir.mkdir()
         (merged_dir / "config.json").write_text("{}")

@@ -14,6 +14,7 @@ from deployment.trtllm import merge
 from mlops.errors import BadInput
 from mlops.registry import InMemoryBackend, Registry
 from mlops.storage import COMMIT_MARKER, S3Store, S3Url, sha256_file
+from tests.unit.trtllm_fixtures import moto_store
 
 MODEL = "mistral-7b-lora"
 # Mistral-7B-v0.1's config.json (the sizes that matter)
@@ -31,19 +32,8 @@ MISTRAL_7B = {
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
-    import boto3
-    from moto import mock_aws
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MLOPS_WORKFLOW_NAME", "trtllm-deployment-abc12")
-    with mock_aws():
-        yield S3Store(client=boto3.client("s3", region_name="us-east-1"))
+    with moto_store(monkeypatch, "trtllm-deployment-abc12") as store:
+        yield store
 
 
 def keys(store: S3Store) -> list[str]:

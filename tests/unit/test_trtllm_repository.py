@@ -27,26 +27,14 @@ from deployment.trtllm.triton_models import (
 )
 from mlops.errors import BadInput
 from mlops.storage import COMMIT_MARKER, S3Store, S3Url
+from tests.unit.trtllm_fixtures import moto_store
 
 ROOT = "s3://models/trtllm"
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Store]:
-    import boto3
-    from moto import mock_aws
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MLOPS_WORKFLOW_NAME", "trtllm-deployment-run1")
-    with mock_aws():
-        store = S3Store(client=boto3.client("s3", region_name="us-east-1"))
-        store.ensure_bucket("work")
+    with moto_store(monkeypatch, "trtllm-deployment-run1", "work") as store:
         yield store
 
 
