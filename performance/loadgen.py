@@ -427,25 +427,20 @@ def read_prompts_file(path: Path) -> list[Prompt]:
     return prompts
 
 
-# --- standalone command ---------------------------------------------------------------------------
+# --- load settings, as the options of a command ---------------------------------------------------
 
 
-class Config(StepConfig):
-    url: str = Field("http://127.0.0.1:8000", description="base URL of the OpenAI-compatible server")
-    model: str = Field("aws-rag-qa-candidate", description="served model name to request")
-    api: Api = Field("completions", description="completions or chat")
-    prompts_file: str = Field(
-        "", description="JSONL (prompt_inference or prompt per line) or a text file, one prompt a line"
-    )
-    prompt: str = Field("", description="one prompt, sent over and over (when no prompts file)")
+class LoadSettings(StepConfig):
+    """How to load the server, as options: the LoadSpec fields this command and the load-test step share."""
+
+    api: Api = Field("completions", description="OpenAI API to load: completions or chat")
     max_tokens: int = Field(64, ge=1, description="output tokens per request at most")
     ignore_eos: bool = Field(False, description="always generate max_tokens (vLLM extension)")
-    include_usage: bool = Field(True, description="ask for a usage chunk (else output chunks are counted)")
     concurrency: int = Field(
         8, ge=0, description="clients (fixed mode) or cap on requests in flight (0: none)"
     )
     request_rate: float = Field(0.0, ge=0.0, description="Poisson arrivals per second; 0: fixed concurrency")
-    duration_s: float = Field(30.0, ge=0.0, description="measured seconds (0: only num-requests ends it)")
+    duration_s: float = Field(60.0, ge=0.0, description="measured seconds (0: only num-requests ends it)")
     num_requests: int = Field(0, ge=0, description="measured requests (0: only duration-s ends it)")
     warmup_s: float = Field(0.0, ge=0.0, description="seconds of load at the start left out of the figures")
     warmup_requests: int = Field(0, ge=0, description="first requests left out of the figures")
@@ -453,21 +448,22 @@ class Config(StepConfig):
     max_consecutive_failures: int = Field(
         200, ge=0, description="stop after this many failures in a row (0: never)"
     )
-    slo_ttft_s: float = Field(0.0, ge=0.0, description="goodput: TTFT bound, seconds (0: none)")
-    slo_tpot_s: float = Field(0.0, ge=0.0, description="goodput: TPOT bound, seconds (0: none)")
-    slo_e2el_s: float = Field(0.0, ge=0.0, description="goodput: end-to-end latency bound, seconds (0: none)")
+    slo_ttft_s: float = Field(0.0, ge=0.0, description="goodput: TTFT bound per request, seconds (0: none)")
+    slo_tpot_s: float = Field(0.0, ge=0.0, description="goodput: TPOT bound per request, seconds (0: none)")
+    slo_e2el_s: float = Field(
+        0.0, ge=0.0, description="goodput: end-to-end latency bound per request, seconds (0: none)"
+    )
     seed: int = Field(0, description="prompt order and Poisson gaps")
-    output: str = Field("", description="write the results JSON (figures and every request) here")
     progress: bool = Field(True, description="progress bar on stderr")
 
-    def spec(self) -> LoadSpec:
+    def load_spec(self, url: str, model: str, **more: Any) -> LoadSpec:
+        """These settings as the LoadSpec of a test of `model` at `url` (`more`: other LoadSpec fields)."""
         return LoadSpec(
-            url=self.url,
-            model=self.model,
+            url=url,
+            model=model,
             api=self.api,
             max_tokens=self.max_tokens,
             ignore_eos=self.ignore_eos,
-            include_usage=self.include_usage,
             concurrency=self.concurrency,
             request_rate=self.request_rate,
             duration_s=self.duration_s,
@@ -477,10 +473,29 @@ class Config(StepConfig):
             timeout_s=self.timeout_s,
             max_consecutive_failures=self.max_consecutive_failures,
             seed=self.seed,
+            **more,
         )
 
     def slos(self) -> Slos:
         return Slos(ttft_s=self.slo_ttft_s, tpot_s=self.slo_tpot_s, e2el_s=self.slo_e2el_s)
+
+
+# --- standalone command ---------------------------------------------------------------------------
+
+
+class Config(LoadSettings):
+    url: str = Field("http://127.0.0.1:8000", description="base URL of the OpenAI-compatible server")
+    model: str = Field("aws-rag-qa-candidate", description="served model name to request")
+    prompts_file: str = Field(
+        "", description="JSONL (prompt_inference or prompt per line) or a text file, one prompt a line"
+    )
+    prompt: str = Field("", description="one prompt, sent over and over (when no prompts file)")
+    include_usage: bool = Field(True, description="ask for a usage chunk (else output chunks are counted)")
+    duration_s: float = Field(30.0, ge=0.0, description="measured seconds (0: only num-requests ends it)")
+    output: str = Field("", description="write the results JSON (figures and every request) here")
+
+    def spec(self) -> LoadSpec:
+        return self.load_spec(self.url, self.model, include_usage=self.include_usage)
 
 
 def run(cfg: Config) -> dict[str, Any]:

@@ -22,22 +22,21 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from mlops import step
-from mlops.config import StepConfig
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
 from mlops.tracking import configure_mlflow_client, mlflow_errors
-from performance.loadgen import LoadResult, LoadSpec, Prompt, prompts_from_records, run_load
+from performance.loadgen import LoadResult, LoadSettings, LoadSpec, Prompt, prompts_from_records, run_load
 from performance.prometheus import MetricsSampler, server_figures
-from performance.summary import Slos, one_line
+from performance.summary import one_line
 
 
-class Config(StepConfig):
+class Config(LoadSettings):
     model_name: str = Field("mistral-7b-lora", description="registered model of the adapters")
     alias: str = Field("staged", description="the alias of the version under test")
     served_model: str = Field("aws-rag-qa-candidate", description="served name of the slot holding it")
@@ -59,48 +58,14 @@ class Config(StepConfig):
     )
     split: str = Field("eval", description="split of the prepared dataset the prompts come from")
     max_prompts: int = Field(0, ge=0, description="use at most this many prompts (0: all)")
-    api: Literal["completions", "chat"] = Field("completions", description="OpenAI API to load")
-    max_tokens: int = Field(64, ge=1, description="output tokens per request at most")
-    ignore_eos: bool = Field(False, description="always generate max_tokens (vLLM extension)")
-    concurrency: int = Field(
-        8, ge=0, description="clients (fixed mode) or cap on requests in flight (0: none)"
-    )
-    request_rate: float = Field(0.0, ge=0, description="Poisson arrivals per second; 0: fixed concurrency")
-    duration_s: float = Field(60.0, ge=0, description="measured seconds (0: only num-requests ends it)")
-    num_requests: int = Field(0, ge=0, description="measured requests (0: only duration-s ends it)")
-    warmup_s: float = Field(5.0, ge=0, description="seconds of load first, left out of the figures")
-    warmup_requests: int = Field(0, ge=0, description="first requests left out of the figures")
-    timeout_s: float = Field(60.0, gt=0, description="per request")
-    max_consecutive_failures: int = Field(
-        200, ge=0, description="stop after this many failures in a row (0: never)"
-    )
-    slo_ttft_s: float = Field(0.0, ge=0, description="goodput: TTFT bound per request, s (0: none)")
-    slo_tpot_s: float = Field(0.0, ge=0, description="goodput: TPOT bound per request, s (0: none)")
-    slo_e2el_s: float = Field(0.0, ge=0, description="goodput: end-to-end bound per request, s (0: none)")
     sample_interval_s: float = Field(
         2.0, gt=0, description="seconds between /metrics samples during the test"
     )
-    seed: int = Field(0, description="prompt order and Poisson gaps")
     experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the run")
-    progress: bool = Field(True, description="progress bar on stderr")
+    warmup_s: float = Field(5.0, ge=0.0, description="seconds of load at the start left out of the figures")
 
     def spec(self) -> LoadSpec:
-        return LoadSpec(
-            url=self.vllm_url,
-            model=self.served_model,
-            api=self.api,
-            max_tokens=self.max_tokens,
-            ignore_eos=self.ignore_eos,
-            concurrency=self.concurrency,
-            request_rate=self.request_rate,
-            duration_s=self.duration_s,
-            num_requests=self.num_requests,
-            warmup_s=self.warmup_s,
-            warmup_requests=self.warmup_requests,
-            timeout_s=self.timeout_s,
-            max_consecutive_failures=self.max_consecutive_failures,
-            seed=self.seed,
-        )
+        return self.load_spec(self.vllm_url, self.served_model)
 
 
 def load_prompts(uri: str, split: str, max_prompts: int) -> list[Prompt]:
@@ -222,7 +187,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         flush=True,
     )
     result, sampler = asyncio.run(measure(cfg, prompts))
-    figures = result.summary(Slos(ttft_s=cfg.slo_ttft_s, tpot_s=cfg.slo_tpot_s, e2el_s=cfg.slo_e2el_s))
+    figures = result.summary(cfg.slos())
     labels = {"model_name": cfg.server_model_name} if cfg.server_model_name else {}
     server = server_figures(
         prometheus_url=cfg.prometheus_url,
