@@ -119,6 +119,26 @@ def check_ir(ir: dict[str, Any], root: Path, images: set[str]) -> list[str]:
     return problems
 
 
+ADAPTER_STEPS = ("load-adapter", "promote", "reconcile")
+
+
+def check_adapter_mounts(platform_docs: list[Any]) -> list[str]:
+    """The steps that fetch adapters mount the shared adapter volume at /adapters."""
+    executors: dict[str, Any] = {}
+    for doc in platform_docs:
+        executors.update(
+            (((doc or {}).get("platforms") or {}).get("kubernetes") or {})
+            .get("deploymentSpec", {})
+            .get("executors", {})
+        )
+    problems = []
+    for step in ADAPTER_STEPS:
+        mounts = [m for name, spec in executors.items() if step in name for m in spec.get("pvcMount", [])]
+        if not any(m.get("mountPath") == "/adapters" for m in mounts):
+            problems.append(f"step {step} does not mount the adapter volume at /adapters")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(module.build_pipeline(images), str(output))
-    ir = yaml.safe_load(output.read_text())
+    # the pipeline spec, then (with kfp-kubernetes settings) the platform spec
+    documents = list(yaml.safe_load_all(output.read_text()))
+    ir = documents[0]
     problems = check_ir(ir, root, {images.training, images.deployment})
+    problems += check_adapter_mounts(documents[1:])
     for problem in problems:
         print(f"[kfp] {problem}", flush=True)
     executors = len(ir["deploymentSpec"]["executors"])

@@ -48,7 +48,7 @@ def test_pipeline_compiles_with_every_step(kfp_python: Path, tmp_path: Path) -> 
     output = tmp_path / "llm_pipeline.yaml"
     run = compile_pipeline(kfp_python, REPO_ROOT, output)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-3000:]}"
-    ir = yaml.safe_load(output.read_text())
+    ir, platform = yaml.safe_load_all(output.read_text())
     assert ir["pipelineInfo"]["name"] == "vllm-llm-pipeline"
     modules = {e["container"]["args"][0] for e in ir["deploymentSpec"]["executors"].values()}
     assert {
@@ -60,6 +60,9 @@ def test_pipeline_compiles_with_every_step(kfp_python: Path, tmp_path: Path) -> 
     # the handover: each step output is copied to its KFP output file
     register = ir["deploymentSpec"]["executors"]["exec-register"]["container"]["args"]
     assert "verdict={{$.outputs.parameters['verdict'].output_file}}" in register
+    # the steps that fetch adapters mount the shared volume the vLLM pods read
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-load-adapter"]["pvcMount"]
+    assert [(m["constant"], m["mountPath"]) for m in mounts] == [("vllm-adapters", "/adapters")]
 
 
 # (text in llm_pipeline.py, broken text, what the check then says)

@@ -29,6 +29,9 @@ __all__ = ["PIPELINE_NAME", "Images", "build_pipeline"]
 PIPELINE_NAME = "vllm-llm-pipeline"
 
 
+ADAPTER_CLAIM = "vllm-adapters"
+
+
 def slot_flags(model_name: str, served_name: str, endpoints: str, adapter_dir: str) -> list[str]:
     """The flags that name one vLLM LoRA slot, as every vLLM deployment step takes them."""
     return [
@@ -41,7 +44,7 @@ def slot_flags(model_name: str, served_name: str, endpoints: str, adapter_dir: s
 
 def build_pipeline(images: Images | None = None) -> Any:
     """Define the components for these images and return the pipeline function."""
-    from kfp import dsl
+    from kfp import dsl, kubernetes
 
     images = images or Images()
     train, deploy = images.training, images.deployment
@@ -400,10 +403,16 @@ def build_pipeline(images: Images | None = None) -> Any:
             # Steps read and move registry aliases: a cached result would skip the move.
             return task.set_caching_options(False)
 
+        def on_adapters(task: Any) -> Any:
+            # The steps that fetch adapters write where the vLLM pods read them: the shared
+            # volume (claim vllm-adapters in the pipeline's namespace, infra/vllm) at /adapters.
+            kubernetes.mount_pvc(task, pvc_name=ADAPTER_CLAIM, mount_path="/adapters")
+            return uncached(task)
+
         # Whatever happens, leave the vLLM LoRA slots as the registry aliases say (the Argo
         # vllm-deployment and vllm-promote onExit). KFP allows an exit handler only at the
         # outermost scope, so it wraps the whole run; with no alias moved it changes nothing.
-        cleanup = uncached(reconcile(**service, **vllm)).set_display_name("reconcile")
+        cleanup = on_adapters(reconcile(**service, **vllm)).set_display_name("reconcile")
         with dsl.ExitHandler(cleanup, name="llm-pipeline"):
             # Same data, same settings: KFP's cache reuses the prepared dataset (the Argo version memoizes).
             data = prepare_data(
@@ -468,7 +477,7 @@ def build_pipeline(images: Images | None = None) -> Any:
             ).set_display_name("register")
 
             with dsl.If(registered.outputs["verdict"] == "pass", name="candidate"):
-                loaded = uncached(
+                loaded = on_adapters(
                     load_adapter(**service, **vllm, max_lora_rank=max_lora_rank)
                 ).set_display_name("load-adapter")
                 smoked = uncached(
@@ -554,7 +563,7 @@ def build_pipeline(images: Images | None = None) -> Any:
                         )
                     ).set_display_name("performance-gate")
                     with dsl.If(performed.outputs["verdict"] == "pass", name="perf-passed"):
-                        uncached(
+                        on_adapters(
                             promote(**service, **vllm, promote_version=performed.outputs["version"])
                         ).set_display_name("promote")
 
