@@ -206,13 +206,15 @@ def record_verdict(
     alias, other = (PASSED, FAILED) if verdict.passed else (FAILED, PASSED)
     before = registry.alias(model, alias)
     registry.tag_version(model, version, tags)
-    registry.move_alias(
-        model, alias, version, expect_version=before, reason=f"evaluation {verdict.label}: {verdict.reason}"
-    )
+    # the opposite verdict comes off first: a version never holds both, and a re-evaluation that
+    # now fails never leaves a window in which promote still sees `eval-passed` on it
     if registry.alias(model, other) == version:
         registry.move_alias(
             model, other, None, expect_version=version, reason=f"re-evaluated v{version}: {verdict.label}"
         )
+    registry.move_alias(
+        model, alias, version, expect_version=before, reason=f"evaluation {verdict.label}: {verdict.reason}"
+    )
     return Outcome(verdict, version, alias, before)
 
 

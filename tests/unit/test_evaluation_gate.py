@@ -146,9 +146,10 @@ def test_the_verdict_moves_one_alias_guarded_and_clears_the_other() -> None:
         and stored["eval.a_rate"] == "0.8000"
         and stored["eval.run_id"] == "run1"
     )
+    # the old verdict comes off before the new one goes on: never both at once
     assert [(e.alias, e.to_version) for e in registry.history(MODEL)][-2:] == [
-        (PASSED, version),
         (FAILED, None),
+        (PASSED, version),
     ]
 
 
