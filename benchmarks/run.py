@@ -277,6 +277,17 @@ def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
     ]
     for row in record["rows"]:
         lines.append(f"| {row['figure']} | {row['loadgen']} | {row['vllm_bench']} | {row['ratio']} |")
+    close = [r["figure"] for r in record["rows"] if r["ratio"] and abs(r["ratio"] - 1) <= 0.05]
+    apart = [
+        f"{r['figure']} ({r['ratio']})" for r in record["rows"] if r["ratio"] and abs(r["ratio"] - 1) > 0.05
+    ]
+    lines += [
+        "",
+        f"Within 5%: {', '.join(close) or 'none'}. Further apart: {', '.join(apart) or 'none'}. "
+        "The runs are sequential on 2 cores that the server, the client and vLLM's tokenizer share, "
+        "so per-token and tail figures move with what else the machine does; both tools count the "
+        "same requests and tokens.",
+    ]
     return [*lines, ""]
 
 
