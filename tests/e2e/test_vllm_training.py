@@ -50,7 +50,7 @@ def test_train_twice_second_changes_nothing(
 
     second = run_workflow("vllm-training", lora_model_name=lora_model)
     assert second.returncode == 0, second.stdout[-3000:]
-    assert "already there" in second.stdout  # the prepared dataset, by content hash
+    assert "memoized (rag-qa-v1-" in second.stdout  # data preparation: Argo's memoize, same key
     assert "base already built for this recipe" in second.stdout
     assert "identical to candidate v1" in second.stdout  # deterministic training: the same adapter bytes
     assert registry.alias(lora_model, "candidate") == "1"

