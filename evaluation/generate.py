@@ -30,7 +30,7 @@ from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput, Transient
 from mlops.registry import Registry, mlflow_registry
-from mlops.serving.vllm import VllmServer, adapters
+from mlops.serving.vllm import VllmServer, adapter_version, adapters
 from mlops.step import StepResult
 from mlops.tracking import mlflow_errors, tracking_client
 
@@ -72,12 +72,6 @@ class Slot:
     version: str
 
 
-def slot_version(root: str, model: str) -> str | None:
-    """The version in an adapter path `.../<model>/<version>` (the layout deployment loads from)."""
-    parts = root.rstrip("/").split("/")
-    return parts[-1] if len(parts) >= 2 and parts[-2] == model and parts[-1] else None
-
-
 def check_slots(server: VllmServer, slots: list[Slot], model: str, verify: bool) -> None:
     loaded = adapters(server)
     for slot in slots:
@@ -87,7 +81,7 @@ def check_slots(server: VllmServer, slots: list[Slot], model: str, verify: bool)
                 f"{model}@{'staged' if slot.role == 'candidate' else 'live'} is v{slot.version}); "
                 f"loaded adapters: {sorted(loaded) or 'none'}"
             )
-        held = slot_version(loaded[slot.served_name], model)
+        held = adapter_version(loaded[slot.served_name], model)
         if verify and held != slot.version:
             raise BadInput(
                 f"{slot.served_name} holds {loaded[slot.served_name]!r} (version {held or 'unknown'}), "

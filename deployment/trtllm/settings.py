@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import Field
 
 from mlops.config import StepConfig
+from mlops.step import workflow_name as workflow_name  # re-exported for the steps
 from mlops.storage import S3Url
 
 
@@ -17,10 +16,6 @@ class TrtllmSettings(StepConfig):
         description="S3 prefix for the merged checkpoint, the TensorRT-LLM checkpoint and the engine, "
         "one folder per workflow run",
     )
-
-
-def workflow_name() -> str:
-    return os.environ.get("MLOPS_WORKFLOW_NAME", "manual")
 
 
 def work_url(cfg: TrtllmSettings, *parts: str) -> S3Url:

@@ -32,12 +32,6 @@ def adapter_path(adapter_dir: Path, model: str, version: str) -> Path:
     return adapter_dir / model / str(version)
 
 
-def version_of(root: str, model: str) -> str | None:
-    """The registry version a slot holds, from the path it was loaded from (None: not one of ours)."""
-    path = Path(root)
-    return path.name if path.parent.name == model and path.name.isdigit() else None
-
-
 def adapter_rank(folder: Path) -> int:
     try:
         config = json.loads((folder / CONFIG).read_text())

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -186,13 +186,12 @@ def adapters(server: VllmServer) -> dict[str, str]:
     return {m.id: m.root for m in server.models() if m.is_adapter}
 
 
-def wait_healthy(
-    server: VllmServer, timeout_s: float, poll_s: float = 0.5, sleep: Callable[[float], None] = time.sleep
-) -> float:
-    """Seconds until `server` answers /health with 200; Transient after `timeout_s`."""
-    started = time.monotonic()
-    while not server.healthy():
-        if time.monotonic() - started > timeout_s:
-            raise Transient(f"vLLM {server.endpoint} not healthy after {timeout_s:.0f} s")
-        sleep(poll_s)
-    return time.monotonic() - started
+def adapter_version(root: str, model: str) -> str | None:
+    """The registry version a slot holds, from the folder it was loaded from.
+
+    Adapter folders are `<adapter-dir>/<model>/<version>/` (deployment.vllm.adapters writes them
+    that way, once per version), so the path vLLM reports as an adapter's `root` names it.
+    None: not a folder of `model`'s.
+    """
+    path = root.rstrip("/").split("/")
+    return path[-1] if len(path) >= 2 and path[-2] == model and path[-1].isdigit() else None

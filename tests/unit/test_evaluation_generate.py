@@ -11,10 +11,10 @@ import pytest
 
 from evaluation.cache import AnswerCache
 from evaluation.dataset import REFUSAL, EvalItem, fetch_eval_file, parse_items, select
-from evaluation.generate import Config, Slot, check_slots, generate_answers, run, slot_version
+from evaluation.generate import Config, Slot, check_slots, generate_answers, run
 from mlops.errors import BadInput, Transient
 from mlops.registry import InMemoryBackend, Registry
-from mlops.serving.vllm import Completion, ServedModel
+from mlops.serving.vllm import Completion, ServedModel, adapter_version
 
 MODEL = "mistral-7b-lora"
 BASE = "aws-rag-qa"
@@ -154,8 +154,8 @@ def test_a_missing_slot_or_a_slot_holding_another_version_is_bad_input() -> None
     with pytest.raises(BadInput, match="version 2"):
         check_slots(stale, slots(), MODEL, verify=True)
     check_slots(stale, slots(), MODEL, verify=False)
-    assert slot_version(f"/srv/adapters/{MODEL}/12/", MODEL) == "12"
-    assert slot_version("/srv/adapters/other/12", MODEL) is None
+    assert adapter_version(f"/srv/adapters/{MODEL}/12/", MODEL) == "12"
+    assert adapter_version("/srv/adapters/other/12", MODEL) is None
 
 
 def test_a_slot_unloaded_during_generation_is_bad_input(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from deployment.vllm.adapters import version_of
 from deployment.vllm.promote import check_verdicts
 from deployment.vllm.reconcile import converge
 from deployment.vllm.slots import agreed_root, fill
@@ -17,7 +16,7 @@ from deployment.vllm.smoke_test import answer_checks, pick_questions
 from evaluation.dataset import EvalItem
 from mlops.errors import BadInput, Transient
 from mlops.registry import InMemoryBackend, Registry
-from mlops.serving.vllm import Completion, HttpVllmServer, ServedModel
+from mlops.serving.vllm import Completion, HttpVllmServer, ServedModel, adapter_version
 
 
 class MemoryReplica:
@@ -82,10 +81,11 @@ def test_converge_loads_replaces_and_empties() -> None:
     assert converge(replica, {"s-live": "/ad/m/2", "s-candidate": None}) == []
 
 
-def test_version_of_reads_the_version_from_the_adapter_folder() -> None:
-    assert version_of("/adapters/mistral-7b-lora/12", "mistral-7b-lora") == "12"
-    assert version_of("/adapters/other/12", "mistral-7b-lora") is None
-    assert version_of("/adapters/mistral-7b-lora/latest", "mistral-7b-lora") is None
+def test_adapter_version_reads_the_version_from_the_adapter_folder() -> None:
+    assert adapter_version("/adapters/mistral-7b-lora/12", "mistral-7b-lora") == "12"
+    assert adapter_version("/adapters/mistral-7b-lora/12/", "mistral-7b-lora") == "12"
+    assert adapter_version("/adapters/other/12", "mistral-7b-lora") is None
+    assert adapter_version("/adapters/mistral-7b-lora/latest", "mistral-7b-lora") is None
 
 
 def test_promote_needs_both_verdicts_on_the_version() -> None:
