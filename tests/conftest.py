@@ -4,6 +4,7 @@ private to the test session."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,28 +129,29 @@ class VllmStack:
         return f"{self.url}/metrics"
 
 
-def run_local_workflow(local_stack: LocalStack, workflow: str, state_dir: Path, **params: str) -> str:
-    """`mlops run workflows/<workflow>.yaml` with the local params against the session stack; its output."""
-    import subprocess
-
-    command = [sys.executable, "-m", "mlops.cli", "run", str(REPO_ROOT / "workflows" / f"{workflow}.yaml")]
-    command += ["--state-dir", str(state_dir), "--params", str(REPO_ROOT / "workflows/params/local.yaml")]
+def mlops_run(
+    local_stack: LocalStack,
+    workflow: str | Path,
+    state_dir: Path,
+    params_file: str | None = "workflows/params/local.yaml",
+    **params: str,
+) -> subprocess.CompletedProcess[str]:
+    """`mlops run` of `workflows/<workflow>.yaml` (or a path) against the session stack, as a user would."""
+    path = workflow if isinstance(workflow, Path) else REPO_ROOT / "workflows" / f"{workflow}.yaml"
+    command = [sys.executable, "-m", "mlops.cli", "run", str(path), "--state-dir", str(state_dir)]
+    if params_file:
+        command += ["--params", str(REPO_ROOT / params_file)]
     merged = {
         "mlflow-tracking-uri": local_stack.mlflow_uri,
         "s3-endpoint-url": local_stack.s3_endpoint,
         **params,
     }
     for key, value in merged.items():
-        command += ["-p", f"{key}={value}"]
+        command += ["-p", f"{key.replace('_', '-')}={value}"]
     env = {**os.environ, **local_stack.env, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(
+    return subprocess.run(
         command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1500, check=False
     )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{workflow} failed ({done.returncode}):\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
-        )
-    return done.stdout
 
 
 @pytest.fixture(scope="session")
@@ -166,9 +168,11 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 
     state_dir = tmp_path_factory.mktemp("vllm-stack")
     model = f"llm-session-{uuid.uuid4().hex[:6]}"
-    run_local_workflow(
-        local_stack, "vllm-training", state_dir / "run", **{"lora-model-name": model, "lora-epochs": "2"}
+    trained = mlops_run(
+        local_stack, "vllm-training", state_dir / "run", lora_model_name=model, lora_epochs="2"
     )
+    if trained.returncode != 0:
+        raise RuntimeError(f"vllm-training failed:\n{trained.stdout[-6000:]}\n{trained.stderr[-3000:]}")
     registry = mlflow_registry()
     version = registry.require_alias(model, "candidate")
     base_dir = local_base(registry.tags(model, version)["base_uri"], state_dir / "base")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from deployment.vllm.adapters import check_rank, fetch_adapter, servable_adapter
+from deployment.vllm.adapters import check_rank, fetch_adapter
 from deployment.vllm.settings import VllmSettings, connect_all
-from deployment.vllm.slots import CANDIDATE, fill, slot_name
+from deployment.vllm.slots import CANDIDATE, check_base, fill, slot_name
 from mlops import step
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
@@ -33,7 +33,9 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     folder = fetch_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir))
     rank = check_rank(folder, cfg.max_lora_rank)
     servers = connect_all(cfg)
-    servable_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir), servers)
+    check_base(
+        servers, registry.tags(cfg.model_name, version).get("base_uri", ""), f"{cfg.model_name} v{version}"
+    )
     name = slot_name(cfg.served_name, CANDIDATE)
     fill(servers, name, str(folder.resolve()))
     return StepResult(

@@ -211,13 +211,13 @@ def prometheus_config(targets: dict[str, str], interval_s: int = 2) -> str:
 
 def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
     """Debian's `prometheus` scraping vLLM and the Triton stand-in's metrics port."""
-    binary = shutil.which("prometheus") or "prometheus"
+    binary = shutil.which("prometheus")
     folder = (state_dir / "prometheus").resolve()
     return ServiceSpec(
         name="prometheus",
         port=ports.prometheus,
         command=[
-            binary,
+            binary or "prometheus",
             f"--config.file={folder / 'prometheus.yml'}",
             f"--storage.tsdb.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{ports.prometheus}",
@@ -226,9 +226,7 @@ def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
         health_path="/-/ready",
         description=f"Prometheus: scrapes vLLM :{ports.vllm} and Triton :{ports.triton_metrics} every 2 s",
         start_timeout_s=60.0,
-        skip_reason=""
-        if shutil.which("prometheus")
-        else "no prometheus binary (apt-get install prometheus; `make env` does)",
+        skip_reason="" if binary else "no prometheus binary (apt-get install prometheus; `make env` does)",
         files={
             "prometheus.yml": prometheus_config(
                 {"vllm": f"127.0.0.1:{ports.vllm}", "triton": f"127.0.0.1:{ports.triton_metrics}"}

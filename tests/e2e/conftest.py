@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, LocalStack
+from tests.conftest import LocalStack, mlops_run
 
 WorkflowRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -23,29 +22,7 @@ def run_workflow(local_stack: LocalStack, tmp_path: Path) -> WorkflowRunner:
     def run(
         workflow: str | Path, *, params_file: str | None = "workflows/params/local.yaml", **params: str
     ) -> subprocess.CompletedProcess[str]:
-        path = workflow if isinstance(workflow, Path) else REPO_ROOT / "workflows" / f"{workflow}.yaml"
-        command = [
-            sys.executable,
-            "-m",
-            "mlops.cli",
-            "run",
-            str(path),
-            "--state-dir",
-            str(tmp_path / "state"),
-        ]
-        if params_file:
-            command += ["--params", str(REPO_ROOT / params_file)]
-        merged = {
-            "mlflow-tracking-uri": local_stack.mlflow_uri,
-            "s3-endpoint-url": local_stack.s3_endpoint,
-            **params,
-        }
-        for key, value in merged.items():
-            command += ["-p", f"{key.replace('_', '-')}={value}"]
-        env = {**os.environ, **local_stack.env, "PYTHONPATH": str(REPO_ROOT)}
-        result = subprocess.run(
-            command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1500, check=False
-        )
+        result = mlops_run(local_stack, workflow, tmp_path / "state", params_file, **params)
         print(result.stdout[-20000:])
         print(result.stderr[-5000:], file=sys.stderr)
         return result
