@@ -10,6 +10,7 @@ cached environment serves every clone. Prints the environment's path on stdout.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -63,6 +64,19 @@ def main() -> int:
     if marker.exists():
         print(target)
         return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One installer per environment: a second caller (parallel make targets, two clones) waits for
+    # the first instead of deleting its half-made venv.
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            print(target)
+            return 0
+        return install(target, reqs, uninstall, spec)
+
+
+def install(target: Path, reqs: list[str], uninstall: list[str], spec: dict[str, object]) -> int:
+    marker = target / ".complete"
     if target.exists():
         shutil.rmtree(target)  # an earlier install was interrupted
     print(
