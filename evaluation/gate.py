@@ -47,6 +47,7 @@ class Thresholds:
     margin: float = 0.0  # regression tolerated vs live, as a fraction
     require_significance: bool = False
     max_unparseable_fraction: float = 0.1
+    min_type_a_rate: float = 0.0  # every answerable question type's A-rate; 0 = no per-type floor
 
     def validated(self) -> Thresholds:
         for name in (
@@ -55,6 +56,7 @@ class Thresholds:
             "max_c_rate",
             "margin",
             "max_unparseable_fraction",
+            "min_type_a_rate",
         ):
             require_fraction(name, getattr(self, name))
         return self
@@ -86,14 +88,15 @@ def evaluation_gate(summary: Summary, thresholds: Thresholds) -> Verdict:
             raise BadInput(f"no {role} answer was graded; no verdict")
     candidate = summary.roles["candidate"]
     checks: list[Check] = []
+    floor = 0.0 - t.margin  # not -t.margin: a zero margin reads 0, not -0
     if summary.has_live:
         assert summary.a_rate_diff is not None and summary.c_rate_diff is not None
         require_finite("a_rate_diff", summary.a_rate_diff.estimate)
-        checks.append(check(f"a_rate_vs_live.{bound}", _low(summary.a_rate_diff, strict), ">=", -t.margin))
+        checks.append(check(f"a_rate_vs_live.{bound}", _low(summary.a_rate_diff, strict), ">=", floor))
         checks.append(check(f"c_rate_vs_live.{upper}", _high(summary.c_rate_diff, strict), "<=", t.margin))
         if summary.pairwise_net is not None:
             checks.append(
-                check(f"pairwise_net_wins.{bound}", _low(summary.pairwise_net, strict), ">=", -t.margin)
+                check(f"pairwise_net_wins.{bound}", _low(summary.pairwise_net, strict), ">=", floor)
             )
     else:
         checks.append(check(f"a_rate.{bound}", _low(candidate.a_rate, strict), ">=", t.min_a_rate))
@@ -112,6 +115,14 @@ def evaluation_gate(summary: Summary, thresholds: Thresholds) -> Verdict:
                 t.min_refusal_accuracy,
             )
         )
+    if t.min_type_a_rate > 0:
+        for kind, by_role in summary.per_type.items():
+            stats = by_role.get("candidate")
+            if stats is None or stats.graded == 0 or stats.answerable == 0:
+                continue  # unanswerable-only types are judged by refusal accuracy
+            checks.append(
+                check(f"a_rate[{kind}].{bound}", _low(stats.a_rate, strict), ">=", t.min_type_a_rate)
+            )
     return verdict(checks)
 
 
@@ -128,6 +139,11 @@ class Config(StepConfig):
     confidence: float = Field(0.95, description="confidence level of the intervals (fraction)")
     bootstrap_samples: int = Field(2000, ge=100, description="paired bootstrap resamples")
     seed: int = Field(0, description="seed of the bootstrap")
+    min_type_a_rate: float = Field(
+        0.0,
+        description="least A-rate of every answerable question type (0: no per-type floor); "
+        "a verdict can pass overall while one type is never answered right",
+    )
     max_unparseable_fraction: float = Field(
         0.1, description="more judge replies than this without a verdict: no verdict (exit 2)"
     )
@@ -226,6 +242,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         margin=cfg.margin,
         require_significance=cfg.require_significance,
         max_unparseable_fraction=cfg.max_unparseable_fraction,
+        min_type_a_rate=cfg.min_type_a_rate,
     ).validated()
     client = tracking_client()
     evaluated = evaluation_run(client, cfg.run_id)
@@ -256,6 +273,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         live=live,
         judge=judge,
         require_significance=cfg.require_significance,
+        min_type_a_rate=cfg.min_type_a_rate,
     )
     record = {
         "verdict": decision.as_dict(),

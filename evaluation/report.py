@@ -1,5 +1,6 @@
-"""The evaluation report: one self-contained HTML page (summary, per-type table, regressions with
-both answers), logged to the evaluation run as `evaluation/report.html`.
+"""The evaluation report: one self-contained HTML page (checks, summary rates with counts and
+intervals, per-type table with the types far below the others flagged, answers with the judge's
+reasons: side by side with live, disagreements first), logged to the evaluation run as `evaluation/report.html`.
 
 Rendered with Jinja2 and autoescaping on: model answers are untrusted text.
 """
@@ -25,6 +26,7 @@ th { background: #f3f3f3; }
 .verdict { font-size: 1.4rem; font-weight: bold; }
 td.answer { white-space: pre-wrap; max-width: 30rem; }
 .muted { color: #777; }
+.warn { background: #fff4d6; }
 </style></head><body>
 <h1>Evaluation of {{ model }} v{{ staged }}
 {%- if live %} against live v{{ live }}{% else %} (first model: no live version){% endif %}</h1>
@@ -40,14 +42,14 @@ td.answer { white-space: pre-wrap; max-width: 30rem; }
 {% endfor %}</table>
 
 <h2>Summary</h2>
+<p class="muted">Every rate is "count of total, estimate [interval]"; A, B and C are over the graded answers.</p>
 <table><tr><th></th>{% for role in roles %}<th>{{ role }}</th>{% endfor %}{% if diffs %}<th>candidate - live</th>{% endif %}</tr>
-<tr><td>A (correct, complete)</td>{% for role in roles %}<td>{{ rate(summary.roles[role].a_rate) }}</td>{% endfor %}{% if diffs %}<td>{{ diff(summary.a_rate_diff) }}</td>{% endif %}</tr>
-<tr><td>B (partial)</td>{% for role in roles %}<td>{{ summary.roles[role].counts.B }}</td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
-<tr><td>C (wrong, hallucinated)</td>{% for role in roles %}<td>{{ rate(summary.roles[role].c_rate) }}</td>{% endfor %}{% if diffs %}<td>{{ diff(summary.c_rate_diff) }}</td>{% endif %}</tr>
-<tr><td>refusal accuracy (unanswerable)</td>{% for role in roles %}<td>{{ rate(summary.roles[role].refusal_accuracy) }}
- <span class="muted">{{ summary.roles[role].refused_unanswerable }}/{{ summary.roles[role].unanswerable }}</span></td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
-<tr><td>refusals of answerable questions</td>{% for role in roles %}<td>{{ summary.roles[role].false_refusals }}</td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
-<tr><td>graded / unparseable</td>{% for role in roles %}<td>{{ summary.roles[role].graded }} / {{ summary.roles[role].unparseable }}</td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
+<tr><td>A (correct, complete)</td>{% for role in roles %}{% set r = summary.roles[role] %}<td>{{ rate(r.counts.A, r.graded, r.a_rate) }}</td>{% endfor %}{% if diffs %}<td>{{ diff(summary.a_rate_diff) }}</td>{% endif %}</tr>
+<tr><td>B (partial)</td>{% for role in roles %}{% set r = summary.roles[role] %}<td>{{ rate(r.counts.B, r.graded, r.b_rate) }}</td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
+<tr><td>C (wrong, hallucinated)</td>{% for role in roles %}{% set r = summary.roles[role] %}<td>{{ rate(r.counts.C, r.graded, r.c_rate) }}</td>{% endfor %}{% if diffs %}<td>{{ diff(summary.c_rate_diff) }}</td>{% endif %}</tr>
+<tr><td>refusal accuracy (unanswerable questions refused)</td>{% for role in roles %}{% set r = summary.roles[role] %}<td>{{ rate(r.refused_unanswerable, r.unanswerable, r.refusal_accuracy) }}</td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
+<tr><td>false refusals (answerable questions refused)</td>{% for role in roles %}{% set r = summary.roles[role] %}<td>{{ rate(r.false_refusals, r.answerable, r.false_refusal_rate) }}</td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
+<tr><td>graded / unparseable (answers)</td>{% for role in roles %}<td>{{ summary.roles[role].graded }} / {{ summary.roles[role].unparseable }}</td>{% endfor %}{% if diffs %}<td></td>{% endif %}</tr>
 </table>
 {% if summary.pairwise %}
 <h2>Pairwise (both orders; only consistent verdicts count)</h2>
@@ -56,27 +58,49 @@ td.answer { white-space: pre-wrap; max-width: 30rem; }
 {% endif %}
 
 <h2>By question type</h2>
-<table><tr><th>type</th><th>n</th>{% for role in roles %}<th>{{ role }} A</th><th>{{ role }} C</th>{% endfor %}</tr>
-{% for kind, by_role in summary.per_type.items() %}<tr><td>{{ kind }}</td><td>{{ by_role[roles[0]].answers }}</td>
-{% for role in roles %}<td>{{ rate(by_role[role].a_rate) }}</td><td>{{ rate(by_role[role].c_rate) }}</td>{% endfor %}</tr>
+{% if summary.weak_types %}<p class="warn" id="weak-types">Far below the other types (the candidate's A-rate interval lies under the
+other types' pooled A-rate): <b>{{ summary.weak_types | join(", ") }}</b>.{% if not min_type_a_rate %} No per-type floor was required
+(<code>--min-type-a-rate</code>).{% endif %}</p>{% endif %}
+<table><tr><th>type</th><th>questions</th>{% for role in roles %}<th>{{ role }} A</th><th>{{ role }} C</th>{% endfor %}</tr>
+{% for kind, by_role in summary.per_type.items() %}<tr{% if kind in summary.weak_types %} class="warn"{% endif %}><td>{{ kind }}{% if kind in summary.weak_types %} (far below){% endif %}</td><td>{{ by_role[roles[0]].answers }}</td>
+{% for role in roles %}{% set r = by_role[role] %}<td>{{ rate(r.counts.A, r.graded, r.a_rate) }}</td><td>{{ rate(r.counts.C, r.graded, r.c_rate) }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 
-<h2>Regressions ({{ regressions | length }}{% if regressions | length > shown | length %}, first {{ shown | length }} shown{% endif %})</h2>
-{% if not live %}<p class="muted">No live version to compare with.</p>
-{% elif not regressions %}<p>No question was answered worse than by the live version.</p>
-{% else %}<table><tr><th>type</th><th>question</th><th>reference</th><th>candidate</th><th>live</th></tr>
+<h2>Answers ({{ shown | length }} of {{ answered }} shown{% if live %}; disagreements first, regressions before improvements{% endif %})</h2>
+<p>{% if not live %}First model: no live version to compare with; a sample of the candidate's answers.
+{% elif not regressions %}No question was answered worse than by the live version.
+{% else %}Regressions: {{ regressions | length }} question(s) answered worse than by the live version.{% endif %}</p>
+<table id="answers"><tr><th>type</th><th>question</th><th>reference</th>{% for role in roles %}<th>{{ role }}: grade, answer, judge's reason</th>{% endfor %}</tr>
 {% for row in shown %}<tr><td>{{ row.item.question_type }}</td><td>{{ row.item.question }}</td><td class="answer">{{ row.item.reference }}</td>
-<td class="answer"><b>{{ row.grades.candidate.grade }}</b> {{ row.answers.candidate }}<br><span class="muted">{{ row.grades.candidate.note }}</span></td>
-<td class="answer"><b>{{ row.grades.live.grade }}</b> {{ row.answers.live }}<br><span class="muted">{{ row.grades.live.note }}</span></td></tr>
-{% endfor %}</table>{% endif %}
+{% for role in roles %}<td class="answer">{% if role in row.grades %}<b>{{ row.grades[role].grade or "unparseable" }}</b>{% if row.grades[role].refusal %} (refused){% endif %} {{ row.answers.get(role, "") }}<br><span class="muted">{{ row.grades[role].note }}</span>{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
 </body></html>
 """
 
 
-def _rate(interval: Interval) -> str:
+def _interval(interval: Interval) -> str:
     if math.isnan(interval.estimate):
         return "n/a"
     return interval.describe(percent=True)
+
+
+def _rate(count: int, total: int, interval: Interval) -> str:
+    """`7 of 40, 17.5% [8.8, 32.0]`: the count, its total, the estimate and its interval."""
+    if total == 0 or math.isnan(interval.estimate):
+        return f"{count} of {total}, n/a"
+    return (
+        f"{count} of {total}, {interval.estimate:.1%} [{interval.low * 100:.1f}, {interval.high * 100:.1f}]"
+    )
+
+
+def _disagreement(row: GradedRow) -> int:
+    """Sort key: regressions (candidate worse), then improvements, then agreements."""
+    candidate, live = row.grades.get("candidate"), row.grades.get("live")
+    if candidate is None or live is None or candidate.grade == live.grade:
+        return 2
+    rank = {"A": 0, "B": 1, "C": 2}
+    worse = rank.get(str(candidate.grade), 3) > rank.get(str(live.grade), 3)
+    return 0 if worse else 1
 
 
 def _diff(interval: Interval | None) -> str:
@@ -95,13 +119,18 @@ def render(
     live: str | None,
     judge: str,
     require_significance: bool = False,
-    max_regressions: int = 50,
+    min_type_a_rate: float = 0.0,
+    max_answers: int = 50,
 ) -> str:
-    """The report page as a string."""
+    """The report page as a string. `max_answers` rows of answers: with a live version the
+    disagreements first (the summary's regressions, worst first, then improvements), then the rest."""
     from jinja2 import Environment
 
     by_id = {row.item.id: row for row in rows}
     regressions = [by_id[i] for i in summary.regressions if i in by_id]
+    order = {item_id: n for n, item_id in enumerate(summary.regressions)}
+    answered = [row for row in rows if "candidate" in row.grades]
+    ordered = sorted(answered, key=lambda row: (_disagreement(row), order.get(row.item.id, 0)))
     roles: list[str] = list(summary.roles)
     context: dict[str, Any] = {
         "summary": summary,
@@ -114,7 +143,9 @@ def render(
         "judge": judge,
         "require_significance": require_significance,
         "regressions": regressions,
-        "shown": regressions[:max_regressions],
+        "answered": len(answered),
+        "shown": ordered[:max_answers],
+        "min_type_a_rate": min_type_a_rate,
         "rate": _rate,
         "diff": _diff,
     }
@@ -125,6 +156,6 @@ def render(
 def role_line(role: str, stats: RoleStats) -> str:
     """One line of numbers for the step's log."""
     return (
-        f"{role}: A {_rate(stats.a_rate)}, C {_rate(stats.c_rate)}, "
+        f"{role}: A {_interval(stats.a_rate)}, C {_interval(stats.c_rate)}, "
         f"refusals {stats.refused_unanswerable}/{stats.unanswerable}"
     )

@@ -59,6 +59,9 @@ class RoleStats:
     refused_unanswerable: int
     refusal_accuracy: Interval
     false_refusals: int  # refusals of answerable questions
+    b_rate: Interval
+    answerable: int
+    false_refusal_rate: Interval  # false refusals over the answerable questions
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Summary:
     pairwise_net: Interval | None = None  # mean of +1 win / -1 loss / 0 tie over consistent pairs
     per_type: dict[str, dict[str, RoleStats]] = field(default_factory=dict)
     regressions: list[str] = field(default_factory=list)  # item ids, worst first
+    weak_types: list[str] = field(default_factory=list)  # candidate's A-rate far below the other types'
 
     @property
     def has_live(self) -> bool:
@@ -98,6 +102,8 @@ def role_stats(rows: list[GradedRow], role: str, confidence: float) -> RoleStats
     graded = sum(counts.values())
     unanswerable = [(item, g) for item, g in grades if item.unanswerable]
     refused = sum(1 for _, g in unanswerable if g.refusal)
+    answerable = len(grades) - len(unanswerable)
+    false_refusals = sum(1 for item, g in grades if not item.unanswerable and g.refusal)
     return RoleStats(
         answers=len(grades),
         graded=graded,
@@ -108,8 +114,35 @@ def role_stats(rows: list[GradedRow], role: str, confidence: float) -> RoleStats
         unanswerable=len(unanswerable),
         refused_unanswerable=refused,
         refusal_accuracy=wilson(refused, len(unanswerable), confidence),
-        false_refusals=sum(1 for item, g in grades if not item.unanswerable and g.refusal),
+        false_refusals=false_refusals,
+        b_rate=wilson(counts.get("B", 0), graded, confidence),
+        answerable=answerable,
+        false_refusal_rate=wilson(false_refusals, answerable, confidence),
     )
+
+
+def answerable_types(rows: list[GradedRow]) -> list[str]:
+    """Question types with at least one answerable question (the A-rate means something there)."""
+    return sorted({row.item.question_type for row in rows if not row.item.unanswerable})
+
+
+def weak_types(
+    per_type: dict[str, dict[str, RoleStats]], kinds: list[str], role: str = "candidate"
+) -> list[str]:
+    """Types whose A-rate is far below the others': the upper end of the type's Wilson interval is
+    under the A-rate of all the other types pooled. A pass overall can hide a type the model never
+    gets right (0 of 8 factual questions while the rest score 40%); this names it."""
+    weak = []
+    for kind in kinds:
+        stats = per_type.get(kind, {}).get(role)
+        rest = [per_type[k][role] for k in kinds if k != kind and role in per_type.get(k, {})]
+        rest_graded = sum(r.graded for r in rest)
+        if stats is None or stats.graded == 0 or rest_graded == 0:
+            continue
+        rest_rate = sum(r.counts["A"] for r in rest) / rest_graded
+        if stats.a_rate.high < rest_rate:
+            weak.append(kind)
+    return weak
 
 
 def _paired(rows: list[GradedRow], grade: str) -> tuple[list[float], list[float]]:
@@ -147,7 +180,10 @@ def summarize(
         }
         for kind in types
     }
-    summary = Summary(questions=len(rows), confidence=confidence, roles=stats, per_type=per_type)
+    weak = weak_types(per_type, answerable_types(rows)) if "candidate" in stats else []
+    summary = Summary(
+        questions=len(rows), confidence=confidence, roles=stats, per_type=per_type, weak_types=weak
+    )
     if "live" not in stats:
         return summary
     boot = {"samples": bootstrap_samples, "confidence": confidence, "seed": seed}
@@ -171,4 +207,5 @@ def summarize(
         else None,
         per_type=per_type,
         regressions=regressions(rows),
+        weak_types=weak,
     )

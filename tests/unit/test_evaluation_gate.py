@@ -183,8 +183,98 @@ def test_report_shows_summary_types_and_regressions_with_escaped_answers() -> No
     assert "Verdict: FAIL" in page and "against live v2" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
     assert "By question type" in page and "<td>unanswerable</td>" in page
-    assert "Regressions (1)" in page and "answer 1" in page
+    assert "Regressions: 1 question(s)" in page and "answer 1" in page
     first = render(
         summarize([row(1, "factual", "A")]), verdict, [], model=MODEL, staged="1", live=None, judge="x"
     )
-    assert "first model" in first and "No live version" in first
+    assert "first model" in first and "no live version to compare with" in first
+
+
+def test_report_rates_carry_their_count_total_and_interval() -> None:
+    rows = [row(i, "factual", "A" if i < 7 else "B" if i < 10 else "C") for i in range(40)]
+    rows += [row(100 + j, "unanswerable", "A" if j < 3 else "C") for j in range(4)]
+    summary = summarize(rows)
+    page = render(
+        summary,
+        evaluation_gate(summary, Thresholds(min_refusal_accuracy=0.5)),
+        rows,
+        model=MODEL,
+        staged="1",
+        live=None,
+        judge="reference",
+    )
+    # 10 of 44 graded are A (7 factual + 3 refusals); B 3 of 44; refusals 3 of 4
+    assert "10 of 44, 22.7% [12.8, 37.0]" in page
+    assert "3 of 44, 6.8% [" in page  # B is a rate now, not a bare count
+    assert "3 of 4, 75.0% [" in page
+    assert "0 of 40, 0.0% [0.0, 8.8]" in page  # false refusals: of the answerable questions
+
+
+def test_first_model_report_shows_a_sample_of_candidate_answers_with_reasons() -> None:
+    rows = [row(i, "factual", "A" if i % 2 else "C") for i in range(60)]
+    rows = [
+        GradedRow(
+            r.item,
+            r.answers,
+            {"candidate": Grade(r.grades["candidate"].grade, False, None, f"F1 0.{r.item.question[1:]}")},
+        )
+        for r in rows
+    ]
+    summary = summarize(rows)
+    verdict = evaluation_gate(summary, Thresholds(min_refusal_accuracy=0.0))
+    page = render(
+        summary, verdict, rows, model=MODEL, staged="1", live=None, judge="reference", max_answers=20
+    )
+    assert "Answers (20 of 60 shown" in page
+    assert "<td>q0</td>" in page and "cand 0" in page and "answer 0" in page and "F1 0.0" in page
+
+
+def test_report_puts_disagreements_first_regressions_before_improvements() -> None:
+    rows = [row(1, "factual", "A", "A"), row(2, "factual", "A", "C"), row(3, "factual", "C", "A")]
+    summary = summarize(rows)
+    page = render(
+        summary,
+        evaluation_gate(summary, Thresholds(min_refusal_accuracy=0.0)),
+        rows,
+        model=MODEL,
+        staged="2",
+        live="1",
+        judge="reference",
+    )
+    answers = page[page.index('id="answers"') :]
+    assert answers.index("<td>q3</td>") < answers.index("<td>q2</td>") < answers.index("<td>q1</td>")
+
+
+def weak_factual() -> list[GradedRow]:
+    """0 of 12 factual answers right while 8 of 12 numeric and 8 of 12 procedural are."""
+    rows = [row(i, "factual", "C") for i in range(12)]
+    rows += [row(100 + i, "numeric", "A" if i < 8 else "C") for i in range(12)]
+    rows += [row(200 + i, "procedural", "A" if i < 8 else "C") for i in range(12)]
+    rows += [row(300 + i, "unanswerable", "A") for i in range(5)]
+    return rows
+
+
+def test_a_type_far_below_the_others_is_flagged_in_the_summary_and_the_report() -> None:
+    summary = summarize(weak_factual())
+    assert summary.weak_types == ["factual"]
+    verdict = evaluation_gate(summary, Thresholds(min_a_rate=0.3, max_c_rate=0.7))
+    assert verdict.passed  # overall the rates pass: that is what the flag is for
+    page = render(summary, verdict, weak_factual(), model=MODEL, staged="1", live=None, judge="reference")
+    assert 'id="weak-types"' in page and "<b>factual</b>" in page and "factual (far below)" in page
+    assert (
+        summarize(
+            [row(i, "factual", "A" if i % 2 else "C") for i in range(10)]
+            + [row(50 + i, "numeric", "A" if i % 2 else "C") for i in range(10)]
+        ).weak_types
+        == []
+    )
+
+
+def test_the_per_type_floor_fails_a_verdict_that_passes_overall() -> None:
+    summary = summarize(weak_factual())
+    verdict = evaluation_gate(summary, Thresholds(min_a_rate=0.3, max_c_rate=0.7, min_type_a_rate=0.3))
+    assert not verdict.passed and "a_rate[factual]" in verdict.reason
+    names = [c.name for c in verdict.checks]
+    assert "a_rate[numeric].estimate" in names and not any("unanswerable" in n for n in names)
+    with pytest.raises(BadInput):
+        evaluation_gate(summary, Thresholds(min_type_a_rate=1.5))

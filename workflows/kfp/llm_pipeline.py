@@ -234,6 +234,7 @@ def build_pipeline(images: Images | None = None) -> Any:
         max_c_rate: str,
         margin: str,
         require_significance: str,
+        min_type_a_rate: str,
         seed: int,
     ) -> list[str]:
         return [
@@ -244,6 +245,7 @@ def build_pipeline(images: Images | None = None) -> Any:
             f"--max-c-rate={max_c_rate}",
             f"--margin={margin}",
             f"--require-significance={require_significance}",
+            f"--min-type-a-rate={min_type_a_rate}",
             f"--seed={seed}",
         ]
 
@@ -369,6 +371,7 @@ def build_pipeline(images: Images | None = None) -> Any:
         eval_max_c_rate: str = "0.3",
         eval_margin: str = "0.0",
         eval_require_significance: str = "false",
+        eval_min_type_a_rate: str = "0",
         # performance (vllm-performance)
         vllm_url: str = "http://vllm.mlops.svc:8000",
         candidate_served_model: str = "aws-rag-qa-candidate",
@@ -523,6 +526,7 @@ def build_pipeline(images: Images | None = None) -> Any:
                         max_c_rate=eval_max_c_rate,
                         margin=eval_margin,
                         require_significance=eval_require_significance,
+                        min_type_a_rate=eval_min_type_a_rate,
                         seed=seed,
                     )
                 ).set_display_name("evaluation-gate")
