@@ -117,11 +117,11 @@ def evaluation_gate(summary: Summary, thresholds: Thresholds) -> Verdict:
         )
     if t.min_type_a_rate > 0:
         for kind, by_role in summary.per_type.items():
-            stats = by_role.get("candidate")
-            if stats is None or stats.graded == 0 or stats.answerable == 0:
+            of_type = by_role.get("candidate")
+            if of_type is None or of_type.graded == 0 or of_type.answerable == 0:
                 continue  # unanswerable-only types are judged by refusal accuracy
             checks.append(
-                check(f"a_rate[{kind}].{bound}", _low(stats.a_rate, strict), ">=", t.min_type_a_rate)
+                check(f"a_rate[{kind}].{bound}", _low(of_type.a_rate, strict), ">=", t.min_type_a_rate)
             )
     return verdict(checks)
 
