@@ -12,6 +12,12 @@ its after value is the delta), computed exactly as Prometheus' `histogram_quanti
 gauges (running, waiting, KV cache) are averaged over the samples. Which source was used is
 recorded with the figures (`source`: `prometheus`, `metrics-scrape` or `none`, and `note`).
 
+A histogram quantile is only known to lie in its bucket: every quantile comes with that bucket's
+bounds (`<figure>_bucket_low_s`, `_bucket_high_s`, and a sentence under `quantile_buckets`), and
+one inside the first bucket is listed under `below_first_bucket`: its value is an interpolation,
+never to be read as a measurement. The gate decides on the client-side figures (every request's
+own timings), not on these.
+
 Metric names are vLLM's (v1 engine): `vllm:e2e_request_latency_seconds`,
 `vllm:time_to_first_token_seconds`, `vllm:request_queue_time_seconds`,
 `vllm:num_requests_running|waiting`, `vllm:kv_cache_usage_perc` (older servers:
@@ -130,6 +136,33 @@ class PrometheusClient:
         value = float(result[0]["value"][1])
         return value if math.isfinite(value) else None
 
+    def vector(self, promql: str, at: float) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant query at unix time `at`: (labels, value)."""
+        import httpx
+
+        try:
+            response = httpx.get(
+                f"{self.url}/api/v1/query",
+                params={"query": promql, "time": f"{at:.3f}"},
+                timeout=self.timeout_s,
+            )
+            response.raise_for_status()
+            result = response.json()["data"]["result"]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            raise PrometheusUnavailable(f"{self.url}: {promql}: {type(exc).__name__}: {exc}") from exc
+        return [(dict(r.get("metric", {})), float(r["value"][1])) for r in result]
+
+
+def bucket_query(metric: str, range_s: int, labels: dict[str, str] | None = None) -> str:
+    """`sum by (le) (increase(<metric>_bucket{labels}[range]))`: the window's buckets."""
+    return f"sum by (le) (increase({metric}_bucket{selector(labels or {})}[{range_s}s]))"
+
+
+def buckets_of(series: list[tuple[dict[str, str], float]]) -> list[tuple[float, float]]:
+    """A `sum by (le)` answer as (upper bound, cumulative count), sorted by bound."""
+    pairs = [(float(m["le"]), v if math.isfinite(v) else 0.0) for m, v in series if "le" in m]
+    return sorted(pairs)
+
 
 def from_prometheus(
     client: PrometheusClient,
@@ -138,13 +171,19 @@ def from_prometheus(
     pad_s: float,
     labels: dict[str, str] | None = None,
     adapter: str = "",
-) -> dict[str, float | None]:
-    """The window's figures from Prometheus; PrometheusUnavailable when it cannot answer."""
+) -> dict[str, Any]:
+    """The window's figures from Prometheus (with each quantile's bucket bounds);
+    PrometheusUnavailable when it cannot answer."""
     range_s = max(1, math.ceil(window_end - window_start + pad_s))
     at = window_end + pad_s
-    return {
+    figures: dict[str, Any] = {
         name: client.query(promql, at) for name, promql in window_queries(range_s, labels, adapter).items()
     }
+    histograms = {
+        name: buckets_of(client.vector(bucket_query(metric, range_s, labels), at))
+        for name, metric in HISTOGRAMS.items()
+    }
+    return {**figures, **bucket_figures(histograms)}
 
 
 # --- exposition text and scrape deltas ------------------------------------------------------------
@@ -241,6 +280,64 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     return start + (end - start) * ((rank - below) / in_bucket) if in_bucket else end
 
 
+@dataclass(frozen=True)
+class QuantileBucket:
+    """The histogram bucket a quantile falls in: all the histogram can say about it. Inside one
+    bucket `histogram_quantile` interpolates linearly, which is an assumption, not a measurement:
+    with vLLM's first E2E bucket at 0.3 s, any traffic under 300 ms reads p50 0.15 s, p95 0.285 s."""
+
+    low: float
+    high: float  # +Inf for the last bucket
+
+    @property
+    def below_first_bucket(self) -> bool:
+        return self.low == 0.0
+
+    def describe(self) -> str:
+        if self.below_first_bucket:
+            return f"below the first bucket (< {self.high:g} s)"
+        if math.isinf(self.high):
+            return f"above the last bound (> {self.low:g} s)"
+        return f"between {self.low:g} and {self.high:g} s"
+
+
+def quantile_bucket(q: float, buckets: list[tuple[float, float]]) -> QuantileBucket | None:
+    """The bucket `histogram_quantile(q, buckets)` interpolates in; None without data."""
+    if not 0 <= q <= 1 or len(buckets) < 2 or not math.isinf(buckets[-1][0]):
+        return None
+    counts = [count for _, count in buckets]
+    for i in range(1, len(counts)):
+        counts[i] = max(counts[i], counts[i - 1])
+    if counts[-1] == 0:
+        return None
+    rank = q * counts[-1]
+    b = next(i for i, count in enumerate(counts) if count >= rank)
+    return QuantileBucket(0.0 if b == 0 else buckets[b - 1][0], buckets[b][0])
+
+
+def bucket_figures(histograms: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+    """For every server-side quantile: its bucket's bounds (`<figure>_bucket_low_s` / `_high_s`,
+    numbers MLflow logs) and, under `quantile_buckets`, a sentence per figure; the figures that are
+    an interpolation inside the first bucket are listed under `below_first_bucket`."""
+    figures: dict[str, Any] = {}
+    sentences: dict[str, str] = {}
+    below: list[str] = []
+    for name, buckets in histograms.items():
+        for q in QUANTILES:
+            bucket = quantile_bucket(q, buckets)
+            if bucket is None:
+                continue
+            figure = f"{name}_{_q(q)}_s"
+            figures[f"{figure}_bucket_low_s"] = bucket.low
+            figures[f"{figure}_bucket_high_s"] = bucket.high
+            sentences[figure] = bucket.describe()
+            if bucket.below_first_bucket:
+                below.append(figure)
+    figures["quantile_buckets"] = sentences
+    figures["below_first_bucket"] = below
+    return figures
+
+
 def _sum(samples: Iterable[Sample], name: str, labels: dict[str, str]) -> float | None:
     values = [s.value for s in samples if s.name == name and _matches(s, labels)]
     return sum(values) if values else None
@@ -266,16 +363,17 @@ def from_scrapes(
     during: list[list[Sample]],
     labels: dict[str, str] | None = None,
     adapter: str = "",
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """The window's figures from a scrape before, one after, and samples during the test."""
     labels = labels or {}
     deltas = counter_deltas(before, after)
-    figures: dict[str, float | None] = {}
-    for name, metric in HISTOGRAMS.items():
-        buckets = histogram_buckets(deltas, metric, labels)
+    figures: dict[str, Any] = {}
+    histograms = {name: histogram_buckets(deltas, metric, labels) for name, metric in HISTOGRAMS.items()}
+    for name, buckets in histograms.items():
         for q in QUANTILES:
             value = histogram_quantile(q, buckets)
             figures[f"{name}_{_q(q)}_s"] = value if math.isfinite(value) else None
+    figures.update(bucket_figures(histograms))
     queue_sum, queue_count = _sum(deltas, f"{QUEUE}_sum", labels), _sum(deltas, f"{QUEUE}_count", labels)
     figures["queue_time_mean_s"] = queue_sum / queue_count if queue_sum is not None and queue_count else None
     figures["requests_succeeded"] = _sum(deltas, SUCCESS, labels)

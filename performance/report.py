@@ -118,6 +118,56 @@ def timeline_png(result: LoadResult, path: Path, title: str = "") -> Path:
     return path
 
 
+def _ms_figure(value: Any) -> str:
+    return "n/a" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:.1f} ms"
+
+
+def markdown_report(figures: dict[str, Any], server: dict[str, Any]) -> str:
+    """`report.md`: the client-side figures the gate decides on, then the server's, each server-side
+    quantile with the histogram bucket it lies in (one inside the first bucket is marked: it is an
+    interpolation, not a measurement)."""
+    lines = [
+        "# Load test",
+        "",
+        f"{figures.get('completed', 0)} of {figures.get('total', 0)} requests succeeded "
+        f"({figures.get('success_rate', 0.0):.1%}) in {figures.get('duration', 0.0):.1f} s: "
+        f"{figures.get('request_throughput', 0.0):.2f} req/s, {figures.get('output_throughput', 0.0):.1f} output tok/s.",
+        "",
+        "## Client side (what the gate decides on)",
+        "",
+        "The gate uses these: every request's own timings, measured by the load generator with "
+        "`vllm bench serve`'s definitions, exact at any latency. The server's histograms below only "
+        "say which bucket a quantile lies in.",
+        "",
+        "| figure | median | p95 | p99 |",
+        "|---|---|---|---|",
+    ]
+    for metric, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "end-to-end latency")):
+        lines.append(
+            f"| {label} | {_ms_figure(figures.get(f'median_{metric}_ms'))} | "
+            f"{_ms_figure(figures.get(f'p95_{metric}_ms'))} | {_ms_figure(figures.get(f'p99_{metric}_ms'))} |"
+        )
+    lines += ["", f"## Server side (source: {server.get('source', 'none')})", ""]
+    if server.get("note"):
+        lines += [str(server["note"]), ""]
+    buckets: dict[str, str] = server.get("quantile_buckets") or {}
+    below = set(server.get("below_first_bucket") or [])
+    if buckets:
+        lines += ["| figure | histogram_quantile | bucket | reading |", "|---|---|---|---|"]
+        for name, where in buckets.items():
+            value = server.get(name)
+            shown = "n/a" if not isinstance(value, (int, float)) else f"{value:.4g} s"
+            reading = (
+                "interpolated inside the first bucket: not a measurement"
+                if name in below
+                else "interpolated inside its bucket"
+            )
+            lines.append(f"| {name} | {shown} | {where} | {reading} |")
+    else:
+        lines.append("No server-side histogram figures for this window.")
+    return "\n".join(lines) + "\n"
+
+
 def write_artifacts(
     result: LoadResult,
     figures: dict[str, Any],
@@ -125,8 +175,10 @@ def write_artifacts(
     context: dict[str, Any],
     directory: Path,
 ) -> list[Path]:
-    """results.json, requests.jsonl and the two plots, in `directory`."""
+    """results.json, requests.jsonl, report.md and the two plots, in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
+    report = directory / "report.md"
+    report.write_text(markdown_report(figures, server))
     results = directory / "results.json"
     results.write_text(
         json.dumps(results_document(result, figures, server, context, with_requests=False), indent=2) + "\n"
@@ -138,6 +190,7 @@ def write_artifacts(
     return [
         results,
         requests,
+        report,
         latency_distributions_png(result, plots / "latency_distributions.png"),
         timeline_png(result, plots / "timeline.png"),
     ]

@@ -119,7 +119,20 @@ def test_load_test_then_gate_pass_and_a_server_down_before_the_test_is_transient
     assert run.data.metrics["server.requests_succeeded"] > 0
     assert run.data.metrics["server.e2e_latency_p95_s"] > 0
     artifacts = {a.path for a in client.list_artifacts(out["run-id"], "loadtest")}
-    assert {"loadtest/results.json", "loadtest/requests.jsonl", "loadtest/plots"} <= artifacts
+    assert {
+        "loadtest/results.json",
+        "loadtest/requests.jsonl",
+        "loadtest/report.md",
+        "loadtest/plots",
+    } <= artifacts
+    assert (
+        run.data.metrics["server.e2e_latency_p95_s_bucket_high_s"]
+        >= run.data.metrics["server.e2e_latency_p95_s"]
+    )
+    report = Path(
+        client.download_artifacts(out["run-id"], "loadtest/report.md", str(staged.workdir))
+    ).read_text()
+    assert "## Client side (what the gate decides on)" in report and "| e2e_latency_p95_s |" in report
 
     passed = gate(local_stack, staged, out["run-id"])
     assert passed.returncode == 0, passed.explain()

@@ -226,11 +226,71 @@ class FakePrometheus(prom.PrometheusClient):
         self.asked.append((promql, at))
         return self.answers.get(promql)
 
+    def vector(self, promql: str, at: float) -> list[tuple[dict[str, str], float]]:
+        self.asked.append((promql, at))
+        return [({"le": le}, float(count)) for le, count in self.buckets.get(promql, [])]
+
+    buckets: dict[str, list[tuple[str, int]]] = {}
+
 
 def test_from_prometheus_queries_the_padded_window_at_its_end() -> None:
     range_q = prom.quantile_query(prom.E2E, 0.95, 75, MODEL)
     client = FakePrometheus({range_q: 1.5})
+    client.buckets = {
+        prom.bucket_query(prom.E2E, 75, MODEL): [("0.3", 2), ("1.0", 8), ("2.0", 10), ("+Inf", 10)]
+    }
     figures = prom.from_prometheus(client, 1000.0, 1060.0, 15.0, MODEL)
     assert figures["e2e_latency_p95_s"] == 1.5
     assert figures["ttft_p50_s"] is None
     assert {at for _, at in client.asked} == {1075.0}
+    assert figures["quantile_buckets"]["e2e_latency_p95_s"] == "between 1 and 2 s"
+    assert (
+        figures["e2e_latency_p95_s_bucket_low_s"] == 1.0 and "ttft_p50_s" not in figures["quantile_buckets"]
+    )
+
+
+def test_a_quantile_comes_with_the_bucket_it_lies_in() -> None:
+    buckets = [(0.3, 40.0), (0.5, 90.0), (0.8, 100.0), (math.inf, 100.0)]
+    assert prom.quantile_bucket(0.5, buckets) == prom.QuantileBucket(0.3, 0.5)
+    assert prom.quantile_bucket(0.95, buckets) == prom.QuantileBucket(0.5, 0.8)
+    assert prom.quantile_bucket(0.2, buckets) == prom.QuantileBucket(0.0, 0.3)
+    assert prom.quantile_bucket(0.5, [(0.3, 0.0), (math.inf, 0.0)]) is None  # no traffic
+    assert prom.quantile_bucket(0.5, [(0.3, 3.0)]) is None  # no +Inf bucket: not a histogram
+
+
+def test_traffic_under_the_first_bucket_is_marked_not_a_measurement() -> None:
+    """vLLM's first E2E bucket is 0.3 s: 100 requests of 5 ms read p50 0.15 s, p95 0.285 s."""
+    fast = [(0.3, 100.0), (0.5, 100.0), (math.inf, 100.0)]
+    assert prom.histogram_quantile(0.95, fast) == pytest.approx(0.285)
+    figures = prom.bucket_figures({"e2e_latency": fast})
+    assert figures["below_first_bucket"] == ["e2e_latency_p50_s", "e2e_latency_p95_s", "e2e_latency_p99_s"]
+    assert figures["e2e_latency_p95_s_bucket_low_s"] == 0.0
+    assert figures["e2e_latency_p95_s_bucket_high_s"] == 0.3
+    assert figures["quantile_buckets"]["e2e_latency_p95_s"] == "below the first bucket (< 0.3 s)"
+
+
+def test_scrape_figures_carry_bucket_bounds() -> None:
+    before, after = prom.parse_exposition(BEFORE), prom.parse_exposition(AFTER)
+    figures = prom.from_scrapes(before, after, [], MODEL)
+    # e2e deltas: 0, 0, 20, 60, 90, 100, 100 over bounds 0.3 .. +Inf: p50 lies in (0.8, 1.0]
+    assert figures["quantile_buckets"]["e2e_latency_p50_s"] == "between 0.8 and 1 s"
+    assert figures["e2e_latency_p50_s_bucket_low_s"] <= figures["e2e_latency_p50_s"] <= 1.0
+    assert "e2e_latency_p50_s" not in figures["below_first_bucket"]
+
+
+def test_the_load_test_report_says_which_figures_the_gate_used_and_marks_first_bucket_ones() -> None:
+    from performance.report import markdown_report
+
+    server = {
+        "source": "prometheus",
+        "e2e_latency_p95_s": 0.285,
+        **prom.bucket_figures({"e2e_latency": [(0.3, 10.0), (math.inf, 10.0)]}),
+    }
+    figures = {"completed": 10, "total": 10, "success_rate": 1.0, "p95_e2el_ms": 12.5}
+    report = markdown_report(figures, server)
+    assert "## Client side (what the gate decides on)" in report
+    assert "| end-to-end latency | n/a | 12.5 ms | n/a |" in report
+    assert (
+        "| e2e_latency_p95_s | 0.285 s | below the first bucket (< 0.3 s) | "
+        "interpolated inside the first bucket: not a measurement |"
+    ) in report
