@@ -1,15 +1,18 @@
 """`performance.loadgen` and `vllm bench serve` on the same server, prompts and load: do they agree?
 
 On the running local stack (`mlops up` with vLLM): writes the evaluation split's prompts of the
-live adapter's dataset to one JSONL file, then runs both tools one after the other against the
-live slot with the same prompts, output length (ignore EOS), concurrency and request count, and
-records the figures both report under the same names.
+live adapter's dataset to one JSONL file, then runs the two tools interleaved (loadgen, vllm bench,
+loadgen, vllm bench, ... `PAIRS` pairs) against the live slot with the same prompts, output length
+(ignore EOS), concurrency and request count, so both see the same machine load over time. Records,
+per figure both report under the same names, each pair's ratio loadgen / vllm bench, the median
+ratio and its spread (min, max).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +32,7 @@ FIGURES = (
     "p99_e2el_ms",
 )
 CONCURRENCY, REQUESTS, OUTPUT_TOKENS = 8, 400, 16
+PAIRS = 3
 
 
 def write_prompts(folder: Path) -> tuple[Path, int]:
@@ -47,9 +51,116 @@ def write_prompts(folder: Path) -> tuple[Path, int]:
     return path, len(items)
 
 
+def run_vllm_bench(url: str, base: str, prompts: Path, folder: Path, name: str) -> dict[str, Any]:
+    from mlops.stack.services import vllm_python
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [
+            vllm_python(),
+            "-m",
+            "mlops.stack.vllm_launch",
+            "bench",
+            "serve",
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--model",
+            SLOT,
+            "--tokenizer",
+            base,
+            "--dataset-name",
+            "custom",
+            "--dataset-path",
+            str(prompts),
+            "--skip-chat-template",
+            "--custom-output-len",
+            str(OUTPUT_TOKENS),
+            "--ignore-eos",
+            "--temperature",
+            "0",
+            "--max-concurrency",
+            str(CONCURRENCY),
+            "--num-prompts",
+            str(REQUESTS),
+            "--request-rate",
+            "inf",
+            "--percentile-metrics",
+            "ttft,tpot,itl,e2el",
+            "--metric-percentiles",
+            "50,99",
+            "--save-result",
+            "--result-dir",
+            str(folder),
+            "--result-filename",
+            name,
+        ],
+        check=True,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.DEVNULL,
+    )
+    return json.loads((folder / name).read_text())  # type: ignore[no-any-return]
+
+
+def run_loadgen(url: str, prompts: Path, folder: Path, name: str) -> dict[str, Any]:
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "performance.loadgen",
+            "--url",
+            url,
+            "--model",
+            SLOT,
+            "--prompts-file",
+            str(prompts),
+            "--max-tokens",
+            str(OUTPUT_TOKENS),
+            "--ignore-eos",
+            "true",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--num-requests",
+            str(REQUESTS),
+            "--duration-s",
+            "0",
+            "--output",
+            str(folder / name),
+        ],
+        check=True,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.DEVNULL,
+    )
+    return json.loads((folder / name).read_text())  # type: ignore[no-any-return]
+
+
+def agreement_rows(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per figure: each pair's values and ratio (loadgen / vllm bench), the median ratio, its spread."""
+    rows = []
+    for name in FIGURES:
+        ours = [float(a[name]) for a, _ in pairs if a.get(name) is not None]
+        theirs = [float(b[name]) for _, b in pairs if b.get(name) is not None]
+        ratios = [a / b for a, b in zip(ours, theirs, strict=False) if b]
+        rows.append(
+            {
+                "figure": name,
+                "loadgen": [round(v, 2) for v in ours],
+                "vllm_bench": [round(v, 2) for v in theirs],
+                "ratios": [round(r, 3) for r in ratios],
+                "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
+                "ratio_min": round(min(ratios), 3) if ratios else None,
+                "ratio_max": round(max(ratios), 3) if ratios else None,
+            }
+        )
+    return rows
+
+
 def bench_loadgen_agreement() -> dict[str, Any]:
     from mlops.serving.vllm import connect
-    from mlops.stack.services import vllm_python
 
     url = os.environ.get("VLLM_URL")
     if not url:
@@ -57,105 +168,26 @@ def bench_loadgen_agreement() -> dict[str, Any]:
             'VLLM_URL is not set: `bin/mlops up` (vLLM serving a live adapter) and eval "$(bin/mlops env)"'
         )
     base = next(m.root for m in connect(url).models() if not m.is_adapter)
-    repo = Path(__file__).resolve().parents[1]
+    pairs = []
     with tempfile.TemporaryDirectory(prefix="bench-agreement-") as tmp:
         folder = Path(tmp)
         prompts, count = write_prompts(folder)
-        subprocess.run(
-            [
-                vllm_python(),
-                "-m",
-                "mlops.stack.vllm_launch",
-                "bench",
-                "serve",
-                "--backend",
-                "openai",
-                "--base-url",
-                url,
-                "--model",
-                SLOT,
-                "--tokenizer",
-                base,
-                "--dataset-name",
-                "custom",
-                "--dataset-path",
-                str(prompts),
-                "--skip-chat-template",
-                "--custom-output-len",
-                str(OUTPUT_TOKENS),
-                "--ignore-eos",
-                "--temperature",
-                "0",
-                "--max-concurrency",
-                str(CONCURRENCY),
-                "--num-prompts",
-                str(REQUESTS),
-                "--request-rate",
-                "inf",
-                "--percentile-metrics",
-                "ttft,tpot,itl,e2el",
-                "--metric-percentiles",
-                "50,99",
-                "--save-result",
-                "--result-dir",
-                str(folder),
-                "--result-filename",
-                "vllm.json",
-            ],
-            check=True,
-            cwd=repo,
-            env={**os.environ, "PYTHONPATH": str(repo)},
-            stdout=subprocess.DEVNULL,
-        )
-        vllm = json.loads((folder / "vllm.json").read_text())
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "performance.loadgen",
-                "--url",
-                url,
-                "--model",
-                SLOT,
-                "--prompts-file",
-                str(prompts),
-                "--max-tokens",
-                str(OUTPUT_TOKENS),
-                "--ignore-eos",
-                "true",
-                "--concurrency",
-                str(CONCURRENCY),
-                "--num-requests",
-                str(REQUESTS),
-                "--duration-s",
-                "0",
-                "--output",
-                str(folder / "ours.json"),
-            ],
-            check=True,
-            cwd=repo,
-            env={**os.environ, "PYTHONPATH": str(repo)},
-            stdout=subprocess.DEVNULL,
-        )
-        ours = json.loads((folder / "ours.json").read_text())
-    rows = []
-    for name in FIGURES:
-        a, b = ours.get(name), vllm.get(name)
-        ratio = round(float(a) / float(b), 3) if a is not None and b else None
-        rows.append(
-            {
-                "figure": name,
-                "loadgen": a and round(float(a), 2),
-                "vllm_bench": b and round(float(b), 2),
-                "ratio": ratio,
-            }
-        )
+        for n in range(PAIRS):
+            print(f"loadgen_agreement: pair {n + 1}/{PAIRS}", file=sys.stderr, flush=True)
+            ours = run_loadgen(url, prompts, folder, f"ours-{n}.json")
+            theirs = run_vllm_bench(url, base, prompts, folder, f"vllm-{n}.json")
+            pairs.append((ours, theirs))
     return {
         "benchmark": "loadgen_agreement",
+        "order": "interleaved: loadgen, vllm bench, loadgen, vllm bench, ...",
+        "pairs": PAIRS,
         "prompts": count,
         "requests": REQUESTS,
         "concurrency": CONCURRENCY,
         "output_tokens": OUTPUT_TOKENS,
-        "completed": {"loadgen": ours.get("completed"), "vllm_bench": vllm.get("completed")},
-        "rows": rows,
+        "completed": {
+            "loadgen": [a.get("completed") for a, _ in pairs],
+            "vllm_bench": [b.get("completed") for _, b in pairs],
+        },
+        "rows": agreement_rows(pairs),
     }

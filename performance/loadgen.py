@@ -13,6 +13,12 @@ with a reason (`connect error`, `timeout`, `http 503: ...`, `connection closed m
 ...), never an exception: a server that dies mid-test gives failed records, and after
 `max_consecutive_failures` failures in a row the test stops early and says why.
 
+Timing follows `vllm bench serve` (vllm/benchmarks/lib/endpoint_request_func.py): the clock
+starts just before the request is sent; a token chunk is any stream chunk with `choices`, even
+with empty text; TTFT is the first token chunk's arrival, ITL the gaps between token chunks, and
+the end-to-end latency ends at the last token chunk (not the usage-only chunk, `[DONE]` or the
+connection's close); TPOT is `(e2el - ttft) / (output_tokens - 1)` with the server's usage count.
+
 Standalone: `python -m performance.loadgen --url http://127.0.0.1:8000 --model NAME
 --prompts-file prompts.jsonl --concurrency 8 --num-requests 200 --output results.json`.
 """
@@ -139,13 +145,6 @@ def request_body(spec: LoadSpec, prompt: Prompt) -> dict[str, Any]:
     return body
 
 
-def _chunk_text(choice: dict[str, Any], api: str) -> str:
-    if api == "chat":
-        delta = choice.get("delta") or {}
-        return str(delta.get("content") or "")
-    return str(choice.get("text") or "")
-
-
 def _error_reason(status: int, body: bytes) -> str:
     try:
         data = json.loads(body)
@@ -190,14 +189,16 @@ async def send_request(client: Any, spec: LoadSpec, prompt: Prompt, record: Requ
                     if data.get("error"):
                         record.error = _error_reason(200, payload)
                         return
-                    for choice in data.get("choices") or ():
-                        if _chunk_text(choice, spec.api):
-                            if first:
-                                record.itl_s.append(now - last)
-                            else:
-                                first = now
-                            last = now
-                            chunks += 1
+                    if data.get("choices"):
+                        # vllm bench's definitions: any chunk with choices is a token chunk, even
+                        # with empty text (special tokens, a held-back partial character); the first
+                        # one is the first token; only token chunks advance the request's end
+                        if first:
+                            record.itl_s.append(now - last)
+                        else:
+                            first = now
+                        last = now
+                        chunks += 1
                     usage = data.get("usage")
                     if usage:
                         record.input_tokens = int(usage.get("prompt_tokens") or 0)
@@ -219,8 +220,12 @@ async def send_request(client: Any, spec: LoadSpec, prompt: Prompt, record: Requ
     if not done:
         record.error = "stream ended without [DONE]"
         return
+    if not first:
+        record.error = "no token chunk in the stream"  # as vllm bench: nothing to time TTFT on
+        return
     record.success = True
-    record.ttft_s = (first - started) if first else record.e2el_s
+    record.ttft_s = first - started
+    record.e2el_s = last - started  # the last token chunk, not the usage chunk, [DONE] or the close
     if not record.output_tokens:
         record.output_tokens = chunks
         record.tokens_counted = "chunks"
