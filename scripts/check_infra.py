@@ -177,9 +177,7 @@ def check_kustomize(ctx: Context) -> Result:
     reached: set[Path] = set()
     for directory in build_roots(ctx.root):
         where = ctx.rel(directory)
-        run = subprocess.run(
-            [kubectl, "kustomize", str(directory)], capture_output=True, text=True
-        )
+        run = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
         if run.returncode != 0:
             result.add(where, f"kubectl kustomize failed: {run.stderr.strip()}")
             continue
@@ -196,7 +194,9 @@ def check_kustomize(ctx: Context) -> Result:
         ctx.builds[ctx.rel(root_app)] = Build(ctx.rel(root_app), load_yaml_documents(root_app.read_text()))
     for kustomization in sorted((ctx.root / "infra").rglob("kustomization.yaml")):
         if kustomization.parent.resolve() not in reached:
-            result.add(ctx.rel(kustomization), "not part of any build (no overlay, monitoring or argocd uses it)")
+            result.add(
+                ctx.rel(kustomization), "not part of any build (no overlay, monitoring or argocd uses it)"
+            )
     total = sum(len(b.objects) for b in ctx.builds.values())
     result.notes.append(f"{len(ctx.builds)} builds, {total} objects")
     return result
@@ -863,7 +863,9 @@ def check_images(ctx: Context) -> Result:
             and doc[0].get("kind") == "WorkflowTemplate"
             and doc[0]["metadata"].get("name") not in deployed
         ):
-            result.add(ctx.rel(workflow), f"not deployed: add {workflow.name} to workflows/kustomization.yaml")
+            result.add(
+                ctx.rel(workflow), f"not deployed: add {workflow.name} to workflows/kustomization.yaml"
+            )
     result.notes.append(f"{len(dockerfiles)} Dockerfiles, {named} image references from workflows")
     return result
 
@@ -878,7 +880,9 @@ def render(ctx: Context, path: str, result: Result) -> list[dict[str, Any]] | No
     directory = ctx.root / path
     if (directory / "kustomization.yaml").is_file():
         kubectl = ctx.tool("kubectl")
-        run = subprocess.run([kubectl or "kubectl", "kustomize", str(directory)], capture_output=True, text=True)
+        run = subprocess.run(
+            [kubectl or "kubectl", "kustomize", str(directory)], capture_output=True, text=True
+        )
         if run.returncode != 0:
             result.add(path, f"kubectl kustomize (no flags, as Argo CD) failed: {run.stderr.strip()}")
             return None
@@ -920,10 +924,9 @@ def sim_builds(ctx: Context, prefix: str = "infra/overlays/") -> list[Any]:
 
 
 def check_flows(ctx: Context) -> Result:
-    from pydantic import ValidationError
-
     from infra_sim.flows import check_flows as evaluate_flows
     from infra_sim.flows import load_flow_file
+    from pydantic import ValidationError
 
     result = Result("flows")
     where = "infra/flows.yaml"
@@ -952,7 +955,9 @@ def our_images(ctx: Context) -> list[tuple[str, str]]:
     for build, obj in ctx.objects("WorkflowTemplate"):
         for param in obj["spec"].get("arguments", {}).get("parameters", []):
             if str(param["name"]).endswith("-image"):
-                found.append((f"{build.path}: {describe(obj)} parameter {param['name']}", str(param.get("value"))))
+                found.append(
+                    (f"{build.path}: {describe(obj)} parameter {param['name']}", str(param.get("value")))
+                )
     params = ctx.root / "workflows" / "params" / "cluster.yaml"
     for name, value in (yaml.safe_load(params.read_text()) or {}).items() if params.is_file() else []:
         if str(name).endswith("-image"):
@@ -962,9 +967,8 @@ def our_images(ctx: Context) -> list[tuple[str, str]]:
 
 def check_consistency(ctx: Context) -> Result:
     import yaml
-    from pydantic import ValidationError
-
     from infra_sim import consistency
+    from pydantic import ValidationError
 
     result = Result("consistency")
     params_where = "workflows/params/cluster.yaml"
@@ -974,7 +978,8 @@ def check_consistency(ctx: Context) -> Result:
     findings = consistency.check_base(builds, params, params_where)
     images = our_images(ctx)
     versions = {
-        name: dockerfile_label(path, "org.opencontainers.image.version") for name, path in ctx.dockerfiles().items()
+        name: dockerfile_label(path, "org.opencontainers.image.version")
+        for name, path in ctx.dockerfiles().items()
     }
     findings += consistency.check_images(images, versions, IMAGE_PREFIX)
     images_yml = ctx.root / ".github" / "workflows" / "images.yml"
@@ -1002,7 +1007,9 @@ def check_podsecurity(ctx: Context) -> Result:
     for finding in check_pod_security(builds, executor):
         result.add(finding.where, finding.message)
     pods = sum(1 for b in builds for o in b.objects if o.get("kind") in (*WORKLOADS, "WorkflowTemplate"))
-    result.notes.append(f"{pods} workloads and WorkflowTemplates in {len(builds)} overlays against `restricted`")
+    result.notes.append(
+        f"{pods} workloads and WorkflowTemplates in {len(builds)} overlays against `restricted`"
+    )
     return result
 
 
@@ -1177,7 +1184,17 @@ CHECKS: dict[str, Callable[[Context], Result]] = {
     "gha": check_gha,
     "checkov": check_checkov,
 }
-NEEDS_BUILDS = {"schema", "refs", "promql", "images", "argocd", "flows", "consistency", "podsecurity", "checkov"}
+NEEDS_BUILDS = {
+    "schema",
+    "refs",
+    "promql",
+    "images",
+    "argocd",
+    "flows",
+    "consistency",
+    "podsecurity",
+    "checkov",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

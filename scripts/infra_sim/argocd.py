@@ -76,10 +76,14 @@ def admit(
     app_namespace = destination.get("namespace", "")
     repo = (spec.get("source") or {}).get("repoURL", "")
     if not any(glob(pattern, repo) for pattern in project["spec"].get("sourceRepos") or []):
-        found.append(Finding(where, f"Application {name}: repoURL {repo} is not in the project's sourceRepos"))
+        found.append(
+            Finding(where, f"Application {name}: repoURL {repo} is not in the project's sourceRepos")
+        )
     if app_namespace and not destination_allowed(project, server, app_namespace):
         found.append(
-            Finding(where, f"Application {name}: destination {server} {app_namespace} is not in the project's")
+            Finding(
+                where, f"Application {name}: destination {server} {app_namespace} is not in the project's"
+            )
         )
     for obj in objects:
         group, kind = api_group(str(obj.get("apiVersion", ""))), str(obj.get("kind"))
@@ -97,7 +101,11 @@ def admit(
             found.append(Finding(where, f"{what}: kind in namespaceResourceBlacklist"))
         namespace = (obj.get("metadata") or {}).get("namespace") or app_namespace
         if not namespace:
-            found.append(Finding(where, f"{what}: no namespace, and the Application sets no destination.namespace"))
+            found.append(
+                Finding(where, f"{what}: no namespace, and the Application sets no destination.namespace")
+            )
         elif not destination_allowed(project, server, namespace):
-            found.append(Finding(where, f"{what}: namespace {namespace} on {server} is not a project destination"))
+            found.append(
+                Finding(where, f"{what}: namespace {namespace} on {server} is not a project destination")
+            )
     return found

@@ -123,7 +123,9 @@ def check_images(
             continue
         version = versions.get(name)
         if tag is None or tag == "latest":
-            found.append(Finding(where, f"image {image}: `latest` is mutable; pin {version or 'sha-<commit>'}"))
+            found.append(
+                Finding(where, f"image {image}: `latest` is mutable; pin {version or 'sha-<commit>'}")
+            )
         elif tag != version and not SHA_TAG.match(tag):
             found.append(
                 Finding(
@@ -134,7 +136,9 @@ def check_images(
     for name, version in sorted(versions.items()):
         if version is None:
             found.append(
-                Finding(f"docker/{name}/Dockerfile", "no org.opencontainers.image.version: nothing to pin it by")
+                Finding(
+                    f"docker/{name}/Dockerfile", "no org.opencontainers.image.version: nothing to pin it by"
+                )
             )
     return found
 
@@ -164,7 +168,11 @@ def check_gpu(spec: GpuFile, builds: list[Build], where: str) -> list[Finding]:
             at = f"{path}: WorkflowTemplate {step.workflow} template {step.template}"
             workflow = workflows.get(step.workflow)
             template = next(
-                (t for t in (workflow or {}).get("spec", {}).get("templates", []) if t["name"] == step.template),
+                (
+                    t
+                    for t in (workflow or {}).get("spec", {}).get("templates", [])
+                    if t["name"] == step.template
+                ),
                 None,
             )
             if template is None:
@@ -176,7 +184,9 @@ def check_gpu(spec: GpuFile, builds: list[Build], where: str) -> list[Finding]:
                 found.append(Finding(at, f"requests no {GPU}"))
             tolerations = template.get("tolerations") or workflow["spec"].get("tolerations") or []  # type: ignore[index]
             if not any(
-                t.get("key") == GPU and t.get("operator", "Equal") in ("Exists", "Equal") and t.get("effect") in (None, "", "NoSchedule")
+                t.get("key") == GPU
+                and t.get("operator", "Equal") in ("Exists", "Equal")
+                and t.get("effect") in (None, "", "NoSchedule")
                 for t in tolerations
             ):
                 found.append(Finding(at, f"does not tolerate the {GPU} taint (NoSchedule)"))
@@ -195,13 +205,18 @@ def check_gpu(spec: GpuFile, builds: list[Build], where: str) -> list[Finding]:
         for obj in build.of_kind(*WORKLOADS):
             for container in containers(obj["spec"]["template"]):
                 if gpu_limit(container) is not None:
-                    found.append(Finding(f"{path}: {describe(obj)}", f"container {container['name']} requests a GPU"))
+                    found.append(
+                        Finding(f"{path}: {describe(obj)}", f"container {container['name']} requests a GPU")
+                    )
         for obj in build.of_kind("WorkflowTemplate"):
             for template in obj["spec"].get("templates", []):
                 container = template.get("container") or template.get("script") or {}
                 if gpu_limit(container) is not None:
                     found.append(
-                        Finding(f"{path}: {describe(obj)} template {template['name']}", "requests a GPU: never scheduled here")
+                        Finding(
+                            f"{path}: {describe(obj)} template {template['name']}",
+                            "requests a GPU: never scheduled here",
+                        )
                     )
     return found
 

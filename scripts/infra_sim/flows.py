@@ -149,7 +149,9 @@ def outside_pod(name: str, pod: OutsidePod) -> Pod:
 def sources(end: Source, pods: list[Pod], spec: FlowFile) -> list[Pod]:
     if end.outside is not None:
         return [outside_pod(end.outside, spec.outside[end.outside])]
-    return [p for p in pods if p.namespace == end.namespace and selects({"matchLabels": end.labels}, p.labels)]
+    return [
+        p for p in pods if p.namespace == end.namespace and selects({"matchLabels": end.labels}, p.labels)
+    ]
 
 
 def resolve_port(pod: Pod, port: int | str, protocol: str) -> int | None:
@@ -182,7 +184,8 @@ def destinations(
         selected = [
             p
             for p in pods
-            if p.namespace == end.namespace and selects({"matchLabels": service["spec"].get("selector")}, p.labels)
+            if p.namespace == end.namespace
+            and selects({"matchLabels": service["spec"].get("selector")}, p.labels)
         ]
         if not selected:
             return [], f"Service {end.namespace}/{end.service} selects no pod"
@@ -215,7 +218,11 @@ def evaluate(flow: Flow, build: Build, spec: FlowFile) -> Iterator[tuple[str, bo
     for source in sources(flow.source, pods, spec):
         for destination, port in reached:
             verdict = connection(source, destination, port, flow.to.protocol, policies, namespaces)
-            yield f"{source.name} -> {destination.name}:{port}/{flow.to.protocol}", verdict.allowed, verdict.reason
+            yield (
+                f"{source.name} -> {destination.name}:{port}/{flow.to.protocol}",
+                verdict.allowed,
+                verdict.reason,
+            )
 
 
 def check_flows(spec: FlowFile, builds: list[Build], where: str) -> tuple[list[Finding], list[str]]:
@@ -232,10 +239,14 @@ def check_flows(spec: FlowFile, builds: list[Build], where: str) -> tuple[list[F
                         findings.append(Finding(f"{where}: flow {flow.name!r}", f"{build.path}: {reason}"))
                     elif allowed != wanted:
                         verb = "denied" if wanted else "allowed, but it must be denied"
-                        findings.append(Finding(f"{build.path}: flow {flow.name!r}", f"{pair} {verb}: {reason}"))
+                        findings.append(
+                            Finding(f"{build.path}: flow {flow.name!r}", f"{pair} {verb}: {reason}")
+                        )
             if not seen:
                 findings.append(
-                    Finding(f"{where}: flow {flow.name!r}", "neither build has both ends: nothing was checked")
+                    Finding(
+                        f"{where}: flow {flow.name!r}", "neither build has both ends: nothing was checked"
+                    )
                 )
     for build in builds:
         count = sum(1 for flow in [*spec.flows, *spec.denied] for _ in evaluate(flow, build, spec))

@@ -48,7 +48,9 @@ def strategic_merge(base: Any, patch: Any, key: str = "") -> Any:
     return patch
 
 
-def workflow_pods(template_doc: Mapping[str, Any], executor: Mapping[str, Any] | None) -> Iterator[tuple[str, dict[str, Any]]]:
+def workflow_pods(
+    template_doc: Mapping[str, Any], executor: Mapping[str, Any] | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """(template name, pod spec) for every template of a WorkflowTemplate that runs a pod."""
     spec = template_doc["spec"]
     defaults = (spec.get("templateDefaults") or {}).get("container") or {}
@@ -120,7 +122,9 @@ def pod_problems(pod: Mapping[str, Any], writable_root: frozenset[str] = frozens
     for volume in pod.get("volumes") or []:
         kinds = set(volume) - {"name"}
         if not kinds <= ALLOWED_VOLUMES:
-            problems.append(f"volume {volume.get('name')}: type {', '.join(sorted(kinds - ALLOWED_VOLUMES))} not allowed")
+            problems.append(
+                f"volume {volume.get('name')}: type {', '.join(sorted(kinds - ALLOWED_VOLUMES))} not allowed"
+            )
     for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
         problems.extend(container_problems(pod, container, container.get("name") in writable_root))
     return problems
@@ -151,12 +155,28 @@ def check_pod_security(platform: list[Build], executor: Mapping[str, Any] | None
         }
         pods: list[tuple[str, str, dict[str, Any], frozenset[str]]] = []
         for obj in build.of_kind(*WORKLOADS):
-            pods.append((describe(obj), obj["metadata"].get("namespace", ""), obj["spec"]["template"]["spec"], frozenset()))
+            pods.append(
+                (
+                    describe(obj),
+                    obj["metadata"].get("namespace", ""),
+                    obj["spec"]["template"]["spec"],
+                    frozenset(),
+                )
+            )
         for obj in build.of_kind("WorkflowTemplate"):
             for template, pod in workflow_pods(obj, executor):
-                pods.append((f"{describe(obj)} template {template}", obj["metadata"].get("namespace", ""), pod, argo_writable))
+                pods.append(
+                    (
+                        f"{describe(obj)} template {template}",
+                        obj["metadata"].get("namespace", ""),
+                        pod,
+                        argo_writable,
+                    )
+                )
         if executor is None and any(o.get("kind") == "WorkflowTemplate" for o in build.objects):
-            found.append(Finding(build.path, "no workflow-controller-configmap executor settings in any build"))
+            found.append(
+                Finding(build.path, "no workflow-controller-configmap executor settings in any build")
+            )
         for namespace in sorted({namespace for _, namespace, _, _ in pods} - enforced):
             found.append(
                 Finding(build.path, f"namespace {namespace} runs pods but does not set {ENFORCE}: restricted")
