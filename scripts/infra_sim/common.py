@@ -62,17 +62,17 @@ def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bo
     return True
 
 
-_SUFFIX = {
-    "": 1,
+_SUFFIX: dict[str, Decimal] = {
+    "": Decimal(1),
     "m": Decimal("0.001"),
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
 }
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 
@@ -82,4 +82,4 @@ def quantity(value: Any) -> Decimal:
     found = _QUANTITY.match(str(value).strip())
     if not found:
         raise ValueError(f"not a resource quantity: {value!r}")
-    return Decimal(found.group(1)) * Decimal(_SUFFIX[found.group(2) or ""])
+    return Decimal(found.group(1)) * _SUFFIX[found.group(2) or ""]

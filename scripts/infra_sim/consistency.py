@@ -166,14 +166,9 @@ def check_gpu(spec: GpuFile, builds: list[Build], where: str) -> list[Finding]:
         workflows = {o["metadata"]["name"]: o for o in build.of_kind("WorkflowTemplate")}
         for step in spec.steps:
             at = f"{path}: WorkflowTemplate {step.workflow} template {step.template}"
-            workflow = workflows.get(step.workflow)
+            workflow_spec = workflows.get(step.workflow, {}).get("spec", {})
             template = next(
-                (
-                    t
-                    for t in (workflow or {}).get("spec", {}).get("templates", [])
-                    if t["name"] == step.template
-                ),
-                None,
+                (t for t in workflow_spec.get("templates", []) if t["name"] == step.template), None
             )
             if template is None:
                 found.append(Finding(at, "not in the build: a GPU step must be deployed where the GPUs are"))
@@ -182,7 +177,7 @@ def check_gpu(spec: GpuFile, builds: list[Build], where: str) -> list[Finding]:
             limit = gpu_limit(container)
             if limit is None or quantity(limit) < 1:
                 found.append(Finding(at, f"requests no {GPU}"))
-            tolerations = template.get("tolerations") or workflow["spec"].get("tolerations") or []  # type: ignore[index]
+            tolerations = template.get("tolerations") or workflow_spec.get("tolerations") or []
             if not any(
                 t.get("key") == GPU
                 and t.get("operator", "Equal") in ("Exists", "Equal")
@@ -193,8 +188,8 @@ def check_gpu(spec: GpuFile, builds: list[Build], where: str) -> list[Finding]:
             placement = (
                 template.get("nodeSelector")
                 or template.get("affinity")
-                or workflow["spec"].get("nodeSelector")  # type: ignore[index]
-                or workflow["spec"].get("affinity")  # type: ignore[index]
+                or workflow_spec.get("nodeSelector")
+                or workflow_spec.get("affinity")
             )
             if not placement:
                 found.append(Finding(at, "selects no GPU node (nodeSelector or affinity)"))
