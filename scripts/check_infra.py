@@ -3,7 +3,8 @@
 
 Checks (all by default; `--check NAME` picks some, in this order):
   kustomize  plain `kubectl kustomize` (no flags, as Argo CD runs it) builds every overlay,
-             infra/monitoring, infra/argocd/apps and infra/argo-workflows
+             infra/monitoring, infra/argocd/apps and infra/argo-workflows, then every other
+             `kind: Kustomization` under infra/ on its own
   schema     every built object, strictly (an unknown field is an error): kubernetes-validate for
              core kinds, mlops.argo.schema.check_document for Argo Workflows kinds, the subset
              schemas in infra/schemas/*.yaml for ServiceMonitor, PrometheusRule, Argo CD's
@@ -192,13 +193,28 @@ def check_kustomize(ctx: Context) -> Result:
     root_app = ctx.root / "infra" / "argocd" / "root.yaml"
     if root_app.is_file():
         ctx.builds[ctx.rel(root_app)] = Build(ctx.rel(root_app), load_yaml_documents(root_app.read_text()))
+    import yaml
+
+    standalone = 0
+    roots = {d.resolve() for d in build_roots(ctx.root)}
     for kustomization in sorted((ctx.root / "infra").rglob("kustomization.yaml")):
         if kustomization.parent.resolve() not in reached:
             result.add(
                 ctx.rel(kustomization), "not part of any build (no overlay, monitoring or argocd uses it)"
             )
+        kind = (yaml.safe_load(kustomization.read_text()) or {}).get("kind", "Kustomization")
+        if kind != "Kustomization" or kustomization.parent.resolve() in roots:
+            continue  # a Component builds only inside an overlay; roots were built above
+        standalone += 1
+        run = subprocess.run(
+            [kubectl, "kustomize", str(kustomization.parent)], capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            result.add(ctx.rel(kustomization), f"kubectl kustomize (no flags) failed: {run.stderr.strip()}")
     total = sum(len(b.objects) for b in ctx.builds.values())
-    result.notes.append(f"{len(ctx.builds)} builds, {total} objects")
+    result.notes.append(
+        f"{len(ctx.builds)} builds, {total} objects; {standalone} more kustomizations build on their own"
+    )
     return result
 
 
