@@ -55,7 +55,7 @@ lint: env ## ruff + workflow lint
 typecheck: env ## mypy
 	@$(IN_ENV) mypy mlops training deployment evaluation performance benchmarks
 
-infra-check: ## images, manifests, GitOps and CI workflows, offline (own venv: --extras infra; docs/infra.md)
+infra-check: ## images, manifests, GitOps, CI workflows and the cluster simulation, offline (own venv: --extras infra; docs/infra.md)
 	@venv="$$(python3 scripts/ensure_venv.py --extras infra)" && PYTHONPATH=. "$$venv/bin/python" scripts/check_infra.py
 
 kfp-check: ## compile workflows/kfp to IR YAML and check it (own venv: --extras kfp)

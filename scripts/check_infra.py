@@ -2,8 +2,9 @@
 """Validate, offline, everything that deploys the platform: images, manifests, GitOps, CI.
 
 Checks (all by default; `--check NAME` picks some, in this order):
-  kustomize  `kubectl kustomize` builds every overlay, infra/monitoring and infra/argocd/apps
-             (with --load-restrictor LoadRestrictionsNone: the WorkflowTemplates are workflows/*.yaml)
+  kustomize  plain `kubectl kustomize` (no flags, as Argo CD runs it) builds every overlay,
+             infra/monitoring, infra/argocd/apps and infra/argo-workflows, then every other
+             `kind: Kustomization` under infra/ on its own
   schema     every built object, strictly (an unknown field is an error): kubernetes-validate for
              core kinds, mlops.argo.schema.check_document for Argo Workflows kinds, the subset
              schemas in infra/schemas/*.yaml for ServiceMonitor, PrometheusRule, Argo CD's
@@ -19,6 +20,17 @@ Checks (all by default; `--check NAME` picks some, in this order):
   images     base images pinned by digest; what each WorkflowTemplate and manifest runs is built
              by a Dockerfile in docker/ through .github/workflows/images.yml, whose path filter
              covers everything the image copies; every workflows/*.yaml is deployed
+  argocd     every Application's path rendered as Argo CD does (plain kustomize), each object
+             against its AppProject: sourceRepos, cluster/namespace whitelists and blacklists,
+             destinations (objects without a namespace get the Application's)
+  flows      infra/flows.yaml against each overlay's NetworkPolicies with Kubernetes' semantics:
+             every declared connection allowed where both ends exist, every `denied` one denied
+  consistency  vLLM's base is cluster training's; our images from one ECR registry, pinned, never
+             `latest`; the GPU steps of infra/gpu.yaml request GPUs in the gpu overlay, nothing
+             in the cpu overlay does; params/cluster.yaml says what infra/gpu.yaml needs
+  podsecurity  every platform pod and every workflow pod (templateDefaults + the controller's
+             executor settings) passes Pod Security `restricted`, has requests and limits; the
+             namespaces enforce `restricted`
   hadolint   docker/*/Dockerfile with docker/hadolint.yaml (no ignored rule)
   gha        .github/workflows/*.yml against GitHub's workflow schema (check-jsonschema, vendored);
              every action pinned by commit SHA; AWS only through OIDC role assumption
@@ -49,7 +61,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_VERSION = "1.33"
-LOAD_RESTRICTOR = ["--load-restrictor", "LoadRestrictionsNone"]
 IMAGE_PREFIX = "mlops-k8s"  # repository path prefix of every image images.yml pushes
 # Secrets created out of band (docs/infra.md, "Bootstrap"), never committed.
 EXTERNAL_SECRETS = {("mlops", "mlflow-db")}
@@ -150,7 +161,12 @@ def kustomization_resources(directory: Path) -> list[Path]:
 
 def build_roots(root: Path) -> list[Path]:
     overlays = sorted(p.parent for p in (root / "infra" / "overlays").glob("*/kustomization.yaml"))
-    return [*overlays, root / "infra" / "monitoring", root / "infra" / "argocd" / "apps"]
+    return [
+        *overlays,
+        root / "infra" / "monitoring",
+        root / "infra" / "argocd" / "apps",
+        root / "infra" / "argo-workflows",
+    ]
 
 
 def check_kustomize(ctx: Context) -> Result:
@@ -162,9 +178,7 @@ def check_kustomize(ctx: Context) -> Result:
     reached: set[Path] = set()
     for directory in build_roots(ctx.root):
         where = ctx.rel(directory)
-        run = subprocess.run(
-            [kubectl, "kustomize", *LOAD_RESTRICTOR, str(directory)], capture_output=True, text=True
-        )
+        run = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
         if run.returncode != 0:
             result.add(where, f"kubectl kustomize failed: {run.stderr.strip()}")
             continue
@@ -179,13 +193,28 @@ def check_kustomize(ctx: Context) -> Result:
     root_app = ctx.root / "infra" / "argocd" / "root.yaml"
     if root_app.is_file():
         ctx.builds[ctx.rel(root_app)] = Build(ctx.rel(root_app), load_yaml_documents(root_app.read_text()))
+    import yaml
+
+    standalone = 0
+    roots = {d.resolve() for d in build_roots(ctx.root)}
     for kustomization in sorted((ctx.root / "infra").rglob("kustomization.yaml")):
         if kustomization.parent.resolve() not in reached:
             result.add(
                 ctx.rel(kustomization), "not part of any build (no overlay, monitoring or argocd uses it)"
             )
+        kind = (yaml.safe_load(kustomization.read_text()) or {}).get("kind", "Kustomization")
+        if kind != "Kustomization" or kustomization.parent.resolve() in roots:
+            continue  # a Component builds only inside an overlay; roots were built above
+        standalone += 1
+        run = subprocess.run(
+            [kubectl, "kustomize", str(kustomization.parent)], capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            result.add(ctx.rel(kustomization), f"kubectl kustomize (no flags) failed: {run.stderr.strip()}")
     total = sum(len(b.objects) for b in ctx.builds.values())
-    result.notes.append(f"{len(ctx.builds)} builds, {total} objects")
+    result.notes.append(
+        f"{len(ctx.builds)} builds, {total} objects; {standalone} more kustomizations build on their own"
+    )
     return result
 
 
@@ -737,8 +766,9 @@ def dockerfile_label(dockerfile: Path, label: str) -> str | None:
 def workflow_images(ctx: Context, result: Result) -> Iterator[tuple[str, str]]:
     """(where, image) for every image a WorkflowTemplate or a cluster parameter file names."""
     from mlops.argo.schema import WorkflowFileError, load_workflow
+    from mlops.argo.workflow import workflow_files
 
-    for path in sorted((ctx.root / "workflows").glob("*.yaml")):
+    for path in workflow_files(ctx.root / "workflows"):
         try:
             doc = load_workflow(path)
         except WorkflowFileError as exc:
@@ -839,19 +869,163 @@ def check_images(ctx: Context) -> Result:
                     )
             elif not DIGEST.search(image):
                 result.add(where, f"image {image}: third-party images are pinned by digest (@sha256:...)")
+    from mlops.argo.workflow import workflow_files
+
     deployed = {o["metadata"]["name"] for _, o in ctx.objects("WorkflowTemplate")}
-    for workflow in sorted((ctx.root / "workflows").glob("*.yaml")):
+    for workflow in workflow_files(ctx.root / "workflows"):
         doc = load_yaml_documents(workflow.read_text())
         if (
             doc
             and doc[0].get("kind") == "WorkflowTemplate"
             and doc[0]["metadata"].get("name") not in deployed
         ):
-            entry = f"../../../workflows/{workflow.name}"
             result.add(
-                ctx.rel(workflow), f"not deployed: add {entry} to infra/base/workflows/kustomization.yaml"
+                ctx.rel(workflow), f"not deployed: add {workflow.name} to workflows/kustomization.yaml"
             )
     result.notes.append(f"{len(dockerfiles)} Dockerfiles, {named} image references from workflows")
+    return result
+
+
+# --- the cluster simulation (scripts/infra_sim) -----------------------------------------------
+
+
+def render(ctx: Context, path: str, result: Result) -> list[dict[str, Any]] | None:
+    """An Application's path as Argo CD renders it by default: plain kustomize, or the folder's YAML."""
+    if path in ctx.builds:
+        return ctx.builds[path].objects
+    directory = ctx.root / path
+    if (directory / "kustomization.yaml").is_file():
+        kubectl = ctx.tool("kubectl")
+        run = subprocess.run(
+            [kubectl or "kubectl", "kustomize", str(directory)], capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            result.add(path, f"kubectl kustomize (no flags, as Argo CD) failed: {run.stderr.strip()}")
+            return None
+        return load_yaml_documents(run.stdout)
+    if directory.is_dir():
+        return [o for f in sorted(directory.glob("*.y*ml")) for o in load_yaml_documents(f.read_text())]
+    result.add(path, "no such folder")
+    return None
+
+
+def check_argocd(ctx: Context) -> Result:
+    from infra_sim.argocd import admit
+
+    result = Result("argocd")
+    projects = {o["metadata"]["name"]: o for _, o in ctx.objects("AppProject")}
+    apps = objects = 0
+    for build, app in ctx.objects("Application"):
+        source = app["spec"].get("source") or {}
+        if "path" not in source:
+            result.add(f"{build.path}: {describe(app)}", "no source.path: not checkable here")
+            continue
+        rendered = render(ctx, source["path"], result)
+        if rendered is None:
+            continue
+        apps += 1
+        objects += len(rendered)
+        where = f"{build.path}: {describe(app)} -> {source['path']}"
+        project = projects.get(app["spec"].get("project", "default"))
+        for finding in admit(app, project, rendered, where):
+            result.add(finding.where, finding.message)
+    result.notes.append(f"{apps} Applications, {objects} objects admitted by their AppProjects")
+    return result
+
+
+def sim_builds(ctx: Context, prefix: str = "infra/overlays/") -> list[Any]:
+    from infra_sim.common import Build as SimBuild
+
+    return [SimBuild(b.path, b.objects) for b in ctx.builds.values() if b.path.startswith(prefix)]
+
+
+def check_flows(ctx: Context) -> Result:
+    from infra_sim.flows import check_flows as evaluate_flows
+    from infra_sim.flows import load_flow_file
+    from pydantic import ValidationError
+
+    result = Result("flows")
+    where = "infra/flows.yaml"
+    try:
+        spec = load_flow_file(ctx.root / where)
+    except (OSError, ValidationError) as exc:
+        result.add(where, str(exc))
+        return result
+    findings, notes = evaluate_flows(spec, sim_builds(ctx), where)
+    for finding in findings:
+        result.add(finding.where, finding.message)
+    result.notes.append(f"{len(spec.flows)} flows, {len(spec.denied)} denied samples; " + ", ".join(notes))
+    return result
+
+
+def our_images(ctx: Context) -> list[tuple[str, str]]:
+    """(where, image) for every image a build's workloads run, a WorkflowTemplate defaults to, or
+    params/cluster.yaml names."""
+    import yaml
+
+    found: list[tuple[str, str]] = []
+    for build, obj in ctx.objects(*WORKLOADS):
+        spec = obj["spec"]["template"]["spec"]
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            found.append((f"{build.path}: {describe(obj)} container {container['name']}", container["image"]))
+    for build, obj in ctx.objects("WorkflowTemplate"):
+        for param in obj["spec"].get("arguments", {}).get("parameters", []):
+            if str(param["name"]).endswith("-image"):
+                found.append(
+                    (f"{build.path}: {describe(obj)} parameter {param['name']}", str(param.get("value")))
+                )
+    params = ctx.root / "workflows" / "params" / "cluster.yaml"
+    for name, value in (yaml.safe_load(params.read_text()) or {}).items() if params.is_file() else []:
+        if str(name).endswith("-image"):
+            found.append((f"workflows/params/cluster.yaml: {name}", str(value)))
+    return found
+
+
+def check_consistency(ctx: Context) -> Result:
+    import yaml
+    from infra_sim import consistency
+    from pydantic import ValidationError
+
+    result = Result("consistency")
+    params_where = "workflows/params/cluster.yaml"
+    params_file = ctx.root / params_where
+    params = yaml.safe_load(params_file.read_text()) or {} if params_file.is_file() else {}
+    builds = sim_builds(ctx)
+    findings = consistency.check_base(builds, params, params_where)
+    images = our_images(ctx)
+    versions = {
+        name: dockerfile_label(path, "org.opencontainers.image.version")
+        for name, path in ctx.dockerfiles().items()
+    }
+    findings += consistency.check_images(images, versions, IMAGE_PREFIX)
+    images_yml = ctx.root / ".github" / "workflows" / "images.yml"
+    if images_yml.is_file() and ":latest" in images_yml.read_text():
+        result.add(".github/workflows/images.yml", "pushes a `latest` tag: a mutable tag nothing may pin")
+    try:
+        gpu = consistency.load_gpu_file(ctx.root / "infra" / "gpu.yaml")
+    except (OSError, ValidationError) as exc:
+        result.add("infra/gpu.yaml", str(exc))
+    else:
+        findings += consistency.check_gpu(gpu, builds, "infra/gpu.yaml")
+        findings += consistency.check_cluster_params(gpu, params, params_where)
+    for finding in findings:
+        result.add(finding.where, finding.message)
+    result.notes.append(f"{len(images)} image references, {len(builds)} overlays")
+    return result
+
+
+def check_podsecurity(ctx: Context) -> Result:
+    from infra_sim.podsecurity import check_pod_security, executor_settings
+
+    result = Result("podsecurity")
+    executor = executor_settings(sim_builds(ctx, "infra/argo-workflows"))
+    builds = sim_builds(ctx)
+    for finding in check_pod_security(builds, executor):
+        result.add(finding.where, finding.message)
+    pods = sum(1 for b in builds for o in b.objects if o.get("kind") in (*WORKLOADS, "WorkflowTemplate"))
+    result.notes.append(
+        f"{pods} workloads and WorkflowTemplates in {len(builds)} overlays against `restricted`"
+    )
     return result
 
 
@@ -1018,11 +1192,25 @@ CHECKS: dict[str, Callable[[Context], Result]] = {
     "refs": check_refs,
     "promql": check_promql,
     "images": check_images,
+    "argocd": check_argocd,
+    "flows": check_flows,
+    "consistency": check_consistency,
+    "podsecurity": check_podsecurity,
     "hadolint": check_hadolint,
     "gha": check_gha,
     "checkov": check_checkov,
 }
-NEEDS_BUILDS = {"schema", "refs", "promql", "images", "checkov"}
+NEEDS_BUILDS = {
+    "schema",
+    "refs",
+    "promql",
+    "images",
+    "argocd",
+    "flows",
+    "consistency",
+    "podsecurity",
+    "checkov",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

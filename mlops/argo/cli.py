@@ -122,6 +122,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
     """Check every workflow and params file in a folder: 0 clean, 1 with problems (all printed)."""
     from mlops.argo.lint import lint_workflows
     from mlops.argo.process import repository_root
+    from mlops.argo.workflow import workflow_files
 
     directory = Path(args.directory)
     if not directory.exists() and not directory.is_absolute() and (repository_root() / directory).is_dir():
@@ -129,7 +130,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
     errors = lint_workflows(directory)
     for error in errors:
         print(error)
-    files = len([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else 0
+    files = len(workflow_files(directory)) if directory.is_dir() else 0
     params = len(list((directory / "params").glob("*.yaml"))) if directory.is_dir() else 0
     checked = f"{files} workflow file(s) and {params} params file(s) in {directory}"
     if errors:

@@ -16,7 +16,7 @@ from mlops.argo.parameters import params_file_errors
 from mlops.argo.process import PYTHON_COMMAND, repository_root
 from mlops.argo.references import check_references
 from mlops.argo.schema import WorkflowFileError, check_document
-from mlops.argo.workflow import Library, WorkflowDoc
+from mlops.argo.workflow import Library, WorkflowDoc, workflow_files
 
 
 @contextmanager
@@ -80,10 +80,6 @@ def check_step_flags(wf: WorkflowDoc, repo_root: Path) -> list[str]:
     return errors
 
 
-def _workflow_files(directory: Path) -> list[Path]:
-    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
-
-
 def lint_workflows(directory: str | Path, *, repo_root: Path | None = None) -> list[str]:
     """Every problem in `directory/*.yaml` and `directory/params/*.yaml`, each prefixed with its file."""
     folder = Path(directory)
@@ -93,7 +89,7 @@ def lint_workflows(directory: str | Path, *, repo_root: Path | None = None) -> l
     library = Library(folder)
     errors: list[str] = []
     declared: set[str] = set()
-    for path in _workflow_files(folder):
+    for path in workflow_files(folder):
         try:
             wf = library.load(path)
         except WorkflowFileError as exc:
@@ -104,7 +100,7 @@ def lint_workflows(directory: str | Path, *, repo_root: Path | None = None) -> l
             problems = check_references(wf, library) + check_step_flags(wf, root)
         errors.extend(f"{path}: {problem}" for problem in problems)
         declared.update(str(p.get("name")) for p in wf.parameters)
-    for path in _workflow_files(folder / "params"):
+    for path in sorted([*(folder / "params").glob("*.yaml"), *(folder / "params").glob("*.yml")]):
         values, problems = params_file_errors(path)
         errors.extend(problems)
         for key in values:

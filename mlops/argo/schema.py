@@ -278,8 +278,10 @@ _SPEC = {
     "affinity": ANY,
     "imagePullSecrets": ANY,
     "securityContext": ANY,
+    # Cluster defaults for every template (Pod Security settings, infra/base/workflows): ignored locally.
+    "templateDefaults": ANY,
     "archiveLogs": None,
-    # Pod plumbing added by a cluster overlay (the vLLM adapter volume, infra/vllm/workflows):
+    # Pod plumbing added by a cluster overlay (the vLLM adapter volume, infra/base/workflows):
     # locally the same folder is a path on this machine, so these are allowed and ignored too.
     "volumes": ANY,
     "podSpecPatch": None,

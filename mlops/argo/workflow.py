@@ -9,6 +9,23 @@ from typing import Any
 
 from mlops.argo.schema import KINDS, WorkflowFileError, load_workflow
 
+KUSTOMIZE_API = "kustomize.config.k8s.io/"
+
+
+def is_kustomization(path: Path) -> bool:
+    """A kustomize file (`kind: Kustomization`, the cluster's list of templates), not a workflow."""
+    try:
+        doc = load_workflow(path)
+    except WorkflowFileError:
+        return False
+    return doc.get("kind") == "Kustomization" and str(doc.get("apiVersion", "")).startswith(KUSTOMIZE_API)
+
+
+def workflow_files(directory: Path) -> list[Path]:
+    """The workflow files of a folder: every `*.yaml` / `*.yml` but a kustomization."""
+    found = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    return [path for path in found if not is_kustomization(path)]
+
 
 @dataclass
 class WorkflowDoc:
@@ -58,7 +75,7 @@ class Library:
 
     def _build_index(self) -> dict[tuple[str, bool], Path]:
         index: dict[tuple[str, bool], Path] = {}
-        for path in sorted(self.directory.glob("*.yaml")) + sorted(self.directory.glob("*.yml")):
+        for path in workflow_files(self.directory):
             try:
                 wf = self.load(path)
             except WorkflowFileError:

@@ -25,7 +25,20 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "check_infra.py"
-CHECKS = ["kustomize", "schema", "refs", "promql", "images", "hadolint", "gha", "checkov"]
+CHECKS = [
+    "kustomize",
+    "schema",
+    "refs",
+    "promql",
+    "images",
+    "argocd",
+    "flows",
+    "consistency",
+    "podsecurity",
+    "hadolint",
+    "gha",
+    "checkov",
+]
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +148,7 @@ BREAKAGES: list[tuple[str, str | None, str, str, str]] = [
         None,
         UNBUILT_WORKFLOW,
         "images",
-        "not deployed: add ../../../workflows/zz-unbuilt.yaml",
+        "not deployed: add zz-unbuilt.yaml to workflows/kustomization.yaml",
     ),
     (
         "docker/mlops-deployment-tools/Dockerfile",
@@ -211,6 +224,8 @@ def step_modules_by_image() -> dict[str, set[str]]:
     modules: dict[str, set[str]] = {}
     for path in sorted((REPO_ROOT / "workflows").glob("*.yaml")):
         doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") == "Kustomization":
+            continue
         params = {
             p["name"]: str(p.get("value")) for p in doc["spec"].get("arguments", {}).get("parameters", [])
         }
@@ -322,3 +337,149 @@ def test_rollout_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path)
     for file, _, _, check, expected in ROLLOUT_BREAKAGES:
         messages = [f"{f['where']}: {f['message']}" for f in report[check]["findings"]]
         assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"
+
+
+# --- the cluster simulation: each defect it exists for, put back into a copy -------------------
+
+# (id, file, text in the repository, broken text, check, what its finding says)
+SIMULATION_BREAKAGES: list[tuple[str, str, str, str, str, str]] = [
+    (
+        "workflows-outside-the-kustomization-root",
+        "infra/base/workflows/kustomization.yaml",
+        "  - ../../../workflows\n",
+        "  - ../../../workflows/triton-training.yaml\n",
+        "kustomize",
+        "is not in or below",
+    ),
+    (
+        "appproject-lacks-rollout",
+        "infra/argocd/apps/project.yaml",
+        "    - {group: argoproj.io, kind: Rollout}\n",
+        "",
+        "argocd",
+        "Rollout mlops/triton (argoproj.io/Rollout): kind not in namespaceResourceWhitelist",
+    ),
+    (
+        "appproject-lacks-httproute",
+        "infra/argocd/apps/project.yaml",
+        "    - {group: gateway.networking.k8s.io, kind: HTTPRoute}\n",
+        "",
+        "argocd",
+        "HTTPRoute mlops/vllm (gateway.networking.k8s.io/HTTPRoute): kind not in namespaceResourceWhitelist",
+    ),
+    (
+        "appproject-lacks-persistentvolume",
+        "infra/argocd/apps/project.yaml",
+        '    - {group: "", kind: PersistentVolume}\n',
+        "",
+        "argocd",
+        "PersistentVolume vllm-adapters-serving (core/PersistentVolume): cluster-scoped kind not in clusterResourceWhitelist",
+    ),
+    (
+        "application-outside-the-project-destinations",
+        "infra/argocd/apps/monitoring.yaml",
+        "    namespace: monitoring\n",
+        "    namespace: observability\n",
+        "argocd",
+        "destination https://kubernetes.default.svc observability is not in the project's",
+    ),
+    (
+        "mlflow-refuses-the-slots-sidecar",
+        "infra/base/mlflow/mlflow.yaml",
+        "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: vllm\n",
+        "",
+        "flows",
+        "flow 'vLLM slots sidecar -> MLflow': Deployment vllm -> Deployment mlflow:5000/TCP denied: ingress of Deployment mlflow",
+    ),
+    (
+        "workflows-cannot-reach-prometheus",
+        "infra/base/network-policies.yaml",
+        "        - {protocol: TCP, port: 9090}\n",
+        "        - {protocol: TCP, port: 9091}\n",
+        "flows",
+        "flow 'workflow pods -> Prometheus (load test figures)': workflow llm-e2e -> prometheus:9090/TCP denied: egress",
+    ),
+    (
+        "postgresql-open-to-every-namespace",
+        "infra/base/mlflow/postgres.yaml",
+        "    - from:\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: mlflow\n",
+        "    - from:\n        - namespaceSelector: {}\n",
+        "flows",
+        "flow 'any namespace -> PostgreSQL': stranger -> StatefulSet mlflow-postgres:5432/TCP allowed, but it must be denied",
+    ),
+    (
+        "vllm-serves-another-base",
+        "infra/vllm/kustomization.yaml",
+        "VLLM_BASE_MODEL=s3://mlops-models/base/mistral-7b-instruct\n",
+        "VLLM_BASE_MODEL=s3://mlops-models/base/mistral-7b-instruct-v0.3\n",
+        "consistency",
+        "base-model-source s3://mlops-models/base/mistral-7b-instruct is not the base vLLM serves",
+    ),
+    (
+        "finetune-without-a-gpu",
+        "infra/overlays/gpu/kustomization.yaml",
+        "  - path: finetune-gpu.yaml\n",
+        "  - path: triton-gpu.yaml\n    target: {kind: Nothing}\n",
+        "consistency",
+        "infra/overlays/gpu: WorkflowTemplate vllm-training template finetune: requests no nvidia.com/gpu",
+    ),
+    (
+        "cluster-trains-lora-not-qlora",
+        "workflows/params/cluster.yaml",
+        "lora-method: qlora\n",
+        "lora-method: lora\n",
+        "consistency",
+        "lora-method: 'lora', the cluster needs 'qlora'",
+    ),
+    (
+        "cluster-image-on-latest",
+        "workflows/params/cluster.yaml",
+        "training-image: 111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-k8s/triton-training:0.1.0\n",
+        "training-image: ghcr.io/mlops-k8s/triton-training:latest\n",
+        "consistency",
+        "training-image: image ghcr.io/mlops-k8s/triton-training:latest: `latest` is mutable",
+    ),
+    (
+        "workflow-namespace-not-restricted",
+        "infra/base/namespaces.yaml",
+        "  name: mlops-workflows\n  labels:\n    pod-security.kubernetes.io/enforce: restricted\n",
+        "  name: mlops-workflows\n  labels:\n    pod-security.kubernetes.io/enforce: baseline\n",
+        "podsecurity",
+        "namespace mlops-workflows runs pods but does not set pod-security.kubernetes.io/enforce: restricted",
+    ),
+    (
+        "argo-executor-without-security-context",
+        "infra/argo-workflows/workflow-controller-configmap.yaml",
+        "      allowPrivilegeEscalation: false\n",
+        "",
+        "podsecurity",
+        "container wait: allowPrivilegeEscalation must be false",
+    ),
+    (
+        "step-containers-without-template-defaults",
+        "infra/base/workflows/kustomization.yaml",
+        "              readOnlyRootFilesystem: true\n",
+        "",
+        "podsecurity",
+        "WorkflowTemplate mlops-workflows/triton-training template train: container main: readOnlyRootFilesystem must be true",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("file", "good", "bad", "check", "expected"),
+    [pytest.param(*case[1:], id=case[0]) for case in SIMULATION_BREAKAGES],
+)
+def test_simulation_reports_a_broken_copy(
+    infra_python: Path, tmp_path: Path, file: str, good: str, bad: str, check: str, expected: str
+) -> None:
+    root = tmp_path / "repo"
+    for entry in ["infra", "workflows", "docker", ".github"]:
+        shutil.copytree(REPO_ROOT / entry, root / entry, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (root / file).read_text()
+    assert good in text, f"{file} no longer contains {good!r}: update this test's breakage"
+    (root / file).write_text(text.replace(good, bad, 1))
+    run, report = run_checks(infra_python, root, tmp_path / "report.json", "--check", check)
+    assert run.returncode == 1, run.stdout
+    messages = [f"{f['where']}: {f['message']}" for f in report[check]["findings"]]
+    assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"

@@ -45,8 +45,8 @@ SERVICE_INPUTS = ("workflow_name", "mlflow_tracking_uri", "s3_endpoint_url")
 class Images:
     """The two step images (the Argo workflows' `llm-training-image` and `vllm-deployment-image`)."""
 
-    training: str = "ghcr.io/mlops-k8s/vllm-training:latest"
-    deployment: str = "ghcr.io/mlops-k8s/vllm-deployment-tools:latest"
+    training: str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-k8s/vllm-training:0.1.0"
+    deployment: str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-k8s/vllm-deployment-tools:0.1.0"
 
 
 def step_spec(

@@ -338,7 +338,7 @@ def build_pipeline(images: Images | None = None) -> Any:
         qa_dataset_prefix: str = "s3://mlops-data/datasets/rag-qa",
         synthetic_documents: int = 120,
         max_context_chars: int = 6000,
-        base_model_source: str = "s3://mlops-models/mistral-7b-v0.1/",
+        base_model_source: str = "s3://mlops-models/base/mistral-7b-instruct",
         base_prefix: str = "s3://mlops-models/base",
         pretrain_epochs: int = 8,
         # fine-tune and loss gate

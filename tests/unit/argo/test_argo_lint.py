@@ -89,3 +89,18 @@ def test_repository_workflows_are_clean_and_the_cli_says_so(tmp_path: Path) -> N
     )
     assert failed.returncode == 1
     assert "problem(s)" in failed.stdout
+
+
+def test_a_kustomization_beside_the_workflows_is_skipped_but_nothing_else_is(tmp_path: Path) -> None:
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    text = (REPO_ROOT / "workflows" / "triton-training.yaml").read_text()
+    (folder / "triton-training.yaml").write_text(text)
+    (folder / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - triton-training.yaml\n"
+    )
+    assert lint_workflows(folder, repo_root=REPO_ROOT) == []
+    # the same `kind` without kustomize's apiVersion is no kustomization: linted, and refused
+    (folder / "other.yaml").write_text("apiVersion: v1\nkind: Kustomization\n")
+    problems = lint_workflows(folder, repo_root=REPO_ROOT)
+    assert any("other.yaml" in p and "kind: expected one of" in p for p in problems), problems
