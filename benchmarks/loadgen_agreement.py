@@ -5,7 +5,7 @@ live adapter's dataset to one JSONL file, then runs the two tools interleaved (l
 loadgen, vllm bench, ... `PAIRS` pairs) against the live slot with the same prompts, output length
 (ignore EOS), concurrency and request count, so both see the same machine load over time. Records,
 per figure both report under the same names, each pair's ratio loadgen / vllm bench, the median
-ratio and its spread (min, max).
+ratio and its spread (min, max). One unrecorded run of each tool warms the server first.
 """
 
 from __future__ import annotations
@@ -172,6 +172,10 @@ def bench_loadgen_agreement() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-agreement-") as tmp:
         folder = Path(tmp)
         prompts, count = write_prompts(folder)
+        # both tools once, unrecorded: the first run after a start or a swap warms the server's
+        # caches and the client's imports, and measured 1.5-2x slower than the runs after it
+        run_loadgen(url, prompts, folder, "warmup-ours.json")
+        run_vllm_bench(url, base, prompts, folder, "warmup-vllm.json")
         for n in range(PAIRS):
             print(f"loadgen_agreement: pair {n + 1}/{PAIRS}", file=sys.stderr, flush=True)
             ours = run_loadgen(url, prompts, folder, f"ours-{n}.json")
