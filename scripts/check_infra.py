@@ -19,6 +19,10 @@ Checks (all by default; `--check NAME` picks some, in this order):
   images     base images pinned by digest; what each WorkflowTemplate and manifest runs is built
              by a Dockerfile in docker/ through .github/workflows/images.yml, whose path filter
              covers everything the image copies; every workflows/*.yaml is deployed
+  identities every container that talks to MLflow (WorkflowTemplates, Deployments) reads
+             MLFLOW_TRACKING_USERNAME/PASSWORD from one Secret, one per workflow, written by an
+             ExternalSecret for a user the MLflow pods create with the same password entry; MLflow
+             runs its basic-auth app
   hadolint   docker/*/Dockerfile with docker/hadolint.yaml (no ignored rule)
   gha        .github/workflows/*.yml against GitHub's workflow schema (check-jsonschema, vendored);
              every action pinned by commit SHA; AWS only through OIDC role assumption
@@ -51,8 +55,9 @@ ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_VERSION = "1.33"
 LOAD_RESTRICTOR = ["--load-restrictor", "LoadRestrictionsNone"]
 IMAGE_PREFIX = "mlops-k8s"  # repository path prefix of every image images.yml pushes
-# Secrets created out of band (docs/infra.md, "Bootstrap"), never committed.
-EXTERNAL_SECRETS = {("mlops", "mlflow-db")}
+# Secrets created out of band, never committed. None today: External Secrets writes every Secret the
+# pods read, and each ExternalSecret's target counts as in the build (docs/infra.md).
+EXTERNAL_SECRETS: set[tuple[str | None, str]] = set()
 # Namespaces whose Services another install owns (ServiceMonitor targets not checkable here).
 EXTERNAL_NAMESPACES = {"argo"}
 SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
@@ -307,6 +312,30 @@ def names(build: Build, kind: str) -> set[tuple[str | None, str]]:
     }
 
 
+def secret_names(build: Build) -> set[tuple[str | None, str]]:
+    """Secrets of a build: Secret objects, and the targets External Secrets writes from ExternalSecrets."""
+    targets = {
+        (o["metadata"].get("namespace"), o["spec"]["target"].get("name") or o["metadata"]["name"])
+        for o in build.objects
+        if o.get("kind") == "ExternalSecret"
+    }
+    return names(build, "Secret") | targets | EXTERNAL_SECRETS
+
+
+def external_secret_refs(build: Build, obj: dict[str, Any], result: Result, where: str) -> None:
+    """An ExternalSecret's store is in the build (same namespace for a SecretStore); a store's account too."""
+    namespace = obj["metadata"].get("namespace")
+    if obj.get("kind") == "ExternalSecret":
+        store = obj["spec"]["secretStoreRef"]
+        scope = namespace if store["kind"] == "SecretStore" else None
+        if (scope, store["name"]) not in names(build, store["kind"]):
+            result.add(where, f"{store['kind']} {store['name']!r} is not in the build")
+        return
+    account = obj["spec"]["provider"].get("aws", {}).get("auth", {}).get("jwt", {}).get("serviceAccountRef")
+    if account and (namespace, account["name"]) not in names(build, "ServiceAccount"):
+        result.add(where, f"serviceAccountRef {account['name']!r} is not a ServiceAccount in {namespace}")
+
+
 def pod_spec_refs(build: Build, obj: dict[str, Any], pod: dict[str, Any], result: Result, where: str) -> None:
     namespace = obj["metadata"].get("namespace")
     spec = pod.get("spec", {})
@@ -345,7 +374,7 @@ def pod_spec_refs(build: Build, obj: dict[str, Any], pod: dict[str, Any], result
     for kind, name in referenced:
         known = {
             "ConfigMap": config_maps,
-            "Secret": names(build, "Secret") | EXTERNAL_SECRETS,
+            "Secret": secret_names(build),
             "PersistentVolumeClaim": claims,
         }[kind]
         if (namespace, name) not in known:
@@ -541,6 +570,10 @@ def check_refs(ctx: Context) -> Result:
     result = Result("refs")
     platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
     checked = 0
+    for build in ctx.builds.values():
+        for obj in build.objects:
+            if obj.get("kind") in ("ExternalSecret", "SecretStore"):
+                external_secret_refs(build, obj, result, f"{build.path}: {describe(obj)}")
     for build in platform:
         for obj in build.objects:
             kind, namespace = obj.get("kind"), obj["metadata"].get("namespace")
@@ -620,6 +653,12 @@ def check_refs(ctx: Context) -> Result:
         if not targets:
             result.add(where, "selects no Service of any overlay")
         for endpoint in spec["endpoints"]:
+            for part in ("username", "password"):
+                secret = endpoint.get("basicAuth", {}).get(part)
+                if secret and (monitor["metadata"].get("namespace"), secret["name"]) not in secret_names(
+                    build
+                ):
+                    result.add(where, f"basicAuth {part}: Secret {secret['name']!r} is not in the build")
             if targets and not any(
                 endpoint.get("port") in {p.get("name") for p in s["spec"]["ports"]} for s in targets
             ):
@@ -772,6 +811,22 @@ def workflow_images(ctx: Context, result: Result) -> Iterator[tuple[str, str]]:
                 yield f"{ctx.rel(params_file)}: {name}", str(value)
 
 
+def mlflow_requirements(info: ModuleType, name: str, dockerfile: Path, result: Result, where: str) -> None:
+    """An image in buildinfo.MLFLOW_CLIENT_IMAGES installs mlflow-skinny; every other one full mlflow."""
+    client_only = name in info.MLFLOW_CLIENT_IMAGES
+    for line in dockerfile.read_text().splitlines():
+        if "buildinfo.py requirements" not in line:
+            continue
+        if client_only and "--mlflow-skinny" not in line:
+            result.add(
+                where, "installs the full mlflow: a client-only image takes `requirements --mlflow-skinny`"
+            )
+        if not client_only and "--mlflow-skinny" in line:
+            result.add(
+                where, f"--mlflow-skinny, but {name} is not in docker/buildinfo.py's MLFLOW_CLIENT_IMAGES"
+            )
+
+
 def check_images(ctx: Context) -> Result:
     result = Result("images")
     info = buildinfo(ctx.root)
@@ -789,6 +844,7 @@ def check_images(ctx: Context) -> Result:
                 result.add(where, f"base image {image} is not pinned by digest (@sha256:...)")
             if stage:
                 stages.add(stage)
+        mlflow_requirements(info, name, dockerfile, result, where)
         if name not in filters:
             result.add(
                 ".github/workflows/images.yml", f"no path filter for image {name} (docker/{name}/Dockerfile)"
@@ -852,6 +908,197 @@ def check_images(ctx: Context) -> Result:
                 ctx.rel(workflow), f"not deployed: add {entry} to infra/base/workflows/kustomization.yaml"
             )
     result.notes.append(f"{len(dockerfiles)} Dockerfiles, {named} image references from workflows")
+    return result
+
+
+# --- identities -------------------------------------------------------------------------------
+
+IDENTITY_ENV = {"MLFLOW_TRACKING_USERNAME": "username", "MLFLOW_TRACKING_PASSWORD": "password"}
+
+
+def mounted_identity(container: dict[str, Any], volumes: list[dict[str, Any]]) -> str | None:
+    """The Secret a pod container mounts as MLflow's credentials file (`$HOME/.mlflow/credentials`)."""
+    for mount in container.get("volumeMounts", []):
+        if not mount["mountPath"].rstrip("/").endswith("/.mlflow"):
+            continue
+        volume = next((v for v in volumes if v["name"] == mount["name"]), {})
+        secret = volume.get("secret", {})
+        if any(item.get("path") == "credentials" for item in secret.get("items", [])):
+            return str(secret["secretName"])
+    return None
+
+
+def container_identity(
+    container: dict[str, Any], volumes: list[dict[str, Any]] | None = None
+) -> tuple[str | None, list[str]]:
+    """(Secret, problems) of a container that talks to MLflow: both variables from one Secret's keys
+    (a pod container may mount that Secret's `credentials` as MLflow's credentials file instead)."""
+    env = {e["name"]: e for e in container.get("env") or []}
+    if "MLFLOW_TRACKING_URI" not in env:
+        return None, []
+    mounted = mounted_identity(container, volumes or [])
+    if mounted and not set(IDENTITY_ENV) & set(env):
+        return mounted, []
+    secrets: set[str] = set()
+    problems: list[str] = []
+    for variable, key in IDENTITY_ENV.items():
+        entry = env.get(variable)
+        ref = (entry or {}).get("valueFrom", {}).get("secretKeyRef")
+        if entry is None:
+            problems.append(
+                f"sets MLFLOW_TRACKING_URI but no {variable}: it would reach MLflow without an identity"
+            )
+        elif not ref:
+            problems.append(f"{variable} is not read from a Secret (valueFrom.secretKeyRef)")
+        elif ref.get("key") != key:
+            problems.append(f"{variable} reads key {ref.get('key')!r} of {ref['name']}, not {key!r}")
+        else:
+            secrets.add(ref["name"])
+    if len(secrets) > 1:
+        problems.append(f"username and password from different Secrets ({', '.join(sorted(secrets))})")
+    return (secrets.pop() if len(secrets) == 1 else None), problems
+
+
+def external_secret_for(build: Build, namespace: str | None, secret: str) -> dict[str, Any] | None:
+    for obj in build.objects:
+        if (
+            obj.get("kind") == "ExternalSecret"
+            and obj["metadata"].get("namespace") == namespace
+            and (obj["spec"]["target"].get("name") or obj["metadata"]["name"]) == secret
+        ):
+            return obj
+    return None
+
+
+def remote_ref(external: dict[str, Any], secret_key: str) -> tuple[str, str] | None:
+    for item in external["spec"]["data"]:
+        if item["secretKey"] == secret_key:
+            return item["remoteRef"]["key"], item["remoteRef"].get("property", "")
+    return None
+
+
+def client_remote(external: dict[str, Any]) -> tuple[str | None, tuple[str, str] | None]:
+    """(MLflow user name, Secrets Manager entry of its password) of a client identity's ExternalSecret."""
+    data = external["spec"]["target"].get("template", {}).get("data", {})
+    password = re.fullmatch(r"\{\{\s*\.(\w+)\s*\}\}", str(data.get("password", "")).strip())
+    return data.get("username"), remote_ref(external, password.group(1)) if password else None
+
+
+def server_users(build: Build, result: Result) -> dict[str, tuple[str, str]] | None:
+    """user -> Secrets Manager entry, for the users the MLflow pods create (sync_users.py --users-dir)."""
+    for obj in build.objects:
+        if obj.get("kind") != "Deployment" or obj["metadata"]["name"] != "mlflow":
+            continue
+        where = f"{build.path}: {describe(obj)}"
+        spec = obj["spec"]["template"]["spec"]
+        server = next((c for c in spec["containers"] if c["name"] == "mlflow"), None)
+        if server is None or "--app-name=basic-auth" not in server.get("args", []):
+            result.add(
+                where, "MLflow does not run its basic-auth app (--app-name=basic-auth): any pod may write"
+            )
+        sync = next(
+            (c for c in spec["containers"] if "sync_users.py" in " ".join(c.get("command", []))), None
+        )
+        if sync is None:
+            result.add(
+                where, "no container runs sync_users.py: the workflows' MLflow users are never created"
+            )
+            return None
+        directory = next(
+            (a.split("=", 1)[1] for a in sync.get("args", []) if a.startswith("--users-dir=")), None
+        )
+        mount = next((m for m in sync.get("volumeMounts", []) if m["mountPath"] == directory), None)
+        volume = next((v for v in spec.get("volumes", []) if mount and v["name"] == mount["name"]), None)
+        secret = (volume or {}).get("secret", {}).get("secretName")
+        external = external_secret_for(build, "mlops", secret) if secret else None
+        if external is None:
+            result.add(where, f"the users sidecar's --users-dir {directory} is no ExternalSecret's Secret")
+            return None
+        return {
+            item["secretKey"]: (item["remoteRef"]["key"], item["remoteRef"].get("property", ""))
+            for item in external["spec"]["data"]
+        }
+    return None
+
+
+def identity_refs(
+    build: Build,
+    namespace: str | None,
+    secret: str,
+    users: dict[str, tuple[str, str]],
+    result: Result,
+    where: str,
+) -> None:
+    """The identity's Secret is written by an ExternalSecret for a user MLflow creates, with its password."""
+    external = external_secret_for(build, namespace, secret)
+    if external is None:
+        result.add(where, f"MLflow identity Secret {secret!r} is written by no ExternalSecret in {namespace}")
+        return
+    username, password_ref = client_remote(external)
+    if username not in users:
+        result.add(where, f"MLflow user {username!r} (Secret {secret}) is not among the users MLflow creates")
+    elif password_ref != users[username]:
+        result.add(
+            where,
+            f"Secret {secret}: the password of {username} is read from {password_ref}, MLflow's from {users[username]}",
+        )
+
+
+def check_identities(ctx: Context) -> Result:
+    result = Result("identities")
+    platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
+    counted: dict[str, str] = {}
+    for build in platform:
+        users = server_users(build, result)
+        if users is None:
+            continue
+        for obj in build.objects:
+            kind, namespace = obj.get("kind"), obj["metadata"].get("namespace")
+            if kind == "WorkflowTemplate":
+                containers = [
+                    (f"template {t['name']}", t["container"])
+                    for t in obj["spec"]["templates"]
+                    if t.get("container")
+                ]
+            elif kind in WORKLOADS:
+                spec = obj["spec"]["template"]["spec"]
+                containers = [(f"container {c['name']}", c) for c in spec.get("containers", [])]
+            else:
+                continue
+            volumes = obj["spec"]["template"]["spec"].get("volumes", []) if kind in WORKLOADS else []
+            identities: set[str] = set()
+            for label, container in containers:
+                where = f"{build.path}: {describe(obj)} {label}"
+                secret, problems = container_identity(container, volumes)
+                for problem in problems:
+                    result.add(where, problem)
+                if secret:
+                    identities.add(secret)
+                    identity_refs(build, namespace, secret, users, result, where)
+            if len(identities) > 1:
+                result.add(
+                    f"{build.path}: {describe(obj)}",
+                    f"one identity per workflow: its templates use {', '.join(sorted(identities))}",
+                )
+            if identities:
+                counted[describe(obj)] = identities.pop()
+    for build, monitor in ctx.objects("ServiceMonitor"):
+        for endpoint in monitor["spec"]["endpoints"]:
+            secret = endpoint.get("basicAuth", {}).get("username", {}).get("name")
+            if secret:
+                for platform_build in platform:
+                    users = server_users(platform_build, Result("identities"))
+                    if users is not None:
+                        identity_refs(
+                            build,
+                            monitor["metadata"].get("namespace"),
+                            secret,
+                            users,
+                            result,
+                            f"{build.path}: {describe(monitor)}",
+                        )
+    families = sorted(set(counted.values()))
+    result.notes.append(f"{len(counted)} workflows and pods with an MLflow identity ({', '.join(families)})")
     return result
 
 
@@ -1018,11 +1265,12 @@ CHECKS: dict[str, Callable[[Context], Result]] = {
     "refs": check_refs,
     "promql": check_promql,
     "images": check_images,
+    "identities": check_identities,
     "hadolint": check_hadolint,
     "gha": check_gha,
     "checkov": check_checkov,
 }
-NEEDS_BUILDS = {"schema", "refs", "promql", "images", "checkov"}
+NEEDS_BUILDS = {"schema", "refs", "promql", "images", "identities", "checkov"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "check_infra.py"
-CHECKS = ["kustomize", "schema", "refs", "promql", "images", "hadolint", "gha", "checkov"]
+CHECKS = ["kustomize", "schema", "refs", "promql", "images", "identities", "hadolint", "gha", "checkov"]
 
 
 @pytest.fixture(scope="session")
