@@ -566,6 +566,44 @@ def analysis_template_refs(obj: dict[str, Any], result: Result, where: str) -> N
             result.add(where, f"metric {metric.get('name')}: {{{{args.{name}}}}} is no declared argument")
 
 
+def workflow_pod_labels(build: Build, namespace: str | None) -> list[dict[str, str]]:
+    """The labels of each step pod a WorkflowTemplate in `namespace` runs (podMetadata + the template's)."""
+    labels: list[dict[str, str]] = []
+    for obj in build.objects:
+        if obj.get("kind") != "WorkflowTemplate" or obj["metadata"].get("namespace") != namespace:
+            continue
+        common = obj["spec"].get("podMetadata", {}).get("labels", {})
+        for template in obj["spec"].get("templates", []):
+            if template.get("container") or template.get("script"):
+                labels.append({**common, **template.get("metadata", {}).get("labels", {})})
+    return labels
+
+
+def cluster_params_refs(ctx: Context, platform: list[Build], result: Result) -> None:
+    """Every in-cluster URL of workflows/params/cluster.yaml into a namespace the overlays deploy Services
+    to names a Service port of some overlay (the judge endpoint: infra/judge, gpu overlay)."""
+    import yaml
+
+    path = ctx.root / "workflows" / "params" / "cluster.yaml"
+    if not path.is_file():
+        return
+    ports = {
+        (s["metadata"].get("namespace"), s["metadata"]["name"], p["port"])
+        for build in platform
+        for s in build.objects
+        if s.get("kind") == "Service"
+        for p in s["spec"].get("ports", [])
+    }
+    for name, value in (yaml.safe_load(path.read_text()) or {}).items():
+        url = re.match(r"^https?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)", str(value))
+        owned = {namespace for namespace, _, _ in ports}  # another install's Services are not checked
+        if url and url.group(2) in owned and (url.group(2), url.group(1), int(url.group(3))) not in ports:
+            result.add(
+                ctx.rel(path),
+                f"{name}: {value}: no overlay has a Service {url.group(2)}/{url.group(1)} with port {url.group(3)}",
+            )
+
+
 def check_refs(ctx: Context) -> Result:
     result = Result("refs")
     platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
@@ -601,6 +639,8 @@ def check_refs(ctx: Context) -> Result:
             elif kind in ("PodDisruptionBudget", "NetworkPolicy"):
                 selector = obj["spec"].get("selector") or obj["spec"].get("podSelector")
                 labels = [p["metadata"].get("labels", {}) for _, p in workloads]
+                if kind == "NetworkPolicy":
+                    labels += workflow_pod_labels(build, namespace)
                 if (
                     selector
                     and selector.get("matchLabels")
@@ -665,6 +705,7 @@ def check_refs(ctx: Context) -> Result:
                 result.add(
                     where, f"port {endpoint.get('port')!r} is not a named port of the selected Services"
                 )
+    cluster_params_refs(ctx, platform, result)
     for build, app in ctx.objects("Application"):
         path = app["spec"]["source"].get("path")
         if path and not (ctx.root / path / "kustomization.yaml").is_file():
@@ -827,6 +868,27 @@ def mlflow_requirements(info: ModuleType, name: str, dockerfile: Path, result: R
             )
 
 
+def server_requirements(ctx: Context, info: ModuleType, result: Result) -> None:
+    """docker/mlflow-server/requirements.txt pins what pyproject's `mlflow-server` extra does (the tests' server)."""
+    path = ctx.root / "docker" / "mlflow-server" / "requirements.txt"
+    if not path.is_file():
+        return
+    image = {
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    }
+    try:
+        tested = set(info.requirements(ctx.root / "pyproject.toml", ["mlflow-server"]))
+    except SystemExit as exc:
+        result.add("pyproject.toml", f"no `mlflow-server` extra for the tests' MLflow server ({exc})")
+        return
+    if image != tested:
+        result.add(
+            ctx.rel(path),
+            f"differs from pyproject.toml's mlflow-server extra: only here {sorted(image - tested)}, "
+            f"only there {sorted(tested - image)}",
+        )
+
+
 def check_images(ctx: Context) -> Result:
     result = Result("images")
     info = buildinfo(ctx.root)
@@ -865,6 +927,7 @@ def check_images(ctx: Context) -> Result:
             result.notes.append(
                 f"{name}: not buildable until {', '.join(missing)} exist (images.yml skips it)"
             )
+    server_requirements(ctx, info, result)
     for name in filters:
         if name not in dockerfiles:
             result.add(".github/workflows/images.yml", f"filter {name} has no docker/{name}/Dockerfile")

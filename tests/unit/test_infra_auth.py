@@ -1,4 +1,4 @@
-"""MLflow authentication on a cluster: image requirements, the users sidecar, and the `identities` check.
+"""MLflow authentication and the judge on a cluster: image requirements, the users sidecar, the checks.
 
 The broken-copy test runs scripts/check_infra.py in the `infra` environment (tests/unit/test_infra.py
 explains it) on a copy of the repository with one defect per row, and expects each finding.
@@ -227,6 +227,27 @@ AUTH_BREAKAGES: list[tuple[str, str, str, str, str]] = [
         "          name: mlflow-monitoring\n          key: password",
         "refs",
         "basicAuth password: Secret 'mlflow-monitoring' is not in the build",
+    ),
+    (
+        "workflows/params/cluster.yaml",
+        "judge-endpoint: http://vllm-judge.mlops.svc:8000",
+        "judge-endpoint: http://vllm-judge.mlops.svc:8001",
+        "refs",
+        "judge-endpoint: http://vllm-judge.mlops.svc:8001: no overlay has a Service mlops/vllm-judge with port 8001",
+    ),
+    (
+        "workflows/vllm-evaluation.yaml",
+        'mlops.io/judge-client: "true"',
+        'mlops.io/judge: "true"',
+        "refs",
+        "NetworkPolicy mlops-workflows/judge-client-egress: selector matches no pod template in the build",
+    ),
+    (
+        "docker/mlflow-server/requirements.txt",
+        "mlflow[auth]==3.17.2",
+        "mlflow==3.17.2",
+        "images",
+        "differs from pyproject.toml's mlflow-server extra: only here ['mlflow==3.17.2']",
     ),
     (
         "docker/mlops-deployment-tools/Dockerfile",
