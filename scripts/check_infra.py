@@ -693,12 +693,6 @@ def check_refs(ctx: Context) -> Result:
         if not targets:
             result.add(where, "selects no Service of any overlay")
         for endpoint in spec["endpoints"]:
-            for part in ("username", "password"):
-                secret = endpoint.get("basicAuth", {}).get(part)
-                if secret and (monitor["metadata"].get("namespace"), secret["name"]) not in secret_names(
-                    build
-                ):
-                    result.add(where, f"basicAuth {part}: Secret {secret['name']!r} is not in the build")
             if targets and not any(
                 endpoint.get("port") in {p.get("name") for p in s["spec"]["ports"]} for s in targets
             ):
@@ -1145,21 +1139,6 @@ def check_identities(ctx: Context) -> Result:
                 )
             if identities:
                 counted[describe(obj)] = identities.pop()
-    for build, monitor in ctx.objects("ServiceMonitor"):
-        for endpoint in monitor["spec"]["endpoints"]:
-            secret = endpoint.get("basicAuth", {}).get("username", {}).get("name")
-            if secret:
-                for platform_build in platform:
-                    users = server_users(platform_build, Result("identities"))
-                    if users is not None:
-                        identity_refs(
-                            build,
-                            monitor["metadata"].get("namespace"),
-                            secret,
-                            users,
-                            result,
-                            f"{build.path}: {describe(monitor)}",
-                        )
     families = sorted(set(counted.values()))
     result.notes.append(f"{len(counted)} workflows and pods with an MLflow identity ({', '.join(families)})")
     return result

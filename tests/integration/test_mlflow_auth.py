@@ -28,6 +28,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNC_USERS = REPO_ROOT / "docker" / "mlflow-server" / "sync_users.py"
+SERVE_METRICS = REPO_ROOT / "docker" / "mlflow-server" / "serve_metrics.py"
 ENTRYPOINT = REPO_ROOT / "docker" / "mlflow-server" / "entrypoint.sh"
 DB_PASSWORD = "db%pass@word:1/x"
 ADMIN_PASSWORD = "Adm1n%pass@word:42"
@@ -36,7 +37,6 @@ USERS = {
     "mlops-deployment": "deployment-pass-0001",
     "mlops-evaluation": "evaluation%pass:0001",
     "mlops-vllm-slots": "slots-pass-00000001",
-    "mlops-monitoring": "monitoring-pass-0001",
 }
 
 
@@ -109,7 +109,7 @@ def server_python() -> Path:
 @pytest.fixture(scope="module")
 def auth_server(
     server_python: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, Path]]:
+) -> Iterator[tuple[str, Path, Path, str]]:
     """`mlflow server --app-name basic-auth` started as the pod starts it; (URL, users folder)."""
     root = tmp_path_factory.mktemp("mlflow-auth")
     secrets = root / "mlflow-auth"
@@ -162,6 +162,7 @@ def auth_server(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    sidecar: subprocess.Popen[bytes] | None = None
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -173,17 +174,32 @@ def auth_server(
                 pass
             assert time.monotonic() < deadline, (root / "server.log").read_text()[-3000:]
             time.sleep(1)
-        yield url, users, server_python
+        metrics_port = free_port()
+        sidecar = subprocess.Popen(
+            [
+                str(server_python),
+                str(SERVE_METRICS),
+                f"--multiproc-dir={root / 'prometheus'}",
+                f"--port={metrics_port}",
+                "--host=127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        yield url, users, server_python, f"http://127.0.0.1:{metrics_port}"
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if sidecar is not None:
+            sidecar.terminate()
+            sidecar.wait(timeout=30)
         log.close()
 
 
 def sync(
     server: tuple[str, Path, Path], users: Path, admin_password_file: Path
 ) -> subprocess.CompletedProcess[str]:
-    url, _, python = server
+    url, _, python, _ = server
     env = {**os.environ, "MLFLOW_TRACKING_USERNAME": "mlflow-admin"}
     env.pop("MLFLOW_TRACKING_PASSWORD", None)
     return subprocess.run(
@@ -207,9 +223,9 @@ def as_user(monkeypatch: pytest.MonkeyPatch, user: str, password: str) -> None:
 
 
 def test_only_the_families_users_reach_mlflow(
-    auth_server: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+    auth_server: tuple[str, Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, users, _ = auth_server
+    url, users, _, metrics_url = auth_server
     admin_file = users.parent / "mlflow-auth" / "admin-password"
     search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
     assert httpx.get(search).status_code == 401  # before any user exists, nobody but the admin
@@ -220,9 +236,13 @@ def test_only_the_families_users_reach_mlflow(
     assert httpx.get(f"{url}/health").status_code == 200  # probes need no credentials
     assert httpx.get(search).status_code == 401
     assert httpx.get(search, auth=("mlops-training", "wrong-password-1")).status_code == 401
+    # /metrics on the server is for admins only (basic-auth's fail-closed default): hence the sidecar
     assert httpx.get(f"{url}/metrics").status_code == 401
-    metrics = httpx.get(f"{url}/metrics", auth=("mlops-monitoring", USERS["mlops-monitoring"]))
-    assert metrics.status_code == 200 and "mlflow_http_request" in metrics.text
+    assert httpx.get(f"{url}/metrics", auth=("mlops-training", USERS["mlops-training"])).status_code == 403
+    assert httpx.get(f"{url}/metrics", auth=("mlflow-admin", ADMIN_PASSWORD)).status_code == 200
+    sidecar = httpx.get(f"{metrics_url}/metrics")  # no credentials: the NetworkPolicy guards :9100
+    assert sidecar.status_code == 200
+    assert "mlflow_http_request_total{" in sidecar.text and 'status="401"' in sidecar.text
 
     from mlflow import MlflowClient
 
@@ -241,9 +261,9 @@ def test_only_the_families_users_reach_mlflow(
 
 
 def test_a_rotated_password_replaces_the_old_one(
-    auth_server: tuple[str, Path, Path], monkeypatch: pytest.MonkeyPatch
+    auth_server: tuple[str, Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, users, _ = auth_server
+    url, users, _, _ = auth_server
     admin_file = users.parent / "mlflow-auth" / "admin-password"
     assert sync(auth_server, users, admin_file).returncode == 0
     search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
@@ -257,8 +277,10 @@ def test_a_rotated_password_replaces_the_old_one(
     assert httpx.get(search, auth=("mlops-training", "training-pass-0002")).status_code == 200
 
 
-def test_a_wrong_admin_password_changes_no_user(auth_server: tuple[str, Path, Path], tmp_path: Path) -> None:
-    url, users, _ = auth_server
+def test_a_wrong_admin_password_changes_no_user(
+    auth_server: tuple[str, Path, Path, str], tmp_path: Path
+) -> None:
+    url, _, _, _ = auth_server
     wrong = tmp_path / "admin-password"
     wrong.write_text("not-the-admin-password")
     changed = tmp_path / "users"

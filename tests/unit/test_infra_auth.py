@@ -222,13 +222,6 @@ AUTH_BREAKAGES: list[tuple[str, str, str, str, str]] = [
         "ExternalSecret mlops/mlflow-user-vllm-slots: SecretStore 'aws-secret-manager' is not in the build",
     ),
     (
-        "infra/monitoring/service-monitors.yaml",
-        "          name: mlflow-user-monitoring\n          key: password",
-        "          name: mlflow-monitoring\n          key: password",
-        "refs",
-        "basicAuth password: Secret 'mlflow-monitoring' is not in the build",
-    ),
-    (
         "workflows/params/cluster.yaml",
         "judge-endpoint: http://vllm-judge.mlops.svc:8000",
         "judge-endpoint: http://vllm-judge.mlops.svc:8001",
