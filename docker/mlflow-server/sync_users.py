@@ -102,13 +102,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
             if args.ready_file:
                 args.ready_file.touch()
-        except Exception as exc:  # the server is still starting, or refused: try again next pass
+            wait = args.every
+        except Exception as exc:  # the server is still starting, or refused: try again soon
             print(f"sync failed: {exc}", file=sys.stderr, flush=True)
             if not args.every:
                 return 1
+            wait = min(args.every, 5.0)
         if not args.every:
             return 0
-        time.sleep(args.every)
+        time.sleep(wait)
 
 
 if __name__ == "__main__":
