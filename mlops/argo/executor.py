@@ -449,7 +449,13 @@ class _Run:
         outputs_dir = self.run_dir / "outputs" / (_safe(node.path) + (f".{attempt}" if attempt else ""))
         shutil.rmtree(outputs_dir, ignore_errors=True)
         outputs_dir.mkdir(parents=True)
-        template_env = {str(e["name"]): as_text(e.get("value", "")) for e in container.get("env") or []}
+        # A variable from a Secret (`valueFrom.secretKeyRef`: the MLflow identity on a cluster) has no
+        # local source: it is left unset, so the process sees what this machine's environment has.
+        template_env = {
+            str(e["name"]): as_text(e.get("value", ""))
+            for e in container.get("env") or []
+            if "valueFrom" not in e
+        }
         node.log_path = self.run_dir / f"{_safe(node.path)}.log"
         result = run_process(
             argv,

@@ -228,7 +228,8 @@ _CONTAINER = {
     "image": None,
     "command": None,
     "args": None,
-    "env": {"name": None, "value": None},
+    # valueFrom: a Secret's key on a cluster (the MLflow identity); not set when run locally
+    "env": {"name": None, "value": None, "valueFrom": {"secretKeyRef": {"name": None, "key": None}}},
     "workingDir": None,
     "resources": ANY,
     "imagePullPolicy": None,
