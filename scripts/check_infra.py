@@ -1059,9 +1059,11 @@ def check_flows(ctx: Context) -> Result:
 
     result = Result("flows")
     where = "infra/flows.yaml"
+    import yaml
+
     try:
         spec = load_flow_file(ctx.root / where)
-    except (OSError, ValidationError) as exc:
+    except (OSError, ValidationError, yaml.YAMLError) as exc:
         result.add(where, str(exc))
         return result
     findings, notes = evaluate_flows(spec, sim_builds(ctx), where)
