@@ -51,7 +51,7 @@ from mlops.argo.nodes import (
     WorkflowResult,
 )
 from mlops.argo.parameters import WorkflowInvalid, resolve_parameters
-from mlops.argo.process import LocalEnvironment, run_process
+from mlops.argo.process import LocalEnvironment, outputs_dir, run_process, sandbox_text
 from mlops.argo.references import check_references
 from mlops.argo.render import ProgressView
 from mlops.argo.schema import WorkflowFileError, check_document
@@ -90,7 +90,7 @@ class _Outcome:
     message: str = ""
     exit_code: int | None = None
     scope: dict[str, str] = field(default_factory=dict)  # steps/dag: the children's variables
-    outputs_dir: Path | None = None
+    sandbox: Path | None = None  # a container node's own root (/tmp, /tmp/outputs, valueFrom.path)
     result: str | None = None
 
 
@@ -108,16 +108,44 @@ def _int_value(value: Any, scope: Mapping[str, str], where: str) -> int | None:
         raise _NodeError(f"{where}: {text!r} is not an integer") from None
 
 
-def _go_duration(text: str, where: str) -> float:
-    """Seconds in a Go duration ("30s", "1m30s", "500ms") or a bare number of seconds."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise _NodeError(f"{where}: {text!r} is not a duration like 30s, 2m or 1m30s")
-    return sum(float(n) * units[u] for n, u in parts)
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def go_duration(text: str, where: str) -> float:
+    """Seconds in a duration, by Go's `time.ParseDuration` rules.
+
+    An optional sign, then one or more decimal numbers each with a unit (ns, us/µs, ms, s, m,
+    h): "300ms", "1.5h", "2h45m", "100us"; "0" alone is allowed; a number without a unit ("1.5")
+    is not.
+    """
+    value = text.strip()
+    sign = -1.0 if value.startswith("-") else 1.0
+    body = value[1:] if value[:1] in "+-" else value
+    if body == "0":
+        return 0.0
+    parts = _GO_PART.findall(body)
+    if not body or not parts or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f"{where}: {text!r} is not a Go duration (e.g. 30s, 1m30s, 500ms, 100us)")
+    return sign * sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def _backoff_duration(text: str, where: str = "backoff.duration") -> float:
+    """Argo's retry durations: a bare integer is seconds, anything else a Go duration."""
+    if re.fullmatch(r"[+-]?\d+", text.strip()):
+        return float(int(text.strip()))
+    return go_duration(text, where)
+
+
+def _cap(backoff: Mapping[str, Any], scope: Mapping[str, str]) -> float | None:
+    cap = backoff.get("cap")
+    return _backoff_duration(substitute(as_text(cap), scope, "backoff.cap"), "backoff.cap") if cap else None
+
+
+def backoff_delay(base: float, factor: int, attempt: int, cap: float | None = None) -> float:
+    """Argo's wait before retry `attempt + 1`: duration * factor^attempt, never capped unless `backoff.cap` says so."""
+    delay = base * factor**attempt
+    return float(min(delay, cap) if cap is not None else delay)
 
 
 def _child_path(parent: Node, name: str) -> str:
@@ -250,7 +278,7 @@ class _Run:
             memo = self._memo(template, scope)
             cached = memo.lookup() if memo else None
             if memo and cached is not None:
-                node.outputs = cached
+                node.outputs, node.result = cached
                 self._phase(node, SUCCEEDED, f"memoized ({memo.key})")
                 return
             mutexes = self._mutex_names(template.get("synchronization"), scope, ctx)
@@ -258,7 +286,7 @@ class _Run:
                 inner = _Context(ctx.deadline, ctx.held | set(mutexes))
                 self._with_retries(node, template, source, scope, inner, pod_deadline)
             if memo and node.phase == SUCCEEDED:
-                memo.store(dict(node.outputs))
+                memo.store(dict(node.outputs), node.result)
         except (_NodeError, ValueError, MutexWaitAborted) as exc:
             self._phase(node, ERROR if not isinstance(exc, MutexWaitAborted) else FAILED, str(exc))
 
@@ -269,7 +297,7 @@ class _Run:
         key = substitute(as_text(spec.get("key")), scope, "memoize.key")
         max_age = spec.get("maxAge")
         seconds = (
-            _go_duration(substitute(as_text(max_age), scope, "memoize.maxAge"), "memoize.maxAge")
+            go_duration(substitute(as_text(max_age), scope, "memoize.maxAge"), "memoize.maxAge")
             if max_age
             else None
         )
@@ -365,7 +393,7 @@ class _Run:
             if retry is None or outcome.phase == SUCCEEDED:
                 self._phase(node, outcome.phase, outcome.message)
                 return
-            blocker = self._retry_blocker(retry, limit, attempt, outcome, duration, ctx, first_start)
+            blocker = self._retry_blocker(retry, limit, attempt, outcome, duration, ctx, first_start, scope)
             if blocker:
                 suffix = f" ({blocker}, {len(node.attempts)} attempt{'s' if len(node.attempts) > 1 else ''})"
                 self._phase(node, outcome.phase, outcome.message + suffix)
@@ -387,6 +415,7 @@ class _Run:
         duration: float,
         ctx: _Context,
         first_start: float,
+        scope: Mapping[str, str],
     ) -> str | None:
         if limit is not None and attempt >= limit:
             return f"retry limit {limit} reached" if limit else "retry limit 0"
@@ -401,25 +430,28 @@ class _Run:
             return f"retryPolicy {policy} does not retry phase {outcome.phase}"
         expression = retry.get("expression")
         if expression:
+            # Argo substitutes {{...}} (inputs, workflow parameters) before evaluating with lastRetry
+            text = substitute(as_text(expression), scope, "retryStrategy.expression")
             bindings = retry_bindings(outcome.exit_code, outcome.phase, duration, outcome.message)
-            if not evaluate_retry_expression(str(expression), bindings):
-                return f"not retried: {expression} is false"
+            if not evaluate_retry_expression(text, bindings):
+                return f"not retried: {text} is false"
         max_duration = (retry.get("backoff") or {}).get("maxDuration")
-        if max_duration and time.monotonic() - first_start >= _go_duration(
-            str(max_duration), "backoff.maxDuration"
-        ):
-            return f"backoff.maxDuration {max_duration} reached"
+        if max_duration:
+            limit_s = _backoff_duration(substitute(as_text(max_duration), scope, "backoff.maxDuration"))
+            elapsed = time.monotonic() - first_start
+            if elapsed >= limit_s:
+                return f"backoff.maxDuration {max_duration} reached"
+            if elapsed + self._backoff(retry, attempt, scope) > limit_s:
+                return f"backoff.maxDuration {max_duration}: the next backoff would pass it"
         return None
 
     def _backoff(self, retry: dict[str, Any], attempt: int, scope: Mapping[str, str]) -> float:
         backoff = retry.get("backoff") or {}
         if not backoff.get("duration"):
             return 0.0
-        base = _go_duration(
-            substitute(as_text(backoff["duration"]), scope, "backoff.duration"), "backoff.duration"
-        )
-        factor = _int_value(backoff.get("factor"), scope, "backoff.factor") or 1
-        return float(min(base * factor**attempt, self.env.backoff_cap_seconds))
+        base = _backoff_duration(substitute(as_text(backoff["duration"]), scope, "backoff.duration"))
+        factor = _int_value(backoff.get("factor"), scope, "backoff.factor")
+        return backoff_delay(base, 1 if factor is None else factor, attempt, _cap(backoff, scope))
 
     def _run_body(
         self,
@@ -442,18 +474,22 @@ class _Run:
     def _run_container(
         self, node: Node, template: dict[str, Any], scope: dict[str, str], ctx: _Context, attempt: int
     ) -> _Outcome:
-        container = substitute_all(template["container"], scope, f"template {node.template}.container")
+        sandbox = self.run_dir / "nodes" / (_safe(node.path) + (f".{attempt}" if attempt else ""))
+        # the template's own /tmp paths are the pod's: moved into the node's sandbox before
+        # substitution (a parameter's value is passed as given)
+        container = substitute_all(
+            _sandboxed(template["container"], sandbox), scope, f"template {node.template}.container"
+        )
         command = [as_text(part) for part in (container.get("command") or []) + (container.get("args") or [])]
         image = container.get("image")
         argv = self.env.command_for(command, str(image) if image else None)
-        outputs_dir = self.run_dir / "outputs" / (_safe(node.path) + (f".{attempt}" if attempt else ""))
-        shutil.rmtree(outputs_dir, ignore_errors=True)
-        outputs_dir.mkdir(parents=True)
+        shutil.rmtree(sandbox, ignore_errors=True)
+        outputs_dir(sandbox).mkdir(parents=True)
         template_env = {str(e["name"]): as_text(e.get("value", "")) for e in container.get("env") or []}
         node.log_path = self.run_dir / f"{_safe(node.path)}.log"
         result = run_process(
             argv,
-            env=self.env.process_env(template_env, outputs_dir),
+            env=self.env.process_env(template_env, sandbox),
             cwd=self.env.repo_root,
             log_path=node.log_path,
             sink=lambda line: self.view.log_line(node, line),
@@ -471,7 +507,7 @@ class _Run:
         if code != 0:
             tail = " | ".join(result.stderr_tail[-3:])
             return _Outcome(FAILED, f"exit code {code}" + (f": {tail}" if tail else ""), exit_code=code)
-        return _Outcome(SUCCEEDED, exit_code=0, outputs_dir=outputs_dir, result=result.stdout.strip())
+        return _Outcome(SUCCEEDED, exit_code=0, sandbox=sandbox, result=result.stdout.strip())
 
     def _collect_outputs(
         self, node: Node, template: dict[str, Any], outcome: _Outcome, scope: dict[str, str]
@@ -482,10 +518,8 @@ class _Run:
             name = str(param["name"])
             source = param.get("valueFrom") or {}
             value: str | None = None
-            if source.get("path") is not None and outcome.outputs_dir is not None:
-                file = self.env.output_path(
-                    substitute(as_text(source["path"]), scope, name), outcome.outputs_dir
-                )
+            if source.get("path") is not None and outcome.sandbox is not None:
+                file = self.env.output_path(substitute(as_text(source["path"]), scope, name), outcome.sandbox)
                 if file.is_file():
                     value = file.read_text(errors="replace")
                     value = value[:-1] if value.endswith("\n") else value  # Argo trims one newline
@@ -516,6 +550,7 @@ class _Run:
             if step.get("when") is not None:
                 condition = substitute(as_text(step["when"]), scope, f"{child.path}.when")
                 if not evaluate_when(condition):
+                    child.outputs = _skipped_outputs(target, scope)
                     self._phase(child, SKIPPED, f"when ({condition}) evaluated false")
                     return
             arguments = {
@@ -583,16 +618,21 @@ class _Run:
         variables: dict[str, str] = {}
         pending = list(tasks)
         running: dict[Future[None], tuple[str, Node]] = {}
+        fail_fast = (template.get("dag") or {}).get("failFast") is not False  # Argo's default: true
+        stopped: str | None = None  # the failed task that stopped scheduling
         with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
             while pending or running:
                 for name in [n for n in pending if all(d in phases for d in deps[n][0])]:
+                    names, expression = deps[name]
+                    omitted = bool(names) and not evaluate_depends(expression, {d: phases[d] for d in names})
+                    if stopped is not None and not omitted:
+                        continue  # failFast: Argo schedules no new task (and creates no node for it)
                     pending.remove(name)
                     child = Node(
                         name=name, path=_child_path(node, name), template=str(tasks[name].get("template", ""))
                     )
                     node.children.append(child)
-                    names, expression = deps[name]
-                    if names and not evaluate_depends(expression, {d: phases[d] for d in names}):
+                    if omitted:
                         states = ", ".join(f"{d}={phases[d]}" for d in names)
                         self._phase(child, OMITTED, f"depends ({expression}) is false: {states}")
                         phases[name] = OMITTED
@@ -603,13 +643,20 @@ class _Run:
                         child,
                     )
                 if not running:
-                    if pending:  # only a cycle gets here; check_references reports it first
+                    if (
+                        pending and stopped is None
+                    ):  # only a cycle gets here; check_references reports it first
                         return _Outcome(ERROR, f"tasks {', '.join(pending)} wait on each other")
                     break
                 for future in self._wait(set(running), first=True):
                     name, child = running.pop(future)
                     phases[name] = child.phase
                     variables.update(_node_variables("tasks", name, child))
+                    unhandled = child.phase in UNSUCCESSFUL and not _failure_handled(name, deps)
+                    if fail_fast and stopped is None and unhandled:
+                        stopped = name
+        if stopped is not None:
+            return _Outcome(FAILED, f"task {stopped} {phases[stopped].lower()}", scope=variables)
         failed = _failed_branches(deps, phases)
         if failed:
             return _Outcome(FAILED, f"task {failed[0]} {phases[failed[0]].lower()}", scope=variables)
@@ -693,6 +740,38 @@ class _Run:
         }
 
 
+def _sandboxed(container: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+    """The container's command, args, env values and workingDir with `/tmp` paths inside `sandbox`."""
+    moved = dict(container)
+    for key in ("command", "args"):
+        if isinstance(moved.get(key), list):
+            moved[key] = [sandbox_text(as_text(part), sandbox) for part in moved[key]]
+    if isinstance(moved.get("env"), list):
+        moved["env"] = [
+            {**e, "value": sandbox_text(as_text(e["value"]), sandbox)}
+            if isinstance(e, dict) and "value" in e
+            else e
+            for e in moved["env"]
+        ]
+    if isinstance(moved.get("workingDir"), str):
+        moved["workingDir"] = sandbox_text(moved["workingDir"], sandbox)
+    return moved
+
+
+def _skipped_outputs(template: Mapping[str, Any], scope: Mapping[str, str]) -> dict[str, str]:
+    """A skipped node's outputs: each declared parameter's valueFrom.default, else "" (Argo >= 4.1)."""
+    outputs: dict[str, str] = {}
+    for param in (template.get("outputs") or {}).get("parameters") or []:
+        default = (param.get("valueFrom") or {}).get("default")
+        try:
+            outputs[str(param["name"])] = (
+                "" if default is None else substitute(as_text(default), scope, "default")
+            )
+        except ValueError:
+            outputs[str(param["name"])] = as_text(default)
+    return outputs
+
+
 def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
     """What `{{steps.NAME...}}` / `{{tasks.NAME...}}` resolve to once the node is done."""
     variables = {f"{prefix}.{name}.status": node.phase}
@@ -703,6 +782,19 @@ def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
     for key, value in node.outputs.items():
         variables[f"{prefix}.{name}.outputs.parameters.{key}"] = value
     return variables
+
+
+_HANDLED = ("Failed", "Errored", "Completed", "AnySucceeded", "AllFailed")
+
+
+def _failure_handled(name: str, deps: Mapping[str, tuple[list[str], str]]) -> bool:
+    """Whether a task's `depends` expects `name` to fail (`name.Failed`, `.Errored`, `.Completed`...).
+
+    Such a failure is part of the DAG's plan (Argo's dag-continue-on-fail example), so it does
+    not stop scheduling; any other failure does, under failFast.
+    """
+    pattern = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(name)}\.({'|'.join(_HANDLED)})\b")
+    return any(pattern.search(expression) for names, expression in deps.values() if name in names)
 
 
 def _failed_branches(deps: Mapping[str, tuple[list[str], str]], phases: Mapping[str, str]) -> list[str]:
@@ -731,6 +823,24 @@ def _failed_branches(deps: Mapping[str, tuple[list[str], str]], phases: Mapping[
     return found
 
 
+def _submittable_parameters(wf: WorkflowDoc) -> list[dict[str, Any]]:
+    """The workflow's parameters, then the entrypoint's inputs it does not declare.
+
+    Argo binds the entrypoint's inputs from the workflow's arguments by name, so a
+    WorkflowTemplate whose entrypoint declares `inputs.parameters` takes them from the submitter
+    (`argo submit --from workflowtemplate/x -p name=value`); an input's `value`/`default` is the
+    default.
+    """
+    declared = list(wf.parameters)
+    names = {str(p.get("name")) for p in declared}
+    entry = wf.templates.get(str(wf.spec.get("entrypoint")), {})
+    for param in (entry.get("inputs") or {}).get("parameters") or []:
+        if isinstance(param, dict) and str(param.get("name")) not in names:
+            value = param.get("value", param.get("default"))
+            declared.append({"name": param.get("name"), "value": value, "enum": param.get("enum")})
+    return declared
+
+
 def run_workflow(
     path: str | Path,
     params: Mapping[str, str],
@@ -739,15 +849,26 @@ def run_workflow(
     environment: LocalEnvironment | None = None,
     console: Console | None = None,
     file_params: Mapping[str, str] | None = None,
+    params_source: str = "--params",
     quiet: bool = False,
     cancel: threading.Event | None = None,
 ) -> WorkflowResult:
     """Check, then run a workflow file locally. `params` are the `-p` values, `file_params` a `--params` file's.
 
-    Raises WorkflowInvalid (nothing was run) for schema, reference or parameter errors.
+    Raises WorkflowInvalid (nothing was run) for schema, reference or parameter errors, a
+    `--params` key that no workflow beside this one declares included (`params_source` names
+    the file in that message).
     """
     wf, library = preflight(path, workflows_dir)
-    parameters = resolve_parameters(wf.parameters, file_params or {}, params, workflow=wf.name)
+    parameters = resolve_parameters(
+        _submittable_parameters(wf),
+        file_params or {},
+        params,
+        workflow=wf.name,
+        file_known=library.declared_parameters(),
+        file_source=params_source,
+        file_where=str(library.directory),
+    )
     env = environment or LocalEnvironment()
     view = ProgressView(console or Console(), quiet=quiet)
     run = _Run(wf, library, env, view, parameters, cancel or threading.Event())

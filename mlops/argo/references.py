@@ -63,6 +63,7 @@ class _TemplateChecker:
         self.exit_templates = exit_templates
         self.params = {str(p.get("name")) for p in wf.parameters}
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def check(self, template: dict[str, Any]) -> list[str]:
         name = str(template.get("name"))
@@ -70,7 +71,10 @@ class _TemplateChecker:
         inputs = set(input_names(template))
         retry = template.get("retryStrategy")
         if isinstance(retry, dict) and retry.get("limit") is None:
-            self.errors.append(f"{where}: retryStrategy needs a limit (without one Argo retries forever)")
+            self.warnings.append(
+                f"{where}: [retry-without-limit] retryStrategy has no limit: Argo retries until it succeeds "
+                "(or a backoff.maxDuration or deadline ends it); this project's policy is a limit"
+            )
         context = {"inputs": inputs, "retries": retry is not None, "exit": name in self.exit_templates}
         for text in _strings(template, skip=("steps", "dag", "outputs")):
             self._check_text(text, where, context, None, {}, {})
@@ -100,9 +104,9 @@ class _TemplateChecker:
         if missing:
             self.errors.append(f"{where}: template {target_name} needs input(s) {', '.join(missing)}")
         if unknown:
-            self.errors.append(
-                f"{where}: template {target_name} has no input(s) {', '.join(unknown)} "
-                f"(inputs: {', '.join(input_names(target)) or 'none'})"
+            self.warnings.append(
+                f"{where}: [undeclared-argument] template {target_name} has no input(s) {', '.join(unknown)}, "
+                f"so Argo ignores them (inputs: {', '.join(input_names(target)) or 'none'})"
             )
         on_exit = step.get("onExit")
         if on_exit is not None and on_exit not in self.wf.templates:
@@ -278,7 +282,17 @@ def _reachable(wf: WorkflowDoc, start: str | None) -> set[str]:
 
 def check_references(wf: WorkflowDoc, library: Library) -> list[str]:
     """Every dangling template/step/task/parameter/output reference in one workflow document."""
+    return reference_findings(wf, library)[0]
+
+
+def reference_findings(wf: WorkflowDoc, library: Library) -> tuple[list[str], list[str]]:
+    """(errors, warnings): dangling references, then what Argo accepts but is worth a look.
+
+    Warnings carry a `[name]`: `retry-without-limit` (a project policy: Argo retries forever),
+    `undeclared-argument` (an argument the called template does not declare: Argo ignores it).
+    """
     errors: list[str] = []
+    warnings: list[str] = []
     spec = wf.spec
     names = [t.get("name") for t in spec.get("templates") or [] if isinstance(t, dict)]
     for name in sorted({n for n in names if names.count(n) > 1}, key=str):
@@ -296,12 +310,16 @@ def check_references(wf: WorkflowDoc, library: Library) -> list[str]:
             errors.append(f"spec.{field}: template {target!r} not found (has: {', '.join(wf.templates)})")
             continue
         missing = [n for n in required_inputs(wf.templates[target]) if n not in params]
-        if missing:
+        if missing and not (field == "entrypoint" and wf.kind != "Workflow"):
+            # a WorkflowTemplate's entrypoint inputs may come from the submitter (`argo submit -p`,
+            # `mlops run -p`): Argo binds them from the workflow's arguments by name
             errors.append(
                 f"spec.{field}: template {target} needs input(s) {', '.join(missing)}; "
                 "declare them in spec.arguments.parameters"
             )
     exit_templates = _reachable(wf, spec.get("onExit"))
     for template in wf.templates.values():
-        errors.extend(_TemplateChecker(wf, library, exit_templates).check(template))
-    return errors
+        checker = _TemplateChecker(wf, library, exit_templates)
+        errors.extend(checker.check(template))
+        warnings.extend(checker.warnings)
+    return errors, warnings

@@ -79,6 +79,12 @@ class Library:
         path = self._index.get((name, cluster_scope))
         return self.load(path) if path is not None else None
 
+    def declared_parameters(self) -> set[str]:
+        """Every `spec.arguments.parameters` name of every workflow in the folder."""
+        if self._index is None:
+            self._index = self._build_index()
+        return {str(p.get("name")) for path in self._index.values() for p in self.load(path).parameters}
+
     def names(self, cluster_scope: bool = False) -> list[str]:
         if self._index is None:
             self._index = self._build_index()
