@@ -56,7 +56,14 @@ from mlops.argo.references import check_references
 from mlops.argo.render import ProgressView
 from mlops.argo.schema import WorkflowFileError, check_document
 from mlops.argo.substitute import as_text, substitute, substitute_all
-from mlops.argo.workflow import Library, WorkflowDoc, dag_tasks, resolve_target, task_dependencies
+from mlops.argo.workflow import (
+    Library,
+    WorkflowDoc,
+    dag_tasks,
+    from_workflow_template_ref,
+    resolve_target,
+    task_dependencies,
+)
 
 Deadline = tuple[float, str]  # (time.monotonic() value, what exceeding it means)
 
@@ -185,13 +192,24 @@ def _referenced_docs(wf: WorkflowDoc, library: Library) -> list[WorkflowDoc]:
 
 
 def preflight(path: str | Path, workflows_dir: str | Path | None = None) -> tuple[WorkflowDoc, Library]:
-    """Load and check a workflow and everything it references; WorkflowInvalid lists every problem."""
+    """Load and check a workflow and everything it references; WorkflowInvalid lists every problem.
+
+    A Workflow with `spec.workflowTemplateRef` becomes the WorkflowTemplate it names, with its
+    own arguments on top, as Argo runs it.
+    """
     file = Path(path)
     library = Library(Path(workflows_dir) if workflows_dir is not None else file.parent)
     try:
         wf = library.load(file)
     except WorkflowFileError as exc:
         raise WorkflowInvalid([str(exc)]) from exc
+    problems = check_document(wf.doc)
+    if problems:
+        raise WorkflowInvalid([f"{wf.path}: {problem}" for problem in problems])
+    try:
+        wf = from_workflow_template_ref(wf, library)
+    except ValueError as exc:
+        raise WorkflowInvalid([f"{wf.path}: {exc}"]) from exc
     errors: list[str] = []
     for doc in _referenced_docs(wf, library):
         problems = check_document(doc.doc)

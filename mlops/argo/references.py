@@ -11,7 +11,15 @@ from typing import Any
 
 from mlops.argo.expr import ExpressionError
 from mlops.argo.substitute import tags
-from mlops.argo.workflow import Library, WorkflowDoc, dag_tasks, iter_steps, resolve_target, task_dependencies
+from mlops.argo.workflow import (
+    Library,
+    WorkflowDoc,
+    dag_tasks,
+    from_workflow_template_ref,
+    iter_steps,
+    resolve_target,
+    task_dependencies,
+)
 
 WORKFLOW_VARIABLES = {
     "workflow.name",
@@ -300,6 +308,12 @@ def reference_findings(wf: WorkflowDoc, library: Library) -> tuple[list[str], li
     params = [str(p.get("name")) for p in wf.parameters]
     for name in sorted({p for p in params if params.count(p) > 1}):
         errors.append(f"spec.arguments.parameters: duplicate parameter {name!r}")
+    if spec.get("workflowTemplateRef") is not None:
+        try:
+            from_workflow_template_ref(wf, library)
+        except ValueError as exc:
+            errors.append(str(exc))
+        return errors, warnings  # the referenced WorkflowTemplate is checked as a file of its own
     for field in ("entrypoint", "onExit"):
         target = spec.get(field)
         if target is None:

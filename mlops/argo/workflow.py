@@ -91,6 +91,32 @@ class Library:
         return sorted(name for name, scope in self._index if scope == cluster_scope)
 
 
+def from_workflow_template_ref(wf: WorkflowDoc, library: Library) -> WorkflowDoc:
+    """A Workflow that runs a WorkflowTemplate (`spec.workflowTemplateRef`) as the document Argo runs.
+
+    Argo merges the two specs: the template's, with the Workflow's own fields on top, and the
+    Workflow's `arguments.parameters` overriding the template's by name. ValueError naming a
+    missing template. A document without the field is returned as it is.
+    """
+    ref = wf.spec.get("workflowTemplateRef")
+    if not isinstance(ref, dict):
+        return wf
+    cluster = bool(ref.get("clusterScope"))
+    other = library.get(str(ref.get("name")), cluster)
+    if other is None:
+        kind = "ClusterWorkflowTemplate" if cluster else "WorkflowTemplate"
+        known = ", ".join(library.names(cluster)) or "none"
+        raise ValueError(
+            f"spec.workflowTemplateRef: no {kind} named {ref.get('name')!r} in {library.directory} (found: {known})"
+        )
+    spec = {**other.spec, **{k: v for k, v in wf.spec.items() if k != "workflowTemplateRef"}}
+    overrides = {str(p.get("name")): p for p in wf.parameters}
+    params = [overrides.pop(str(p.get("name")), p) for p in other.parameters] + list(overrides.values())
+    spec["arguments"] = {**(other.spec.get("arguments") or {}), "parameters": params}
+    metadata = {**other.metadata, **wf.metadata}
+    return WorkflowDoc(wf.path, {**wf.doc, "metadata": metadata, "spec": spec})
+
+
 def resolve_target(
     step: dict[str, Any], current: WorkflowDoc, library: Library
 ) -> tuple[dict[str, Any], WorkflowDoc]:
