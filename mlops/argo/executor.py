@@ -1,11 +1,12 @@
 """`mlops run`: interpret a WorkflowTemplate locally, node by node, the way Argo would run it.
 
 Supported: steps (groups in order, a group's steps in parallel threads), dag (depends /
-dependencies), when, templateRef, input/output parameters, retryStrategy (limit, policy,
-expression, backoff), activeDeadlineSeconds, onExit (workflow and step level),
-synchronization.mutexes (file locks shared by every local run) and memoize (outputs cached
-under the state folder, `mlops.argo.memo`). Anything else is refused by
-`schema.check_supported` before a single process starts.
+dependencies, failFast), when, templateRef, workflowTemplateRef, input/output parameters,
+retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, onExit (workflow and
+step level), synchronization.mutexes (file locks shared by every local run) and memoize (outputs
+cached under the state folder, `mlops.argo.memo`). Each container node runs in its own sandbox
+(`mlops.argo.process`). Anything else is refused by `schema.check_supported` before a single
+process starts. docs/local-executor.md lists it all.
 """
 
 from __future__ import annotations
