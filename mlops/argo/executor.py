@@ -285,7 +285,7 @@ class _Run:
     ) -> None:
         """Run `template` as `node` to a final phase; never raises for workflow-level problems."""
         node.template = str(template.get("name"))
-        node.kind = "Pod" if "container" in template else "Steps" if "steps" in template else "DAG"
+        node.kind = "Pod" if _pod_body(template) else "Steps" if "steps" in template else "DAG"
         not_started = ctx.passed() or ("cancelled" if self.cancel.is_set() else None)
         if not_started:
             self._phase(node, FAILED, f"not started: {not_started}")
@@ -481,7 +481,7 @@ class _Run:
         ctx: _Context,
         attempt: int,
     ) -> _Outcome:
-        if "container" in template:
+        if _pod_body(template):
             return self._run_container(node, template, scope, ctx, attempt)
         node.children.clear()
         if "steps" in template:
@@ -496,14 +496,22 @@ class _Run:
         sandbox = self.run_dir / "nodes" / (_safe(node.path) + (f".{attempt}" if attempt else ""))
         # the template's own /tmp paths are the pod's: moved into the node's sandbox before
         # substitution (a parameter's value is passed as given)
+        kind = _pod_body(template)
         container = substitute_all(
-            _sandboxed(template["container"], sandbox), scope, f"template {node.template}.container"
+            _sandboxed(template[kind], sandbox), scope, f"template {node.template}.{kind}"
         )
-        command = [as_text(part) for part in (container.get("command") or []) + (container.get("args") or [])]
-        image = container.get("image")
-        argv = self.env.command_for(command, str(image) if image else None)
         shutil.rmtree(sandbox, ignore_errors=True)
         outputs_dir(sandbox).mkdir(parents=True)
+        command = [as_text(part) for part in container.get("command") or []]
+        if kind == "script":
+            # Argo writes `source` to a file in the pod and runs `command FILE args...`
+            script = sandbox / "argo" / "staging" / "script"
+            script.parent.mkdir(parents=True)
+            script.write_text(as_text(container.get("source", "")))
+            command.append(str(script))
+        command += [as_text(part) for part in container.get("args") or []]
+        image = container.get("image")
+        argv = self.env.command_for(command, str(image) if image else None)
         template_env = {str(e["name"]): as_text(e.get("value", "")) for e in container.get("env") or []}
         node.log_path = self.run_dir / f"{_safe(node.path)}.log"
         result = run_process(
@@ -757,6 +765,11 @@ class _Run:
             "workflow.failures": json.dumps(failures),
             "workflow.duration": f"{time.time() - self.started:.3f}",
         }
+
+
+def _pod_body(template: Mapping[str, Any]) -> str:
+    """`container` or `script` for a template that runs a pod, else ``."""
+    return "container" if "container" in template else "script" if "script" in template else ""
 
 
 def _sandboxed(container: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:

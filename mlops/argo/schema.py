@@ -29,7 +29,7 @@ NEWER_ARGO_FIELDS: dict[str, frozenset[str]] = {
     "Template": frozenset({"podResources", "resourceClaims"}),
 }
 # Argo template kinds the local executor does not run (each refused by name, once).
-UNSUPPORTED_BODIES = ("script", "resource", "suspend", "http", "plugin", "containerSet", "data")
+UNSUPPORTED_BODIES = ("resource", "suspend", "http", "plugin", "containerSet", "data")
 
 
 class WorkflowFileError(ValueError):
@@ -259,6 +259,7 @@ _TEMPLATE = {
     "inputs": {"parameters": _PARAMETER_IN},
     "outputs": {"parameters": _PARAMETER_OUT},
     "container": _CONTAINER,
+    "script": {**_CONTAINER, "source": None},
     "steps": _STEP,
     "dag": {"tasks": _TASK, "failFast": None},
     "retryStrategy": {
@@ -361,18 +362,21 @@ def _check_allowed(value: Any, allowed: Any, path: str, errors: list[str]) -> No
 
 def _template_body_errors(template: dict[str, Any], path: str) -> list[str]:
     errors: list[str] = []
-    bodies = [kind for kind in ("container", "steps", "dag") if kind in template]
+    bodies = [kind for kind in ("container", "script", "steps", "dag") if kind in template]
     if len(bodies) != 1 and not any(kind in template for kind in UNSUPPORTED_BODIES):
         found = ", ".join(bodies) if bodies else "none"
-        errors.append(f"{path}: a template needs exactly one of container, steps, dag (found: {found})")
-    if "activeDeadlineSeconds" in template and "container" not in template:
+        errors.append(
+            f"{path}: a template needs exactly one of container, script, steps, dag (found: {found})"
+        )
+    if "activeDeadlineSeconds" in template and not ({"container", "script"} & set(template)):
         errors.append(
             f"{path}.activeDeadlineSeconds: Argo applies it only to container templates; "
             "use spec.activeDeadlineSeconds or set it on the containers"
         )
-    container = template.get("container")
-    if isinstance(container, dict) and not container.get("command"):
-        errors.append(f"{path}.container.command: required locally (the image's entrypoint is unknown here)")
+    for kind in ("container", "script"):
+        body = template.get(kind)
+        if isinstance(body, dict) and not body.get("command"):
+            errors.append(f"{path}.{kind}.command: required locally (the image's entrypoint is unknown here)")
     retry = template.get("retryStrategy")
     if isinstance(retry, dict) and retry.get("retryPolicy") not in (None, *RETRY_POLICIES):
         errors.append(

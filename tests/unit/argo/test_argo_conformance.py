@@ -212,3 +212,13 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_not_go_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a Go duration"):
         go_duration(text, "d")
+
+
+# --- script templates -----------------------------------------------------------------------------
+
+
+def test_script_template_runs_its_source_and_its_stdout_is_the_result(run: RunFn) -> None:
+    ran = run(CASES / "script.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    assert ran.result.node("gen").result == "7"  # stdout only: stderr is not part of the result
+    assert ran.result.root.outputs == {"got": "7"}

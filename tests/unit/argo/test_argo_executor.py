@@ -160,9 +160,9 @@ def test_parameter_without_any_value_and_enum_violations_are_errors(environment:
 
 def test_invalid_workflow_is_rejected_with_every_problem(environment: LocalEnvironment) -> None:
     with pytest.raises(WorkflowInvalid) as caught:
-        run_workflow(GOLDEN / "invalid" / "script.yaml", {}, environment=environment)
-    assert any("script: not supported by the local executor" in e for e in caught.value.errors)
-    assert any("withItems: not supported" in e for e in caught.value.errors)
+        run_workflow(GOLDEN / "invalid" / "unsupported.yaml", {}, environment=environment)
+    assert any("resource: not supported by the local executor" in e for e in caught.value.errors)
+    assert any("continueOn: not supported" in e for e in caught.value.errors)
     with pytest.raises(WorkflowInvalid, match="valuFrom: unknown field"):
         run_workflow(GOLDEN / "invalid" / "misspelt.yaml", {}, environment=environment)
     with pytest.raises(WorkflowInvalid, match="template 'eco' not found"):

@@ -164,12 +164,12 @@ def test_newer_argo_fields_and_plugins_are_unsupported_not_unknown(tmp_path: Pat
     assert "(and 1 more place(s) in this file)" in by_field["spec.templates[1].plugin"]  # once per field
 
 
-def test_script_templates_are_refused_once_without_a_redundant_body_error() -> None:
+def test_unsupported_template_kinds_are_refused_once_without_a_redundant_body_error() -> None:
     problems = lint_workflows(
-        Path(__file__).parent / "golden" / "invalid" / "script.yaml", repo_root=REPO_ROOT
+        Path(__file__).parent / "golden" / "invalid" / "unsupported.yaml", repo_root=REPO_ROOT
     )
     assert any(
-        ".script: not supported by the local executor (mlops run); Argo supports it" in p for p in problems
+        ".resource: not supported by the local executor (mlops run); Argo supports it" in p for p in problems
     )
     assert not [p for p in problems if "needs exactly one of" in p], problems
 
