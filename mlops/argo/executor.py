@@ -1,7 +1,8 @@
 """`mlops run`: interpret a WorkflowTemplate locally, node by node, the way Argo would run it.
 
 Supported: steps (groups in order, a group's steps in parallel threads), dag (depends /
-dependencies, failFast), when, templateRef, workflowTemplateRef, input/output parameters,
+dependencies, failFast), when, templateRef, workflowTemplateRef, script templates, loops
+(withItems / withParam / withSequence, `mlops.argo.loops`) and parallelism, input/output parameters,
 retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, onExit (workflow and
 step level), synchronization.mutexes (file locks shared by every local run) and memoize (outputs
 cached under the state folder, `mlops.argo.memo`). Each container node runs in its own sandbox
@@ -22,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from mlops.argo.expr import (
     retry_bindings,
 )
 from mlops.argo.locks import MutexWaitAborted, hold_mutexes
+from mlops.argo.loops import aggregate_outputs, item_label, item_scope, loop_items
 from mlops.argo.memo import Memo, memo_for
 from mlops.argo.nodes import (
     ERROR,
@@ -52,7 +54,7 @@ from mlops.argo.nodes import (
     WorkflowResult,
 )
 from mlops.argo.parameters import WorkflowInvalid, resolve_parameters
-from mlops.argo.process import LocalEnvironment, outputs_dir, run_process, sandbox_text
+from mlops.argo.process import LocalEnvironment, ProcessResult, outputs_dir, run_process, sandbox_text
 from mlops.argo.references import check_references
 from mlops.argo.render import ProgressView
 from mlops.argo.schema import WorkflowFileError, check_document
@@ -246,6 +248,8 @@ class _Run:
         self.uid = str(uuid.uuid4())
         self.started = time.time()
         self.run_dir = env.runs_dir / self.name
+        pods = wf.spec.get("parallelism")
+        self.pods = threading.BoundedSemaphore(int(pods)) if pods else None  # spec.parallelism
         metadata = wf.metadata
         self.scope: dict[str, str] = {
             "workflow.name": self.name,
@@ -514,16 +518,8 @@ class _Run:
         argv = self.env.command_for(command, str(image) if image else None)
         template_env = {str(e["name"]): as_text(e.get("value", "")) for e in container.get("env") or []}
         node.log_path = self.run_dir / f"{_safe(node.path)}.log"
-        result = run_process(
-            argv,
-            env=self.env.process_env(template_env, sandbox),
-            cwd=self.env.repo_root,
-            log_path=node.log_path,
-            sink=lambda line: self.view.log_line(node, line),
-            deadline=ctx.deadline,
-            cancel=self.cancel,
-            kill_grace_seconds=self.env.kill_grace_seconds,
-        )
+        with self.pods or nullcontext():
+            result = self._run_pod(node, argv, template_env, sandbox, ctx)
         if result.start_error:
             return _Outcome(ERROR, result.start_error)
         code = result.exit_code
@@ -535,6 +531,20 @@ class _Run:
             tail = " | ".join(result.stderr_tail[-3:])
             return _Outcome(FAILED, f"exit code {code}" + (f": {tail}" if tail else ""), exit_code=code)
         return _Outcome(SUCCEEDED, exit_code=0, sandbox=sandbox, result=result.stdout.strip())
+
+    def _run_pod(
+        self, node: Node, argv: list[str], template_env: dict[str, str], sandbox: Path, ctx: _Context
+    ) -> ProcessResult:
+        return run_process(
+            argv,
+            env=self.env.process_env(template_env, sandbox),
+            cwd=self.env.repo_root,
+            log_path=node.log_path or self.run_dir / f"{_safe(node.path)}.log",
+            sink=lambda line: self.view.log_line(node, line),
+            deadline=ctx.deadline,
+            cancel=self.cancel,
+            kill_grace_seconds=self.env.kill_grace_seconds,
+        )
 
     def _collect_outputs(
         self, node: Node, template: dict[str, Any], outcome: _Outcome, scope: dict[str, str]
@@ -569,6 +579,51 @@ class _Run:
     # --- steps and dag ---------------------------------------------------------------------
 
     def _run_child(
+        self,
+        child: Node,
+        step: dict[str, Any],
+        source: WorkflowDoc,
+        scope: dict[str, str],
+        ctx: _Context,
+        limiter: threading.Semaphore | None = None,
+        group: str = "StepGroup",
+    ) -> None:
+        """One step or task: a single node, or a group (StepGroup/TaskGroup) of one node per loop item."""
+        try:
+            items = loop_items(step, scope, child.path)
+        except (ValueError, ExpressionError) as exc:
+            self._phase(child, ERROR, str(exc))
+            return
+        if items is None:
+            with limiter or nullcontext():
+                self._run_one(child, step, source, scope, ctx)
+            return
+        child.kind = group
+        if not items:
+            self._phase(child, SKIPPED, "Skipped, empty params")  # Argo's words for an empty loop
+            return
+        self._phase(child, RUNNING)
+        members = [
+            Node(name=f"{child.name}({i}:{_item_label(item)})", path=f"{child.path}({i})", template="")
+            for i, item in enumerate(items)
+        ]
+        child.children.extend(members)
+
+        def one(member: Node, item: Any) -> None:
+            with limiter or nullcontext():
+                self._run_one(member, step, source, {**scope, **item_scope(item)}, ctx)
+
+        with ThreadPoolExecutor(max_workers=len(members)) as pool:
+            self._wait([pool.submit(one, m, item) for m, item in zip(members, items, strict=True)])
+        child.template = members[0].template
+        child.outputs, child.result = _aggregate(members)
+        failed = [m for m in members if m.phase in UNSUCCESSFUL]
+        if failed:
+            self._phase(child, FAILED, f"{failed[0].name} {failed[0].phase.lower()}")
+        else:
+            self._phase(child, SUCCEEDED)
+
+    def _run_one(
         self, child: Node, step: dict[str, Any], source: WorkflowDoc, scope: dict[str, str], ctx: _Context
     ) -> None:
         try:
@@ -616,6 +671,7 @@ class _Run:
     ) -> _Outcome:
         scope = dict(scope)
         variables: dict[str, str] = {}
+        limiter = _limiter(template, scope)
         for group in template.get("steps") or []:
             children = [
                 (step, Node(name=str(step["name"]), path=_child_path(node, str(step["name"])), template=""))
@@ -624,7 +680,9 @@ class _Run:
             node.children.extend(child for _, child in children)
             snapshot = {**scope, **variables}
             with ThreadPoolExecutor(max_workers=max(1, len(children))) as pool:
-                futures = [pool.submit(self._run_child, c, s, source, snapshot, ctx) for s, c in children]
+                futures = [
+                    pool.submit(self._run_child, c, s, source, snapshot, ctx, limiter) for s, c in children
+                ]
                 self._wait(futures)
             for _, child in children:
                 variables.update(_node_variables("steps", child.name, child))
@@ -646,6 +704,7 @@ class _Run:
         pending = list(tasks)
         running: dict[Future[None], tuple[str, Node]] = {}
         fail_fast = (template.get("dag") or {}).get("failFast") is not False  # Argo's default: true
+        limiter = _limiter(template, scope)
         stopped: str | None = None  # the failed task that stopped scheduling
         with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
             while pending or running:
@@ -665,7 +724,10 @@ class _Run:
                         phases[name] = OMITTED
                         continue
                     snapshot = {**scope, **variables}
-                    running[pool.submit(self._run_child, child, tasks[name], source, snapshot, ctx)] = (
+                    future = pool.submit(
+                        self._run_child, child, tasks[name], source, snapshot, ctx, limiter, "TaskGroup"
+                    )
+                    running[future] = (
                         name,
                         child,
                     )
@@ -765,6 +827,20 @@ class _Run:
             "workflow.failures": json.dumps(failures),
             "workflow.duration": f"{time.time() - self.started:.3f}",
         }
+
+
+def _limiter(template: Mapping[str, Any], scope: Mapping[str, str]) -> threading.Semaphore | None:
+    """A steps/dag template's `parallelism`: at most that many of its children (loop items each count) at once."""
+    value = _int_value(template.get("parallelism"), scope, "parallelism")
+    return threading.BoundedSemaphore(value) if value else None
+
+
+def _item_label(item: Any) -> str:
+    return item_label(item)
+
+
+def _aggregate(members: list[Node]) -> tuple[dict[str, str], str | None]:
+    return aggregate_outputs([(m.outputs, m.result, m.phase) for m in members])
 
 
 def _pod_body(template: Mapping[str, Any]) -> str:

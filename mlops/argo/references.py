@@ -134,8 +134,9 @@ class _TemplateChecker:
         for g, _, step in iter_steps(template):
             step_where = f"{where}, step {step.get('name')}"
             visible = {n: t for n, t in all_steps.items() if groups[n] < g}
+            step_context = {**context, "item": _loops(step)}
             for text in _strings({k: v for k, v in step.items() if k != "name"}):
-                self._check_text(text, step_where, context, "steps", visible, all_steps)
+                self._check_text(text, step_where, step_context, "steps", visible, all_steps)
         for text in _strings(template.get("outputs")):
             self._check_text(text, where, context, "steps", all_steps, all_steps)
 
@@ -167,10 +168,11 @@ class _TemplateChecker:
         for task in tasks:
             task_name = str(task.get("name"))
             visible = {n: t for n, t in targets.items() if n in ancestors.get(task_name, set())}
+            task_context = {**context, "item": _loops(task)}
             for text in _strings(
                 {k: v for k, v in task.items() if k not in ("name", "depends", "dependencies")}
             ):
-                self._check_text(text, f"{where}, task {task_name}", context, "tasks", visible, targets)
+                self._check_text(text, f"{where}, task {task_name}", task_context, "tasks", visible, targets)
         for text in _strings(template.get("outputs")):
             self._check_text(text, where, context, "tasks", targets, targets)
 
@@ -224,7 +226,9 @@ class _TemplateChecker:
         if parts[0] in ("steps", "tasks"):
             return self._node_problem(parts, kind, visible, existing)
         if parts[0] == "item":
-            return "needs withItems/withParam, not supported by the local executor"
+            if context.get("item"):
+                return None
+            return "is only set in a step or task with withItems, withParam or withSequence"
         return "is not a variable the local executor knows"
 
     def _workflow_problem(self, tag: str, parts: list[str], context: dict[str, Any]) -> str | None:
@@ -268,6 +272,10 @@ class _TemplateChecker:
             declared = ", ".join(output_names(target)) or "none"
             return f"names an output {target.get('name')} does not declare (outputs: {declared})"
         return f"has unknown attribute {attribute!r} (one of: {', '.join(NODE_ATTRIBUTES)})"
+
+
+def _loops(step: dict[str, Any]) -> bool:
+    return any(key in step for key in ("withItems", "withParam", "withSequence"))
 
 
 def _reachable(wf: WorkflowDoc, start: str | None) -> set[str]:

@@ -240,6 +240,9 @@ _TASK_COMMON = {
     "arguments": _ARGUMENTS,
     "when": None,
     "onExit": None,
+    "withItems": ANY,
+    "withParam": None,
+    "withSequence": {"count": None, "start": None, "end": None, "format": None},
 }
 _STEP = dict(_TASK_COMMON)
 _TASK = {**_TASK_COMMON, "dependencies": None, "depends": None}
@@ -269,6 +272,7 @@ _TEMPLATE = {
         "backoff": {"duration": None, "factor": None, "maxDuration": None, "cap": None},
     },
     "activeDeadlineSeconds": None,
+    "parallelism": None,
     "synchronization": _SYNCHRONIZATION,
     "memoize": {"key": None, "maxAge": None, "cache": {"configMap": {"name": None, "key": None}}},
     # Pod placement and metadata: meaningful on a cluster, ignored locally.
@@ -288,6 +292,7 @@ _SPEC = {
     "onExit": None,
     "synchronization": _SYNCHRONIZATION,
     "activeDeadlineSeconds": None,
+    "parallelism": None,
     # Cluster housekeeping: allowed, ignored locally.
     "serviceAccountName": None,
     "podGC": ANY,

@@ -222,3 +222,59 @@ def test_script_template_runs_its_source_and_its_stdout_is_the_result(run: RunFn
     assert ran.result.phase == "Succeeded", ran.output
     assert ran.result.node("gen").result == "7"  # stdout only: stderr is not part of the result
     assert ran.result.root.outputs == {"got": "7"}
+
+
+# --- loops and parallelism -------------------------------------------------------------------------
+
+
+def test_loops_expand_aggregate_and_respect_parallelism(run: RunFn, tmp_path: Path) -> None:
+    record = tmp_path / "record.txt"
+    ran = run(CASES / "loops.yaml", {"record": str(record)}, quiet=True)
+    result = ran.result
+    assert result.phase == "Succeeded", ran.output
+    sweep = result.node("sweep")
+    assert sweep.kind == "StepGroup" and [c.phase for c in sweep.children] == ["Succeeded", "Succeeded"]
+    assert sweep.children[0].name.startswith("sweep(0:") and "lr:0.1" in sweep.children[0].name
+    assert sweep.outputs == {"score": "[0.2,0.03]"}
+    assert result.node("best").result == "[0.2,0.03]"
+    assert [c.result for c in result.node("fan-out").children] == ["a", "b", "c"]
+    assert result.node("fan-out").result == '["a","b","c"]'
+    assert [c.result for c in result.node("seq").children] == ["n01", "n02", "n03"]
+    # parallelism: 1 on main: no two of its children (loop items included) ran at the same time
+    marks = [line.split() for line in record.read_text().splitlines()]
+    assert [m[0] for m in marks] == ["start", "end", "start", "end"]
+
+
+def test_an_empty_with_param_skips_the_step_and_a_bad_one_is_an_error(tmp_path: Path, run: RunFn) -> None:
+    text = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  name: conformance-empty-loop
+spec:
+  entrypoint: main
+  arguments:
+    parameters: [{name: items, value: "[]"}]
+  templates:
+    - name: main
+      steps:
+        - - name: each
+            template: echo
+            arguments:
+              parameters: [{name: text, value: "{{item}}"}]
+            withParam: "{{workflow.parameters.items}}"
+    - name: echo
+      inputs:
+        parameters: [{name: text}]
+      container:
+        image: python:3.11-slim
+        command: [python, -c, "print('{{inputs.parameters.text}}')"]
+"""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(text)
+    empty = run(wf, quiet=True).result
+    assert empty.phase == "Succeeded"
+    assert (empty.node("each").phase, empty.node("each").message) == ("Skipped", "Skipped, empty params")
+    bad = run(wf, {"items": "not json"}, quiet=True).result
+    assert bad.node("each").phase == "Error"
+    assert "withParam: 'not json' is not a JSON list" in bad.node("each").message

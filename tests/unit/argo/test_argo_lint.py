@@ -71,12 +71,10 @@ def test_unsupported_argo_field_is_named(tmp_path: Path) -> None:
     folder.mkdir()
     text = (REPO_ROOT / "workflows" / "triton-training.yaml").read_text()
     (folder / "wf.yaml").write_text(
-        text.replace(
-            "  activeDeadlineSeconds: 7200\n", "  activeDeadlineSeconds: 7200\n  parallelism: 2\n", 1
-        )
+        text.replace("  activeDeadlineSeconds: 7200\n", "  activeDeadlineSeconds: 7200\n  priority: 2\n", 1)
     )
     problems = lint_workflows(folder, repo_root=REPO_ROOT)
-    assert any("spec.parallelism: not supported by the local executor" in p for p in problems), problems
+    assert any("spec.priority: not supported by the local executor" in p for p in problems), problems
 
 
 def test_repository_workflows_are_clean_and_the_cli_says_so(tmp_path: Path) -> None:
