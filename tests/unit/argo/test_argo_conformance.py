@@ -278,3 +278,9 @@ spec:
     bad = run(wf, {"items": "not json"}, quiet=True).result
     assert bad.node("each").phase == "Error"
     assert "withParam: 'not json' is not a JSON list" in bad.node("each").message
+
+
+def test_a_failure_the_dag_expects_does_not_stop_scheduling(run: RunFn) -> None:
+    ran = run(CASES / "dag-failure-expected.yaml", quiet=True)
+    assert phases(ran) == {"broken": "Failed", "on-broken": "Succeeded"}
+    assert ran.result.phase == "Succeeded"  # the failed branch was handled by its dependent
