@@ -686,7 +686,11 @@ class _Run:
                 self._wait(futures)
             for _, child in children:
                 variables.update(_node_variables("steps", child.name, child))
-            failed = [child for _, child in children if child.phase in UNSUCCESSFUL]
+            failed = [
+                child
+                for step, child in children
+                if child.phase in UNSUCCESSFUL and not _continues(step, child)
+            ]
             if failed:
                 return _Outcome(FAILED, f"step {failed[0].name} {failed[0].phase.lower()}", scope=variables)
         return _Outcome(SUCCEEDED, scope=variables)
@@ -699,6 +703,10 @@ class _Run:
             deps = {name: task_dependencies(task) for name, task in tasks.items()}
         except ExpressionError as exc:
             return _Outcome(ERROR, str(exc))
+        for name, task in tasks.items():
+            if not task.get("depends") and task.get("dependencies"):
+                deps[name] = (deps[name][0], _dependencies_logic(deps[name][0], tasks))
+        continued: set[str] = set()
         phases: dict[str, str] = {}
         variables: dict[str, str] = {}
         pending = list(tasks)
@@ -741,12 +749,18 @@ class _Run:
                     name, child = running.pop(future)
                     phases[name] = child.phase
                     variables.update(_node_variables("tasks", name, child))
-                    unhandled = child.phase in UNSUCCESSFUL and not _failure_handled(name, deps)
+                    if child.phase in UNSUCCESSFUL and _continues(tasks[name], child):
+                        continued.add(name)
+                    unhandled = (
+                        child.phase in UNSUCCESSFUL
+                        and name not in continued
+                        and not _failure_handled(name, deps)
+                    )
                     if fail_fast and stopped is None and unhandled:
                         stopped = name
         if stopped is not None:
             return _Outcome(FAILED, f"task {stopped} {phases[stopped].lower()}", scope=variables)
-        failed = _failed_branches(deps, phases)
+        failed = _failed_branches(deps, {n: SUCCEEDED if n in continued else ph for n, ph in phases.items()})
         if failed:
             return _Outcome(FAILED, f"task {failed[0]} {phases[failed[0]].lower()}", scope=variables)
         return _Outcome(SUCCEEDED, scope=variables)
@@ -890,6 +904,29 @@ def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
     for key, value in node.outputs.items():
         variables[f"{prefix}.{name}.outputs.parameters.{key}"] = value
     return variables
+
+
+def _continues(step: Mapping[str, Any], node: Node) -> bool:
+    """Whether a step's/task's `continueOn` lets the workflow go on past this node's failure or error."""
+    continue_on = step.get("continueOn") or {}
+    return bool(
+        (node.phase == FAILED and continue_on.get("failed"))
+        or (node.phase == ERROR and continue_on.get("error"))
+    )
+
+
+def _dependencies_logic(names: list[str], tasks: Mapping[str, Mapping[str, Any]]) -> str:
+    """`dependencies: [...]` as Argo evaluates it: a dependency with continueOn may also have failed/errored."""
+    parts = []
+    for name in names:
+        continue_on = (tasks.get(name) or {}).get("continueOn") or {}
+        extra = [
+            f"{name}.{phase}"
+            for key, phase in (("failed", "Failed"), ("error", "Errored"))
+            if continue_on.get(key)
+        ]
+        parts.append(f"({' || '.join([name, *extra])})" if extra else name)
+    return " && ".join(parts)
 
 
 _HANDLED = ("Failed", "Errored", "Completed", "AnySucceeded", "AllFailed")

@@ -240,6 +240,7 @@ _TASK_COMMON = {
     "arguments": _ARGUMENTS,
     "when": None,
     "onExit": None,
+    "continueOn": {"failed": None, "error": None},
     "withItems": ANY,
     "withParam": None,
     "withSequence": {"count": None, "start": None, "end": None, "format": None},

@@ -284,3 +284,18 @@ def test_a_failure_the_dag_expects_does_not_stop_scheduling(run: RunFn) -> None:
     ran = run(CASES / "dag-failure-expected.yaml", quiet=True)
     assert phases(ran) == {"broken": "Failed", "on-broken": "Succeeded"}
     assert ran.result.phase == "Succeeded"  # the failed branch was handled by its dependent
+
+
+# --- continueOn ------------------------------------------------------------------------------------
+
+
+def test_continue_on_failed_goes_past_the_failure(run: RunFn) -> None:
+    ran = run(CASES / "continue-on.yaml", quiet=True)
+    assert phases(ran) == {
+        "flaky": "Failed",
+        "after": "Succeeded",
+        "graph": "Succeeded",
+        "graph.broken": "Failed",
+        "graph.next": "Succeeded",
+    }
+    assert ran.result.phase == "Succeeded"

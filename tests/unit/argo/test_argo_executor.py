@@ -162,7 +162,7 @@ def test_invalid_workflow_is_rejected_with_every_problem(environment: LocalEnvir
     with pytest.raises(WorkflowInvalid) as caught:
         run_workflow(GOLDEN / "invalid" / "unsupported.yaml", {}, environment=environment)
     assert any("resource: not supported by the local executor" in e for e in caught.value.errors)
-    assert any("continueOn: not supported" in e for e in caught.value.errors)
+    assert any("hooks: not supported" in e for e in caught.value.errors)
     with pytest.raises(WorkflowInvalid, match="valuFrom: unknown field"):
         run_workflow(GOLDEN / "invalid" / "misspelt.yaml", {}, environment=environment)
     with pytest.raises(WorkflowInvalid, match="template 'eco' not found"):

@@ -133,7 +133,7 @@ def test_unsupported_fields_are_named_with_the_supported_alternatives() -> None:
     assert "not supported by the local executor (mlops run); Argo supports it" in resource[0]
     assert "container, script, steps, dag" in resource[0]
     assert "(and 1 more place(s) in this file)" in resource[0]
-    assert any(e.startswith("spec.templates[0].steps[0][0].continueOn: not supported") for e in errors)
+    assert any(e.startswith("spec.templates[0].steps[0][0].hooks: not supported") for e in errors)
 
 
 @pytest.mark.parametrize(
