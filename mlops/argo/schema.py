@@ -290,6 +290,7 @@ _SPEC = {
     "workflowTemplateRef": {"name": None, "clusterScope": None},
     "arguments": _ARGUMENTS,
     "templates": _TEMPLATE,
+    "templateDefaults": _TEMPLATE,
     "onExit": None,
     "synchronization": _SYNCHRONIZATION,
     "activeDeadlineSeconds": None,

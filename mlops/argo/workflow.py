@@ -37,8 +37,14 @@ class WorkflowDoc:
 
     @property
     def templates(self) -> dict[str, dict[str, Any]]:
+        """Templates by name, each with `spec.templateDefaults` merged in (the template's own fields win)."""
         templates = self.spec.get("templates") or []
-        return {t["name"]: t for t in templates if isinstance(t, dict) and isinstance(t.get("name"), str)}
+        defaults = self.spec.get("templateDefaults")
+        return {
+            t["name"]: with_defaults(t, defaults) if isinstance(defaults, dict) else t
+            for t in templates
+            if isinstance(t, dict) and isinstance(t.get("name"), str)
+        }
 
     @property
     def parameters(self) -> list[dict[str, Any]]:
@@ -46,6 +52,47 @@ class WorkflowDoc:
         arguments = self.spec.get("arguments") or {}
         params = arguments.get("parameters") if isinstance(arguments, dict) else None
         return [p for p in params or [] if isinstance(p, dict)]
+
+
+TEMPLATE_TYPES = (
+    "container",
+    "script",
+    "steps",
+    "dag",
+    "resource",
+    "suspend",
+    "http",
+    "plugin",
+    "containerSet",
+    "data",
+)
+
+
+def _merge(defaults: Any, own: Any, key: str = "") -> Any:
+    """A strategic merge as Kubernetes does it for a Template: mappings merge, `env` merges by name, lists replace."""
+    if isinstance(defaults, dict) and isinstance(own, dict):
+        merged = dict(defaults)
+        for k, v in own.items():
+            merged[k] = _merge(defaults[k], v, k) if k in defaults else v
+        return merged
+    if key == "env" and isinstance(defaults, list) and isinstance(own, list):
+        names = {e.get("name") for e in own if isinstance(e, dict)}
+        return [e for e in defaults if isinstance(e, dict) and e.get("name") not in names] + own
+    return own
+
+
+def with_defaults(template: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`spec.templateDefaults` merged into one template, as Argo's controller does it.
+
+    The template's fields take precedence (https://argo-workflows.readthedocs.io/en/latest/template-defaults/);
+    the template keeps its own type: a default `container` does not turn a steps template into a pod.
+    """
+    merged: dict[str, Any] = _merge(defaults, template)
+    own_type = [kind for kind in TEMPLATE_TYPES if kind in template]
+    for kind in TEMPLATE_TYPES:
+        if kind in merged and kind not in own_type:
+            del merged[kind]
+    return merged
 
 
 @dataclass

@@ -299,3 +299,16 @@ def test_continue_on_failed_goes_past_the_failure(run: RunFn) -> None:
         "graph.next": "Succeeded",
     }
     assert ran.result.phase == "Succeeded"
+
+
+# --- templateDefaults -------------------------------------------------------------------------------
+
+
+def test_template_defaults_are_merged_into_each_template(run: RunFn) -> None:
+    ran = run(CASES / "template-defaults.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    flaky = ran.result.node("flaky")
+    assert [a.exit_code for a in flaky.attempts] == [3, 0]
+    assert flaky.outputs == {"seen": "yes,yes,own"}
+    assert ran.result.root.kind == "Steps"  # main stays a steps template despite the default container
+    assert flaky.kind == "Pod"
