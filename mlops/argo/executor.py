@@ -604,7 +604,7 @@ class _Run:
             return
         self._phase(child, RUNNING)
         members = [
-            Node(name=f"{child.name}({i}:{_item_label(item)})", path=f"{child.path}({i})", template="")
+            Node(name=f"{child.name}({i}:{item_label(item)})", path=f"{child.path}({i})", template="")
             for i, item in enumerate(items)
         ]
         child.children.extend(members)
@@ -847,10 +847,6 @@ def _limiter(template: Mapping[str, Any], scope: Mapping[str, str]) -> threading
     """A steps/dag template's `parallelism`: at most that many of its children (loop items each count) at once."""
     value = _int_value(template.get("parallelism"), scope, "parallelism")
     return threading.BoundedSemaphore(value) if value else None
-
-
-def _item_label(item: Any) -> str:
-    return item_label(item)
 
 
 def _aggregate(members: list[Node]) -> tuple[dict[str, str], str | None]:
