@@ -34,7 +34,7 @@ TRITON_PAGE = (
 
 
 class _MetricsHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         body = TRITON_PAGE.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
