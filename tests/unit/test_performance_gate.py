@@ -275,7 +275,7 @@ def test_baseline_without_figures_means_absolute_only() -> None:
 @pytest.mark.parametrize(
     ("tags", "note"),
     [
-        # a version judged before the gate compared TTFT and success rate has only two figures
+        # e.g. tags written by hand: two of the four figures
         (
             {"perf.p95_latency_s": "1.0", "perf.request_throughput": "5.0"},
             "carries no perf.ttft_p95_s, perf.success_rate",
