@@ -1,9 +1,11 @@
 """Step (performance gate): did the staged adapter hold the SLOs under load? `perf-passed` or `perf-failed`.
 
 Reads the figures the `performance.loadtest` run logged, judges them with `performance_gate`
-(pure): absolute SLOs (end-to-end P95, TTFT P95, request throughput, success rate) and, when a
-baseline exists, relative to it (P95 at most `max_latency_ratio` times the baseline's,
-throughput at least `min_throughput_ratio` times). The baseline is the version behind
+(pure). Each of the four figures has an absolute SLO, strict as the SLOs are written (end-to-end
+P95 < 8 s, TTFT P95 < 2 s, > 2 requests/s, success rate > 0.99 by default) and, when a baseline
+exists, a comparison with it (inclusive: P95 at most `max_latency_ratio` times the baseline's, TTFT
+P95 at most `max_ttft_ratio` times, throughput at least `min_throughput_ratio` times, success
+rate at most `max_success_rate_drop` below the baseline's). The baseline is the version behind
 `perf-passed`, read from its `perf.*` tags; when that is the version under test itself (a
 re-test), the version `perf-passed` was at before it. No baseline: absolute SLOs only, and the
 verdict says so.
@@ -54,14 +56,16 @@ FIGURE_TAGS = {
 
 @dataclass(frozen=True)
 class Slos:
-    """The gate's bounds; every bound is inclusive (`<=` / `>=`)."""
+    """The gate's bounds: the absolute SLOs are strict (`<` / `>`), the baseline bounds inclusive."""
 
     max_p95_latency_s: float = 8.0
     max_ttft_p95_s: float = 2.0
     min_throughput_rps: float = 2.0
     min_success_rate: float = 0.99  # fraction
     max_latency_ratio: float = 1.15  # P95 / baseline P95
+    max_ttft_ratio: float = 1.15  # TTFT P95 / baseline TTFT P95
     min_throughput_ratio: float = 0.85  # throughput / baseline throughput
+    max_success_rate_drop: float = 0.005  # baseline success rate - success rate (fraction)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class Baseline:
     version: str
     p95_latency_s: float
     throughput_rps: float
+    ttft_p95_s: float
+    success_rate: float
 
 
 def _positive(name: str, value: float) -> float:
@@ -98,10 +104,17 @@ def performance_gate(
     figures: Figures, slos: Slos, baseline: Baseline | None, baseline_note: str = ""
 ) -> Verdict:
     """Absolute SLOs, and the baseline ratios when a baseline exists; the reason says which applied."""
-    for name in ("max_p95_latency_s", "max_ttft_p95_s", "max_latency_ratio", "min_throughput_ratio"):
+    for name in (
+        "max_p95_latency_s",
+        "max_ttft_p95_s",
+        "max_latency_ratio",
+        "max_ttft_ratio",
+        "min_throughput_ratio",
+    ):
         _positive(name, getattr(slos, name))
     require_finite("min_throughput_rps", slos.min_throughput_rps)
     require_fraction("min_success_rate", slos.min_success_rate)
+    require_fraction("max_success_rate_drop", slos.max_success_rate_drop)
     success_rate = require_fraction("success_rate", figures.success_rate)
     notes = []
     if figures.aborted:
@@ -115,28 +128,53 @@ def performance_gate(
         reasons = ", ".join(f"{reason} x{count}" for reason, count in figures.failure_reasons.items())
         failing = [
             check("successful_requests", float(figures.completed), ">", 0.0),
-            check("success_rate", success_rate, ">=", slos.min_success_rate),
+            check("success_rate", success_rate, ">", slos.min_success_rate),
         ]
         lead = f"0 of {figures.total} requests succeeded ({reasons or 'no reason recorded'}): no latency to judge"
         return _with_notes(verdict(failing), [lead, *notes])
     checks: list[Check] = [
-        check("p95_latency_s", figures.p95_latency_s, "<=", slos.max_p95_latency_s),
-        check("ttft_p95_s", figures.ttft_p95_s, "<=", slos.max_ttft_p95_s),
-        check("request_throughput", figures.throughput_rps, ">=", slos.min_throughput_rps),
-        check("success_rate", success_rate, ">=", slos.min_success_rate),
+        check("p95_latency_s", figures.p95_latency_s, "<", slos.max_p95_latency_s),
+        check("ttft_p95_s", figures.ttft_p95_s, "<", slos.max_ttft_p95_s),
+        check("request_throughput", figures.throughput_rps, ">", slos.min_throughput_rps),
+        check("success_rate", success_rate, ">", slos.min_success_rate),
     ]
     if baseline is None:
         notes.append(baseline_note or "no perf-passed baseline: absolute SLOs only")
     else:
-        base_p95 = _positive(f"baseline v{baseline.version} p95_latency_s", baseline.p95_latency_s)
-        base_rps = _positive(f"baseline v{baseline.version} request_throughput", baseline.throughput_rps)
+        where = f"baseline v{baseline.version}"
+        base_p95 = _positive(f"{where} p95_latency_s", baseline.p95_latency_s)
+        base_ttft = _positive(f"{where} ttft_p95_s", baseline.ttft_p95_s)
+        base_rps = _positive(f"{where} request_throughput", baseline.throughput_rps)
+        base_success = require_fraction(f"{where} success_rate", baseline.success_rate)
+        # rounded to 9 places: 1.0 - 0.995 is 0.0050000000000000044 in floats, and a drop of
+        # exactly the allowed 0.005 passes
         checks += [
-            check("p95_latency_vs_baseline", figures.p95_latency_s / base_p95, "<=", slos.max_latency_ratio),
             check(
-                "throughput_vs_baseline", figures.throughput_rps / base_rps, ">=", slos.min_throughput_ratio
+                "p95_latency_vs_baseline",
+                round(figures.p95_latency_s / base_p95, 9),
+                "<=",
+                slos.max_latency_ratio,
+            ),
+            check(
+                "ttft_p95_vs_baseline", round(figures.ttft_p95_s / base_ttft, 9), "<=", slos.max_ttft_ratio
+            ),
+            check(
+                "throughput_vs_baseline",
+                round(figures.throughput_rps / base_rps, 9),
+                ">=",
+                slos.min_throughput_ratio,
+            ),
+            check(
+                "success_rate_drop_vs_baseline",
+                round(base_success - success_rate, 9),
+                "<=",
+                slos.max_success_rate_drop,
             ),
         ]
-        notes.append(f"baseline: v{baseline.version} (p95 {base_p95:.4g}s, {base_rps:.4g} req/s)")
+        notes.append(
+            f"baseline: v{baseline.version} (p95 {base_p95:.4g}s, ttft p95 {base_ttft:.4g}s, "
+            f"{base_rps:.4g} req/s, success {base_success:.4g})"
+        )
     return _with_notes(verdict(checks), notes)
 
 
@@ -162,17 +200,22 @@ def find_baseline(
     if holder is None:
         return None, f"no {pass_alias} baseline: absolute SLOs only"
     tags = registry.tags(model, holder)
+    names = ("p95_e2el_s", "request_throughput", "p95_ttft_s", "success_rate")
+    missing = [FIGURE_TAGS[name] for name in names if FIGURE_TAGS[name] not in tags]
+    if missing:
+        return None, f"{pass_alias} v{holder} carries no {', '.join(missing)}: absolute SLOs only"
     try:
-        p95 = float(tags[FIGURE_TAGS["p95_e2el_s"]])
-        rps = float(tags[FIGURE_TAGS["request_throughput"]])
-    except (KeyError, ValueError):
-        return None, f"{pass_alias} v{holder} carries no perf figures: absolute SLOs only"
-    if not (math.isfinite(p95) and math.isfinite(rps) and p95 > 0 and rps > 0):
+        p95, rps, ttft, success = (float(tags[FIGURE_TAGS[name]]) for name in names)
+    except ValueError:
+        return None, f"{pass_alias} v{holder} has perf figures that are no numbers: absolute SLOs only"
+    usable = all(math.isfinite(v) and v > 0 for v in (p95, rps, ttft)) and 0.0 <= success <= 1.0
+    if not usable:
         return (
             None,
-            f"{pass_alias} v{holder} has unusable perf figures (p95 {p95}, {rps} req/s): absolute SLOs only",
+            f"{pass_alias} v{holder} has unusable perf figures (p95 {p95}, ttft p95 {ttft}, "
+            f"{rps} req/s, success {success}): absolute SLOs only",
         )
-    return Baseline(holder, p95, rps), ""
+    return Baseline(holder, p95, rps, ttft, success), ""
 
 
 def take_back(registry: Registry, model: str, alias: str, version: str, reason: str) -> str | None:
@@ -221,15 +264,22 @@ class Config(StepConfig):
     staged_alias: str = Field("staged", description="the alias the tested version must still carry")
     pass_alias: str = Field("perf-passed", description="moved to the version on pass; the baseline")
     fail_alias: str = Field("perf-failed", description="moved to the version on fail")
-    max_p95_latency_s: float = Field(8.0, gt=0, description="largest end-to-end P95 latency that passes (s)")
-    max_ttft_p95_s: float = Field(2.0, gt=0, description="largest time-to-first-token P95 that passes (s)")
-    min_throughput_rps: float = Field(2.0, ge=0, description="smallest successful requests/s that passes")
+    max_p95_latency_s: float = Field(8.0, gt=0, description="end-to-end P95 latency must stay below this (s)")
+    max_ttft_p95_s: float = Field(2.0, gt=0, description="time-to-first-token P95 must stay below this (s)")
+    min_throughput_rps: float = Field(2.0, ge=0, description="successful requests/s must exceed this")
     min_success_rate: float = Field(
-        0.99, ge=0, le=1, description="smallest success fraction (0..1) that passes"
+        0.99, ge=0, le=1, description="the success fraction (0..1) must exceed this"
     )
     max_latency_ratio: float = Field(1.15, gt=0, description="largest P95 / baseline P95 that passes")
+    max_ttft_ratio: float = Field(1.15, gt=0, description="largest TTFT P95 / baseline TTFT P95 that passes")
     min_throughput_ratio: float = Field(
         0.85, gt=0, description="smallest throughput / baseline throughput that passes"
+    )
+    max_success_rate_drop: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="largest baseline success rate - success rate (fraction 0..1) that passes",
     )
 
     def slos(self) -> Slos:
@@ -239,7 +289,9 @@ class Config(StepConfig):
             min_throughput_rps=self.min_throughput_rps,
             min_success_rate=self.min_success_rate,
             max_latency_ratio=self.max_latency_ratio,
+            max_ttft_ratio=self.max_ttft_ratio,
             min_throughput_ratio=self.min_throughput_ratio,
+            max_success_rate_drop=self.max_success_rate_drop,
         )
 
 

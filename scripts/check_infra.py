@@ -31,6 +31,10 @@ Checks (all by default; `--check NAME` picks some, in this order):
   podsecurity  every platform pod and every workflow pod (templateDefaults + the controller's
              executor settings) passes Pod Security `restricted`, has requests and limits; the
              namespaces enforce `restricted`
+  identities every container that talks to MLflow (WorkflowTemplates, Deployments) reads
+             MLFLOW_TRACKING_USERNAME/PASSWORD from one Secret, one per workflow, written by an
+             ExternalSecret for a user the MLflow pods create with the same password entry; MLflow
+             runs its basic-auth app
   hadolint   docker/*/Dockerfile with docker/hadolint.yaml (no ignored rule)
   gha        .github/workflows/*.yml against GitHub's workflow schema (check-jsonschema, vendored);
              every action pinned by commit SHA; AWS only through OIDC role assumption
@@ -62,8 +66,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_VERSION = "1.33"
 IMAGE_PREFIX = "mlops-k8s"  # repository path prefix of every image images.yml pushes
-# Secrets created out of band (docs/infra.md, "Bootstrap"), never committed.
-EXTERNAL_SECRETS = {("mlops", "mlflow-db")}
+# Secrets created out of band, never committed. None today: External Secrets writes every Secret the
+# pods read, and each ExternalSecret's target counts as in the build (docs/infra.md).
+EXTERNAL_SECRETS: set[tuple[str | None, str]] = set()
 # Namespaces whose Services another install owns (ServiceMonitor targets not checkable here).
 EXTERNAL_NAMESPACES = {"argo"}
 SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
@@ -336,6 +341,30 @@ def names(build: Build, kind: str) -> set[tuple[str | None, str]]:
     }
 
 
+def secret_names(build: Build) -> set[tuple[str | None, str]]:
+    """Secrets of a build: Secret objects, and the targets External Secrets writes from ExternalSecrets."""
+    targets = {
+        (o["metadata"].get("namespace"), o["spec"]["target"].get("name") or o["metadata"]["name"])
+        for o in build.objects
+        if o.get("kind") == "ExternalSecret"
+    }
+    return names(build, "Secret") | targets | EXTERNAL_SECRETS
+
+
+def external_secret_refs(build: Build, obj: dict[str, Any], result: Result, where: str) -> None:
+    """An ExternalSecret's store is in the build (same namespace for a SecretStore); a store's account too."""
+    namespace = obj["metadata"].get("namespace")
+    if obj.get("kind") == "ExternalSecret":
+        store = obj["spec"]["secretStoreRef"]
+        scope = namespace if store["kind"] == "SecretStore" else None
+        if (scope, store["name"]) not in names(build, store["kind"]):
+            result.add(where, f"{store['kind']} {store['name']!r} is not in the build")
+        return
+    account = obj["spec"]["provider"].get("aws", {}).get("auth", {}).get("jwt", {}).get("serviceAccountRef")
+    if account and (namespace, account["name"]) not in names(build, "ServiceAccount"):
+        result.add(where, f"serviceAccountRef {account['name']!r} is not a ServiceAccount in {namespace}")
+
+
 def pod_spec_refs(build: Build, obj: dict[str, Any], pod: dict[str, Any], result: Result, where: str) -> None:
     namespace = obj["metadata"].get("namespace")
     spec = pod.get("spec", {})
@@ -374,7 +403,7 @@ def pod_spec_refs(build: Build, obj: dict[str, Any], pod: dict[str, Any], result
     for kind, name in referenced:
         known = {
             "ConfigMap": config_maps,
-            "Secret": names(build, "Secret") | EXTERNAL_SECRETS,
+            "Secret": secret_names(build),
             "PersistentVolumeClaim": claims,
         }[kind]
         if (namespace, name) not in known:
@@ -566,10 +595,52 @@ def analysis_template_refs(obj: dict[str, Any], result: Result, where: str) -> N
             result.add(where, f"metric {metric.get('name')}: {{{{args.{name}}}}} is no declared argument")
 
 
+def workflow_pod_labels(build: Build, namespace: str | None) -> list[dict[str, str]]:
+    """The labels of each step pod a WorkflowTemplate in `namespace` runs (podMetadata + the template's)."""
+    labels: list[dict[str, str]] = []
+    for obj in build.objects:
+        if obj.get("kind") != "WorkflowTemplate" or obj["metadata"].get("namespace") != namespace:
+            continue
+        common = obj["spec"].get("podMetadata", {}).get("labels", {})
+        for template in obj["spec"].get("templates", []):
+            if template.get("container") or template.get("script"):
+                labels.append({**common, **template.get("metadata", {}).get("labels", {})})
+    return labels
+
+
+def cluster_params_refs(ctx: Context, platform: list[Build], result: Result) -> None:
+    """Every in-cluster URL of workflows/params/cluster.yaml into a namespace the overlays deploy Services
+    to names a Service port of some overlay (the judge endpoint: infra/judge, gpu overlay)."""
+    import yaml
+
+    path = ctx.root / "workflows" / "params" / "cluster.yaml"
+    if not path.is_file():
+        return
+    ports = {
+        (s["metadata"].get("namespace"), s["metadata"]["name"], p["port"])
+        for build in platform
+        for s in build.objects
+        if s.get("kind") == "Service"
+        for p in s["spec"].get("ports", [])
+    }
+    for name, value in (yaml.safe_load(path.read_text()) or {}).items():
+        url = re.match(r"^https?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)", str(value))
+        owned = {namespace for namespace, _, _ in ports}  # another install's Services are not checked
+        if url and url.group(2) in owned and (url.group(2), url.group(1), int(url.group(3))) not in ports:
+            result.add(
+                ctx.rel(path),
+                f"{name}: {value}: no overlay has a Service {url.group(2)}/{url.group(1)} with port {url.group(3)}",
+            )
+
+
 def check_refs(ctx: Context) -> Result:
     result = Result("refs")
     platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
     checked = 0
+    for build in ctx.builds.values():
+        for obj in build.objects:
+            if obj.get("kind") in ("ExternalSecret", "SecretStore"):
+                external_secret_refs(build, obj, result, f"{build.path}: {describe(obj)}")
     for build in platform:
         for obj in build.objects:
             kind, namespace = obj.get("kind"), obj["metadata"].get("namespace")
@@ -597,6 +668,8 @@ def check_refs(ctx: Context) -> Result:
             elif kind in ("PodDisruptionBudget", "NetworkPolicy"):
                 selector = obj["spec"].get("selector") or obj["spec"].get("podSelector")
                 labels = [p["metadata"].get("labels", {}) for _, p in workloads]
+                if kind == "NetworkPolicy":
+                    labels += workflow_pod_labels(build, namespace)
                 if (
                     selector
                     and selector.get("matchLabels")
@@ -655,6 +728,7 @@ def check_refs(ctx: Context) -> Result:
                 result.add(
                     where, f"port {endpoint.get('port')!r} is not a named port of the selected Services"
                 )
+    cluster_params_refs(ctx, platform, result)
     for build, app in ctx.objects("Application"):
         path = app["spec"]["source"].get("path")
         if path and not (ctx.root / path / "kustomization.yaml").is_file():
@@ -802,6 +876,43 @@ def workflow_images(ctx: Context, result: Result) -> Iterator[tuple[str, str]]:
                 yield f"{ctx.rel(params_file)}: {name}", str(value)
 
 
+def mlflow_requirements(info: ModuleType, name: str, dockerfile: Path, result: Result, where: str) -> None:
+    """An image in buildinfo.MLFLOW_CLIENT_IMAGES installs mlflow-skinny; every other one full mlflow."""
+    client_only = name in info.MLFLOW_CLIENT_IMAGES
+    for line in dockerfile.read_text().splitlines():
+        if "buildinfo.py requirements" not in line:
+            continue
+        if client_only and "--mlflow-skinny" not in line:
+            result.add(
+                where, "installs the full mlflow: a client-only image takes `requirements --mlflow-skinny`"
+            )
+        if not client_only and "--mlflow-skinny" in line:
+            result.add(
+                where, f"--mlflow-skinny, but {name} is not in docker/buildinfo.py's MLFLOW_CLIENT_IMAGES"
+            )
+
+
+def server_requirements(ctx: Context, info: ModuleType, result: Result) -> None:
+    """docker/mlflow-server/requirements.txt pins what pyproject's `mlflow-server` extra does (the tests' server)."""
+    path = ctx.root / "docker" / "mlflow-server" / "requirements.txt"
+    if not path.is_file():
+        return
+    image = {
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    }
+    try:
+        tested = set(info.requirements(ctx.root / "pyproject.toml", ["mlflow-server"]))
+    except SystemExit as exc:
+        result.add("pyproject.toml", f"no `mlflow-server` extra for the tests' MLflow server ({exc})")
+        return
+    if image != tested:
+        result.add(
+            ctx.rel(path),
+            f"differs from pyproject.toml's mlflow-server extra: only here {sorted(image - tested)}, "
+            f"only there {sorted(tested - image)}",
+        )
+
+
 def check_images(ctx: Context) -> Result:
     result = Result("images")
     info = buildinfo(ctx.root)
@@ -819,6 +930,7 @@ def check_images(ctx: Context) -> Result:
                 result.add(where, f"base image {image} is not pinned by digest (@sha256:...)")
             if stage:
                 stages.add(stage)
+        mlflow_requirements(info, name, dockerfile, result, where)
         if name not in filters:
             result.add(
                 ".github/workflows/images.yml", f"no path filter for image {name} (docker/{name}/Dockerfile)"
@@ -839,6 +951,7 @@ def check_images(ctx: Context) -> Result:
             result.notes.append(
                 f"{name}: not buildable until {', '.join(missing)} exist (images.yml skips it)"
             )
+    server_requirements(ctx, info, result)
     for name in filters:
         if name not in dockerfiles:
             result.add(".github/workflows/images.yml", f"filter {name} has no docker/{name}/Dockerfile")
@@ -946,9 +1059,11 @@ def check_flows(ctx: Context) -> Result:
 
     result = Result("flows")
     where = "infra/flows.yaml"
+    import yaml
+
     try:
         spec = load_flow_file(ctx.root / where)
-    except (OSError, ValidationError) as exc:
+    except (OSError, ValidationError, yaml.YAMLError) as exc:
         result.add(where, str(exc))
         return result
     findings, notes = evaluate_flows(spec, sim_builds(ctx), where)
@@ -1026,6 +1141,182 @@ def check_podsecurity(ctx: Context) -> Result:
     result.notes.append(
         f"{pods} workloads and WorkflowTemplates in {len(builds)} overlays against `restricted`"
     )
+    return result
+
+
+# --- identities -------------------------------------------------------------------------------
+
+IDENTITY_ENV = {"MLFLOW_TRACKING_USERNAME": "username", "MLFLOW_TRACKING_PASSWORD": "password"}
+
+
+def mounted_identity(container: dict[str, Any], volumes: list[dict[str, Any]]) -> str | None:
+    """The Secret a pod container mounts as MLflow's credentials file (`$HOME/.mlflow/credentials`)."""
+    for mount in container.get("volumeMounts", []):
+        if not mount["mountPath"].rstrip("/").endswith("/.mlflow"):
+            continue
+        volume = next((v for v in volumes if v["name"] == mount["name"]), {})
+        secret = volume.get("secret", {})
+        if any(item.get("path") == "credentials" for item in secret.get("items", [])):
+            return str(secret["secretName"])
+    return None
+
+
+def container_identity(
+    container: dict[str, Any], volumes: list[dict[str, Any]] | None = None
+) -> tuple[str | None, list[str]]:
+    """(Secret, problems) of a container that talks to MLflow: both variables from one Secret's keys
+    (a pod container may mount that Secret's `credentials` as MLflow's credentials file instead)."""
+    env = {e["name"]: e for e in container.get("env") or []}
+    if "MLFLOW_TRACKING_URI" not in env:
+        return None, []
+    mounted = mounted_identity(container, volumes or [])
+    if mounted and not set(IDENTITY_ENV) & set(env):
+        return mounted, []
+    secrets: set[str] = set()
+    problems: list[str] = []
+    for variable, key in IDENTITY_ENV.items():
+        entry = env.get(variable)
+        ref = (entry or {}).get("valueFrom", {}).get("secretKeyRef")
+        if entry is None:
+            problems.append(
+                f"sets MLFLOW_TRACKING_URI but no {variable}: it would reach MLflow without an identity"
+            )
+        elif not ref:
+            problems.append(f"{variable} is not read from a Secret (valueFrom.secretKeyRef)")
+        elif ref.get("key") != key:
+            problems.append(f"{variable} reads key {ref.get('key')!r} of {ref['name']}, not {key!r}")
+        else:
+            secrets.add(ref["name"])
+    if len(secrets) > 1:
+        problems.append(f"username and password from different Secrets ({', '.join(sorted(secrets))})")
+    return (secrets.pop() if len(secrets) == 1 else None), problems
+
+
+def external_secret_for(build: Build, namespace: str | None, secret: str) -> dict[str, Any] | None:
+    for obj in build.objects:
+        if (
+            obj.get("kind") == "ExternalSecret"
+            and obj["metadata"].get("namespace") == namespace
+            and (obj["spec"]["target"].get("name") or obj["metadata"]["name"]) == secret
+        ):
+            return obj
+    return None
+
+
+def remote_ref(external: dict[str, Any], secret_key: str) -> tuple[str, str] | None:
+    for item in external["spec"]["data"]:
+        if item["secretKey"] == secret_key:
+            return item["remoteRef"]["key"], item["remoteRef"].get("property", "")
+    return None
+
+
+def client_remote(external: dict[str, Any]) -> tuple[str | None, tuple[str, str] | None]:
+    """(MLflow user name, Secrets Manager entry of its password) of a client identity's ExternalSecret."""
+    data = external["spec"]["target"].get("template", {}).get("data", {})
+    password = re.fullmatch(r"\{\{\s*\.(\w+)\s*\}\}", str(data.get("password", "")).strip())
+    return data.get("username"), remote_ref(external, password.group(1)) if password else None
+
+
+def server_users(build: Build, result: Result) -> dict[str, tuple[str, str]] | None:
+    """user -> Secrets Manager entry, for the users the MLflow pods create (sync_users.py --users-dir)."""
+    for obj in build.objects:
+        if obj.get("kind") != "Deployment" or obj["metadata"]["name"] != "mlflow":
+            continue
+        where = f"{build.path}: {describe(obj)}"
+        spec = obj["spec"]["template"]["spec"]
+        server = next((c for c in spec["containers"] if c["name"] == "mlflow"), None)
+        if server is None or "--app-name=basic-auth" not in server.get("args", []):
+            result.add(
+                where, "MLflow does not run its basic-auth app (--app-name=basic-auth): any pod may write"
+            )
+        sync = next(
+            (c for c in spec["containers"] if "sync_users.py" in " ".join(c.get("command", []))), None
+        )
+        if sync is None:
+            result.add(
+                where, "no container runs sync_users.py: the workflows' MLflow users are never created"
+            )
+            return None
+        directory = next(
+            (a.split("=", 1)[1] for a in sync.get("args", []) if a.startswith("--users-dir=")), None
+        )
+        mount = next((m for m in sync.get("volumeMounts", []) if m["mountPath"] == directory), None)
+        volume = next((v for v in spec.get("volumes", []) if mount and v["name"] == mount["name"]), None)
+        secret = (volume or {}).get("secret", {}).get("secretName")
+        external = external_secret_for(build, "mlops", secret) if secret else None
+        if external is None:
+            result.add(where, f"the users sidecar's --users-dir {directory} is no ExternalSecret's Secret")
+            return None
+        return {
+            item["secretKey"]: (item["remoteRef"]["key"], item["remoteRef"].get("property", ""))
+            for item in external["spec"]["data"]
+        }
+    return None
+
+
+def identity_refs(
+    build: Build,
+    namespace: str | None,
+    secret: str,
+    users: dict[str, tuple[str, str]],
+    result: Result,
+    where: str,
+) -> None:
+    """The identity's Secret is written by an ExternalSecret for a user MLflow creates, with its password."""
+    external = external_secret_for(build, namespace, secret)
+    if external is None:
+        result.add(where, f"MLflow identity Secret {secret!r} is written by no ExternalSecret in {namespace}")
+        return
+    username, password_ref = client_remote(external)
+    if username not in users:
+        result.add(where, f"MLflow user {username!r} (Secret {secret}) is not among the users MLflow creates")
+    elif password_ref != users[username]:
+        result.add(
+            where,
+            f"Secret {secret}: the password of {username} is read from {password_ref}, MLflow's from {users[username]}",
+        )
+
+
+def check_identities(ctx: Context) -> Result:
+    result = Result("identities")
+    platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
+    counted: dict[str, str] = {}
+    for build in platform:
+        users = server_users(build, result)
+        if users is None:
+            continue
+        for obj in build.objects:
+            kind, namespace = obj.get("kind"), obj["metadata"].get("namespace")
+            if kind == "WorkflowTemplate":
+                containers = [
+                    (f"template {t['name']}", t["container"])
+                    for t in obj["spec"]["templates"]
+                    if t.get("container")
+                ]
+            elif kind in WORKLOADS:
+                spec = obj["spec"]["template"]["spec"]
+                containers = [(f"container {c['name']}", c) for c in spec.get("containers", [])]
+            else:
+                continue
+            volumes = obj["spec"]["template"]["spec"].get("volumes", []) if kind in WORKLOADS else []
+            identities: set[str] = set()
+            for label, container in containers:
+                where = f"{build.path}: {describe(obj)} {label}"
+                secret, problems = container_identity(container, volumes)
+                for problem in problems:
+                    result.add(where, problem)
+                if secret:
+                    identities.add(secret)
+                    identity_refs(build, namespace, secret, users, result, where)
+            if len(identities) > 1:
+                result.add(
+                    f"{build.path}: {describe(obj)}",
+                    f"one identity per workflow: its templates use {', '.join(sorted(identities))}",
+                )
+            if identities:
+                counted[describe(obj)] = identities.pop()
+    families = sorted(set(counted.values()))
+    result.notes.append(f"{len(counted)} workflows and pods with an MLflow identity ({', '.join(families)})")
     return result
 
 
@@ -1196,6 +1487,7 @@ CHECKS: dict[str, Callable[[Context], Result]] = {
     "flows": check_flows,
     "consistency": check_consistency,
     "podsecurity": check_podsecurity,
+    "identities": check_identities,
     "hadolint": check_hadolint,
     "gha": check_gha,
     "checkov": check_checkov,
@@ -1205,6 +1497,7 @@ NEEDS_BUILDS = {
     "refs",
     "promql",
     "images",
+    "identities",
     "argocd",
     "flows",
     "consistency",

@@ -55,12 +55,26 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `mlops lint [DIRECTORY]`."""
+    """Arguments of `mlops lint [DIRECTORY | FILE] [--params FILE]... [--strict]`."""
     parser.add_argument(
         "directory",
         nargs="?",
         default="workflows",
-        help="folder of WorkflowTemplates (and params/*.yaml) to check (default: workflows)",
+        metavar="PATH",
+        help="folder of WorkflowTemplates (and its params/*.yaml), or one workflow file (default: workflows)",
+    )
+    parser.add_argument(
+        "--params",
+        dest="params_files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also check this params file (any location) against the workflows' parameters (repeatable)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on warnings too (project policies such as [retry-without-limit])",
     )
 
 
@@ -104,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             environment=environment,
             console=Console(),
             file_params=file_params,
+            params_source=f"--params {args.params}",
             quiet=args.quiet,
         )
     except WorkflowInvalid as exc:
@@ -119,22 +134,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    """Check every workflow and params file in a folder: 0 clean, 1 with problems (all printed)."""
-    from mlops.argo.lint import lint_workflows
+    """Check a folder's (or one file's) workflows and params files: 0 clean, 1 with problems (all printed)."""
+    from mlops.argo.lint import lint
     from mlops.argo.process import repository_root
-    from mlops.argo.workflow import workflow_files
 
-    directory = Path(args.directory)
-    if not directory.exists() and not directory.is_absolute() and (repository_root() / directory).is_dir():
-        directory = repository_root() / directory
-    errors = lint_workflows(directory)
-    for error in errors:
+    target = Path(args.directory)
+    if not target.exists() and not target.is_absolute() and (repository_root() / target).exists():
+        target = repository_root() / target
+    report = lint(target, params_files=args.params_files)
+    for error in report.errors:
         print(error)
-    files = len(workflow_files(directory)) if directory.is_dir() else 0
-    params = len(list((directory / "params").glob("*.yaml"))) if directory.is_dir() else 0
-    checked = f"{files} workflow file(s) and {params} params file(s) in {directory}"
-    if errors:
-        print(f"mlops lint: {len(errors)} problem(s) in {checked}")
+    for warning in report.warnings:
+        print(f"{'error' if args.strict else 'warning'}: {warning}")
+    checked = f"{len(report.workflow_files)} workflow file(s) and {len(report.params_files)} params file(s) in {target}"
+    problems = len(report.errors) + (len(report.warnings) if args.strict else 0)
+    if report.failed(strict=args.strict):
+        print(f"mlops lint: {problems} problem(s) in {checked}")
         return EXIT_FAILED
-    print(f"mlops lint: {checked} OK")
+    note = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    print(f"mlops lint: {checked} OK{note}")
     return EXIT_SUCCEEDED

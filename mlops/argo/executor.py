@@ -1,11 +1,13 @@
 """`mlops run`: interpret a WorkflowTemplate locally, node by node, the way Argo would run it.
 
 Supported: steps (groups in order, a group's steps in parallel threads), dag (depends /
-dependencies), when, templateRef, input/output parameters, retryStrategy (limit, policy,
-expression, backoff), activeDeadlineSeconds, onExit (workflow and step level),
-synchronization.mutexes (file locks shared by every local run) and memoize (outputs cached
-under the state folder, `mlops.argo.memo`). Anything else is refused by
-`schema.check_supported` before a single process starts.
+dependencies, failFast), when, templateRef, workflowTemplateRef, script templates, loops
+(withItems / withParam / withSequence, `mlops.argo.loops`) and parallelism, input/output parameters,
+retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, onExit (workflow and
+step level), synchronization.mutexes (file locks shared by every local run) and memoize (outputs
+cached under the state folder, `mlops.argo.memo`). Each container node runs in its own sandbox
+(`mlops.argo.process`). Anything else is refused by `schema.check_supported` before a single
+process starts. docs/local-executor.md lists it all.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from mlops.argo.expr import (
     retry_bindings,
 )
 from mlops.argo.locks import MutexWaitAborted, hold_mutexes
+from mlops.argo.loops import aggregate_outputs, item_label, item_scope, loop_items
 from mlops.argo.memo import Memo, memo_for
 from mlops.argo.nodes import (
     ERROR,
@@ -51,12 +54,19 @@ from mlops.argo.nodes import (
     WorkflowResult,
 )
 from mlops.argo.parameters import WorkflowInvalid, resolve_parameters
-from mlops.argo.process import LocalEnvironment, run_process
+from mlops.argo.process import LocalEnvironment, ProcessResult, outputs_dir, run_process, sandbox_text
 from mlops.argo.references import check_references
 from mlops.argo.render import ProgressView
 from mlops.argo.schema import WorkflowFileError, check_document
 from mlops.argo.substitute import as_text, substitute, substitute_all
-from mlops.argo.workflow import Library, WorkflowDoc, dag_tasks, resolve_target, task_dependencies
+from mlops.argo.workflow import (
+    Library,
+    WorkflowDoc,
+    dag_tasks,
+    from_workflow_template_ref,
+    resolve_target,
+    task_dependencies,
+)
 
 Deadline = tuple[float, str]  # (time.monotonic() value, what exceeding it means)
 
@@ -90,7 +100,7 @@ class _Outcome:
     message: str = ""
     exit_code: int | None = None
     scope: dict[str, str] = field(default_factory=dict)  # steps/dag: the children's variables
-    outputs_dir: Path | None = None
+    sandbox: Path | None = None  # a container node's own root (/tmp, /tmp/outputs, valueFrom.path)
     result: str | None = None
 
 
@@ -108,16 +118,44 @@ def _int_value(value: Any, scope: Mapping[str, str], where: str) -> int | None:
         raise _NodeError(f"{where}: {text!r} is not an integer") from None
 
 
-def _go_duration(text: str, where: str) -> float:
-    """Seconds in a Go duration ("30s", "1m30s", "500ms") or a bare number of seconds."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise _NodeError(f"{where}: {text!r} is not a duration like 30s, 2m or 1m30s")
-    return sum(float(n) * units[u] for n, u in parts)
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def go_duration(text: str, where: str) -> float:
+    """Seconds in a duration, by Go's `time.ParseDuration` rules.
+
+    An optional sign, then one or more decimal numbers each with a unit (ns, us/µs, ms, s, m,
+    h): "300ms", "1.5h", "2h45m", "100us"; "0" alone is allowed; a number without a unit ("1.5")
+    is not.
+    """
+    value = text.strip()
+    sign = -1.0 if value.startswith("-") else 1.0
+    body = value[1:] if value[:1] in "+-" else value
+    if body == "0":
+        return 0.0
+    parts = _GO_PART.findall(body)
+    if not body or not parts or "".join(n + u for n, u in parts) != body:
+        raise ValueError(f"{where}: {text!r} is not a Go duration (e.g. 30s, 1m30s, 500ms, 100us)")
+    return sign * sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def _backoff_duration(text: str, where: str = "backoff.duration") -> float:
+    """Argo's retry durations: a bare integer is seconds, anything else a Go duration."""
+    if re.fullmatch(r"[+-]?\d+", text.strip()):
+        return float(int(text.strip()))
+    return go_duration(text, where)
+
+
+def _cap(backoff: Mapping[str, Any], scope: Mapping[str, str]) -> float | None:
+    cap = backoff.get("cap")
+    return _backoff_duration(substitute(as_text(cap), scope, "backoff.cap"), "backoff.cap") if cap else None
+
+
+def backoff_delay(base: float, factor: int, attempt: int, cap: float | None = None) -> float:
+    """Argo's wait before retry `attempt + 1`: duration * factor^attempt, never capped unless `backoff.cap` says so."""
+    delay = base * factor**attempt
+    return float(min(delay, cap) if cap is not None else delay)
 
 
 def _child_path(parent: Node, name: str) -> str:
@@ -157,13 +195,24 @@ def _referenced_docs(wf: WorkflowDoc, library: Library) -> list[WorkflowDoc]:
 
 
 def preflight(path: str | Path, workflows_dir: str | Path | None = None) -> tuple[WorkflowDoc, Library]:
-    """Load and check a workflow and everything it references; WorkflowInvalid lists every problem."""
+    """Load and check a workflow and everything it references; WorkflowInvalid lists every problem.
+
+    A Workflow with `spec.workflowTemplateRef` becomes the WorkflowTemplate it names, with its
+    own arguments on top, as Argo runs it.
+    """
     file = Path(path)
     library = Library(Path(workflows_dir) if workflows_dir is not None else file.parent)
     try:
         wf = library.load(file)
     except WorkflowFileError as exc:
         raise WorkflowInvalid([str(exc)]) from exc
+    problems = check_document(wf.doc)
+    if problems:
+        raise WorkflowInvalid([f"{wf.path}: {problem}" for problem in problems])
+    try:
+        wf = from_workflow_template_ref(wf, library)
+    except ValueError as exc:
+        raise WorkflowInvalid([f"{wf.path}: {exc}"]) from exc
     errors: list[str] = []
     for doc in _referenced_docs(wf, library):
         problems = check_document(doc.doc)
@@ -199,6 +248,8 @@ class _Run:
         self.uid = str(uuid.uuid4())
         self.started = time.time()
         self.run_dir = env.runs_dir / self.name
+        pods = wf.spec.get("parallelism")
+        self.pods = threading.BoundedSemaphore(int(pods)) if pods else None  # spec.parallelism
         metadata = wf.metadata
         self.scope: dict[str, str] = {
             "workflow.name": self.name,
@@ -238,7 +289,7 @@ class _Run:
     ) -> None:
         """Run `template` as `node` to a final phase; never raises for workflow-level problems."""
         node.template = str(template.get("name"))
-        node.kind = "Pod" if "container" in template else "Steps" if "steps" in template else "DAG"
+        node.kind = "Pod" if _pod_body(template) else "Steps" if "steps" in template else "DAG"
         not_started = ctx.passed() or ("cancelled" if self.cancel.is_set() else None)
         if not_started:
             self._phase(node, FAILED, f"not started: {not_started}")
@@ -250,7 +301,7 @@ class _Run:
             memo = self._memo(template, scope)
             cached = memo.lookup() if memo else None
             if memo and cached is not None:
-                node.outputs = cached
+                node.outputs, node.result = cached
                 self._phase(node, SUCCEEDED, f"memoized ({memo.key})")
                 return
             mutexes = self._mutex_names(template.get("synchronization"), scope, ctx)
@@ -258,7 +309,7 @@ class _Run:
                 inner = _Context(ctx.deadline, ctx.held | set(mutexes))
                 self._with_retries(node, template, source, scope, inner, pod_deadline)
             if memo and node.phase == SUCCEEDED:
-                memo.store(dict(node.outputs))
+                memo.store(dict(node.outputs), node.result)
         except (_NodeError, ValueError, MutexWaitAborted) as exc:
             self._phase(node, ERROR if not isinstance(exc, MutexWaitAborted) else FAILED, str(exc))
 
@@ -269,7 +320,7 @@ class _Run:
         key = substitute(as_text(spec.get("key")), scope, "memoize.key")
         max_age = spec.get("maxAge")
         seconds = (
-            _go_duration(substitute(as_text(max_age), scope, "memoize.maxAge"), "memoize.maxAge")
+            go_duration(substitute(as_text(max_age), scope, "memoize.maxAge"), "memoize.maxAge")
             if max_age
             else None
         )
@@ -365,7 +416,7 @@ class _Run:
             if retry is None or outcome.phase == SUCCEEDED:
                 self._phase(node, outcome.phase, outcome.message)
                 return
-            blocker = self._retry_blocker(retry, limit, attempt, outcome, duration, ctx, first_start)
+            blocker = self._retry_blocker(retry, limit, attempt, outcome, duration, ctx, first_start, scope)
             if blocker:
                 suffix = f" ({blocker}, {len(node.attempts)} attempt{'s' if len(node.attempts) > 1 else ''})"
                 self._phase(node, outcome.phase, outcome.message + suffix)
@@ -387,6 +438,7 @@ class _Run:
         duration: float,
         ctx: _Context,
         first_start: float,
+        scope: Mapping[str, str],
     ) -> str | None:
         if limit is not None and attempt >= limit:
             return f"retry limit {limit} reached" if limit else "retry limit 0"
@@ -401,25 +453,28 @@ class _Run:
             return f"retryPolicy {policy} does not retry phase {outcome.phase}"
         expression = retry.get("expression")
         if expression:
+            # Argo substitutes {{...}} (inputs, workflow parameters) before evaluating with lastRetry
+            text = substitute(as_text(expression), scope, "retryStrategy.expression")
             bindings = retry_bindings(outcome.exit_code, outcome.phase, duration, outcome.message)
-            if not evaluate_retry_expression(str(expression), bindings):
-                return f"not retried: {expression} is false"
+            if not evaluate_retry_expression(text, bindings):
+                return f"not retried: {text} is false"
         max_duration = (retry.get("backoff") or {}).get("maxDuration")
-        if max_duration and time.monotonic() - first_start >= _go_duration(
-            str(max_duration), "backoff.maxDuration"
-        ):
-            return f"backoff.maxDuration {max_duration} reached"
+        if max_duration:
+            limit_s = _backoff_duration(substitute(as_text(max_duration), scope, "backoff.maxDuration"))
+            elapsed = time.monotonic() - first_start
+            if elapsed >= limit_s:
+                return f"backoff.maxDuration {max_duration} reached"
+            if elapsed + self._backoff(retry, attempt, scope) > limit_s:
+                return f"backoff.maxDuration {max_duration}: the next backoff would pass it"
         return None
 
     def _backoff(self, retry: dict[str, Any], attempt: int, scope: Mapping[str, str]) -> float:
         backoff = retry.get("backoff") or {}
         if not backoff.get("duration"):
             return 0.0
-        base = _go_duration(
-            substitute(as_text(backoff["duration"]), scope, "backoff.duration"), "backoff.duration"
-        )
-        factor = _int_value(backoff.get("factor"), scope, "backoff.factor") or 1
-        return float(min(base * factor**attempt, self.env.backoff_cap_seconds))
+        base = _backoff_duration(substitute(as_text(backoff["duration"]), scope, "backoff.duration"))
+        factor = _int_value(backoff.get("factor"), scope, "backoff.factor")
+        return backoff_delay(base, 1 if factor is None else factor, attempt, _cap(backoff, scope))
 
     def _run_body(
         self,
@@ -430,7 +485,7 @@ class _Run:
         ctx: _Context,
         attempt: int,
     ) -> _Outcome:
-        if "container" in template:
+        if _pod_body(template):
             return self._run_container(node, template, scope, ctx, attempt)
         node.children.clear()
         if "steps" in template:
@@ -442,25 +497,35 @@ class _Run:
     def _run_container(
         self, node: Node, template: dict[str, Any], scope: dict[str, str], ctx: _Context, attempt: int
     ) -> _Outcome:
-        container = substitute_all(template["container"], scope, f"template {node.template}.container")
-        command = [as_text(part) for part in (container.get("command") or []) + (container.get("args") or [])]
+        sandbox = self.run_dir / "nodes" / (_safe(node.path) + (f".{attempt}" if attempt else ""))
+        # the template's own /tmp paths are the pod's: moved into the node's sandbox before
+        # substitution (a parameter's value is passed as given)
+        kind = _pod_body(template)
+        container = substitute_all(
+            _sandboxed(template[kind], sandbox), scope, f"template {node.template}.{kind}"
+        )
+        shutil.rmtree(sandbox, ignore_errors=True)
+        outputs_dir(sandbox).mkdir(parents=True)
+        command = [as_text(part) for part in container.get("command") or []]
+        if kind == "script":
+            # Argo writes `source` to a file in the pod and runs `command FILE args...`
+            script = sandbox / "argo" / "staging" / "script"
+            script.parent.mkdir(parents=True)
+            script.write_text(as_text(container.get("source", "")))
+            command.append(str(script))
+        command += [as_text(part) for part in container.get("args") or []]
         image = container.get("image")
         argv = self.env.command_for(command, str(image) if image else None)
-        outputs_dir = self.run_dir / "outputs" / (_safe(node.path) + (f".{attempt}" if attempt else ""))
-        shutil.rmtree(outputs_dir, ignore_errors=True)
-        outputs_dir.mkdir(parents=True)
-        template_env = {str(e["name"]): as_text(e.get("value", "")) for e in container.get("env") or []}
+        # A variable from a Secret (`valueFrom.secretKeyRef`: the MLflow identity on a cluster) has no
+        # local source: it is left unset, so the process sees what the allow-listed host environment has.
+        template_env = {
+            str(e["name"]): as_text(e.get("value", ""))
+            for e in container.get("env") or []
+            if "valueFrom" not in e
+        }
         node.log_path = self.run_dir / f"{_safe(node.path)}.log"
-        result = run_process(
-            argv,
-            env=self.env.process_env(template_env, outputs_dir),
-            cwd=self.env.repo_root,
-            log_path=node.log_path,
-            sink=lambda line: self.view.log_line(node, line),
-            deadline=ctx.deadline,
-            cancel=self.cancel,
-            kill_grace_seconds=self.env.kill_grace_seconds,
-        )
+        with self.pods or nullcontext():
+            result = self._run_pod(node, argv, template_env, sandbox, ctx)
         if result.start_error:
             return _Outcome(ERROR, result.start_error)
         code = result.exit_code
@@ -471,7 +536,21 @@ class _Run:
         if code != 0:
             tail = " | ".join(result.stderr_tail[-3:])
             return _Outcome(FAILED, f"exit code {code}" + (f": {tail}" if tail else ""), exit_code=code)
-        return _Outcome(SUCCEEDED, exit_code=0, outputs_dir=outputs_dir, result=result.stdout.strip())
+        return _Outcome(SUCCEEDED, exit_code=0, sandbox=sandbox, result=result.stdout.strip())
+
+    def _run_pod(
+        self, node: Node, argv: list[str], template_env: dict[str, str], sandbox: Path, ctx: _Context
+    ) -> ProcessResult:
+        return run_process(
+            argv,
+            env=self.env.process_env(template_env, sandbox),
+            cwd=self.env.repo_root,
+            log_path=node.log_path or self.run_dir / f"{_safe(node.path)}.log",
+            sink=lambda line: self.view.log_line(node, line),
+            deadline=ctx.deadline,
+            cancel=self.cancel,
+            kill_grace_seconds=self.env.kill_grace_seconds,
+        )
 
     def _collect_outputs(
         self, node: Node, template: dict[str, Any], outcome: _Outcome, scope: dict[str, str]
@@ -482,10 +561,8 @@ class _Run:
             name = str(param["name"])
             source = param.get("valueFrom") or {}
             value: str | None = None
-            if source.get("path") is not None and outcome.outputs_dir is not None:
-                file = self.env.output_path(
-                    substitute(as_text(source["path"]), scope, name), outcome.outputs_dir
-                )
+            if source.get("path") is not None and outcome.sandbox is not None:
+                file = self.env.output_path(substitute(as_text(source["path"]), scope, name), outcome.sandbox)
                 if file.is_file():
                     value = file.read_text(errors="replace")
                     value = value[:-1] if value.endswith("\n") else value  # Argo trims one newline
@@ -508,6 +585,51 @@ class _Run:
     # --- steps and dag ---------------------------------------------------------------------
 
     def _run_child(
+        self,
+        child: Node,
+        step: dict[str, Any],
+        source: WorkflowDoc,
+        scope: dict[str, str],
+        ctx: _Context,
+        limiter: threading.Semaphore | None = None,
+        group: str = "StepGroup",
+    ) -> None:
+        """One step or task: a single node, or a group (StepGroup/TaskGroup) of one node per loop item."""
+        try:
+            items = loop_items(step, scope, child.path)
+        except (ValueError, ExpressionError) as exc:
+            self._phase(child, ERROR, str(exc))
+            return
+        if items is None:
+            with limiter or nullcontext():
+                self._run_one(child, step, source, scope, ctx)
+            return
+        child.kind = group
+        if not items:
+            self._phase(child, SKIPPED, "Skipped, empty params")  # Argo's words for an empty loop
+            return
+        self._phase(child, RUNNING)
+        members = [
+            Node(name=f"{child.name}({i}:{item_label(item)})", path=f"{child.path}({i})", template="")
+            for i, item in enumerate(items)
+        ]
+        child.children.extend(members)
+
+        def one(member: Node, item: Any) -> None:
+            with limiter or nullcontext():
+                self._run_one(member, step, source, {**scope, **item_scope(item)}, ctx)
+
+        with ThreadPoolExecutor(max_workers=len(members)) as pool:
+            self._wait([pool.submit(one, m, item) for m, item in zip(members, items, strict=True)])
+        child.template = members[0].template
+        child.outputs, child.result = _aggregate(members)
+        failed = [m for m in members if m.phase in UNSUCCESSFUL]
+        if failed:
+            self._phase(child, FAILED, f"{failed[0].name} {failed[0].phase.lower()}")
+        else:
+            self._phase(child, SUCCEEDED)
+
+    def _run_one(
         self, child: Node, step: dict[str, Any], source: WorkflowDoc, scope: dict[str, str], ctx: _Context
     ) -> None:
         try:
@@ -516,6 +638,7 @@ class _Run:
             if step.get("when") is not None:
                 condition = substitute(as_text(step["when"]), scope, f"{child.path}.when")
                 if not evaluate_when(condition):
+                    child.outputs = _skipped_outputs(target, scope)
                     self._phase(child, SKIPPED, f"when ({condition}) evaluated false")
                     return
             arguments = {
@@ -554,6 +677,7 @@ class _Run:
     ) -> _Outcome:
         scope = dict(scope)
         variables: dict[str, str] = {}
+        limiter = _limiter(template, scope)
         for group in template.get("steps") or []:
             children = [
                 (step, Node(name=str(step["name"]), path=_child_path(node, str(step["name"])), template=""))
@@ -562,11 +686,17 @@ class _Run:
             node.children.extend(child for _, child in children)
             snapshot = {**scope, **variables}
             with ThreadPoolExecutor(max_workers=max(1, len(children))) as pool:
-                futures = [pool.submit(self._run_child, c, s, source, snapshot, ctx) for s, c in children]
+                futures = [
+                    pool.submit(self._run_child, c, s, source, snapshot, ctx, limiter) for s, c in children
+                ]
                 self._wait(futures)
             for _, child in children:
                 variables.update(_node_variables("steps", child.name, child))
-            failed = [child for _, child in children if child.phase in UNSUCCESSFUL]
+            failed = [
+                child
+                for step, child in children
+                if child.phase in UNSUCCESSFUL and not _continues(step, child)
+            ]
             if failed:
                 return _Outcome(FAILED, f"step {failed[0].name} {failed[0].phase.lower()}", scope=variables)
         return _Outcome(SUCCEEDED, scope=variables)
@@ -579,38 +709,64 @@ class _Run:
             deps = {name: task_dependencies(task) for name, task in tasks.items()}
         except ExpressionError as exc:
             return _Outcome(ERROR, str(exc))
+        for name, task in tasks.items():
+            if not task.get("depends") and task.get("dependencies"):
+                deps[name] = (deps[name][0], _dependencies_logic(deps[name][0], tasks))
+        continued: set[str] = set()
         phases: dict[str, str] = {}
         variables: dict[str, str] = {}
         pending = list(tasks)
         running: dict[Future[None], tuple[str, Node]] = {}
+        fail_fast = (template.get("dag") or {}).get("failFast") is not False  # Argo's default: true
+        limiter = _limiter(template, scope)
+        stopped: str | None = None  # the failed task that stopped scheduling
         with ThreadPoolExecutor(max_workers=max(1, len(tasks))) as pool:
             while pending or running:
                 for name in [n for n in pending if all(d in phases for d in deps[n][0])]:
+                    names, expression = deps[name]
+                    omitted = bool(names) and not evaluate_depends(expression, {d: phases[d] for d in names})
+                    if stopped is not None and not omitted:
+                        continue  # failFast: Argo schedules no new task (and creates no node for it)
                     pending.remove(name)
                     child = Node(
                         name=name, path=_child_path(node, name), template=str(tasks[name].get("template", ""))
                     )
                     node.children.append(child)
-                    names, expression = deps[name]
-                    if names and not evaluate_depends(expression, {d: phases[d] for d in names}):
+                    if omitted:
                         states = ", ".join(f"{d}={phases[d]}" for d in names)
                         self._phase(child, OMITTED, f"depends ({expression}) is false: {states}")
                         phases[name] = OMITTED
                         continue
                     snapshot = {**scope, **variables}
-                    running[pool.submit(self._run_child, child, tasks[name], source, snapshot, ctx)] = (
+                    future = pool.submit(
+                        self._run_child, child, tasks[name], source, snapshot, ctx, limiter, "TaskGroup"
+                    )
+                    running[future] = (
                         name,
                         child,
                     )
                 if not running:
-                    if pending:  # only a cycle gets here; check_references reports it first
+                    if (
+                        pending and stopped is None
+                    ):  # only a cycle gets here; check_references reports it first
                         return _Outcome(ERROR, f"tasks {', '.join(pending)} wait on each other")
                     break
                 for future in self._wait(set(running), first=True):
                     name, child = running.pop(future)
                     phases[name] = child.phase
                     variables.update(_node_variables("tasks", name, child))
-        failed = _failed_branches(deps, phases)
+                    if child.phase in UNSUCCESSFUL and _continues(tasks[name], child):
+                        continued.add(name)
+                    unhandled = (
+                        child.phase in UNSUCCESSFUL
+                        and name not in continued
+                        and not _failure_handled(name, deps)
+                    )
+                    if fail_fast and stopped is None and unhandled:
+                        stopped = name
+        if stopped is not None:
+            return _Outcome(FAILED, f"task {stopped} {phases[stopped].lower()}", scope=variables)
+        failed = _failed_branches(deps, {n: SUCCEEDED if n in continued else ph for n, ph in phases.items()})
         if failed:
             return _Outcome(FAILED, f"task {failed[0]} {phases[failed[0]].lower()}", scope=variables)
         return _Outcome(SUCCEEDED, scope=variables)
@@ -693,6 +849,53 @@ class _Run:
         }
 
 
+def _limiter(template: Mapping[str, Any], scope: Mapping[str, str]) -> threading.Semaphore | None:
+    """A steps/dag template's `parallelism`: at most that many of its children (loop items each count) at once."""
+    value = _int_value(template.get("parallelism"), scope, "parallelism")
+    return threading.BoundedSemaphore(value) if value else None
+
+
+def _aggregate(members: list[Node]) -> tuple[dict[str, str], str | None]:
+    return aggregate_outputs([(m.outputs, m.result, m.phase) for m in members])
+
+
+def _pod_body(template: Mapping[str, Any]) -> str:
+    """`container` or `script` for a template that runs a pod, else ``."""
+    return "container" if "container" in template else "script" if "script" in template else ""
+
+
+def _sandboxed(container: Mapping[str, Any], sandbox: Path) -> dict[str, Any]:
+    """The container's command, args, env values and workingDir with `/tmp` paths inside `sandbox`."""
+    moved = dict(container)
+    for key in ("command", "args"):
+        if isinstance(moved.get(key), list):
+            moved[key] = [sandbox_text(as_text(part), sandbox) for part in moved[key]]
+    if isinstance(moved.get("env"), list):
+        moved["env"] = [
+            {**e, "value": sandbox_text(as_text(e["value"]), sandbox)}
+            if isinstance(e, dict) and "value" in e
+            else e
+            for e in moved["env"]
+        ]
+    if isinstance(moved.get("workingDir"), str):
+        moved["workingDir"] = sandbox_text(moved["workingDir"], sandbox)
+    return moved
+
+
+def _skipped_outputs(template: Mapping[str, Any], scope: Mapping[str, str]) -> dict[str, str]:
+    """A skipped node's outputs: each declared parameter's valueFrom.default, else "" (Argo >= 4.1)."""
+    outputs: dict[str, str] = {}
+    for param in (template.get("outputs") or {}).get("parameters") or []:
+        default = (param.get("valueFrom") or {}).get("default")
+        try:
+            outputs[str(param["name"])] = (
+                "" if default is None else substitute(as_text(default), scope, "default")
+            )
+        except ValueError:
+            outputs[str(param["name"])] = as_text(default)
+    return outputs
+
+
 def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
     """What `{{steps.NAME...}}` / `{{tasks.NAME...}}` resolve to once the node is done."""
     variables = {f"{prefix}.{name}.status": node.phase}
@@ -703,6 +906,42 @@ def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
     for key, value in node.outputs.items():
         variables[f"{prefix}.{name}.outputs.parameters.{key}"] = value
     return variables
+
+
+def _continues(step: Mapping[str, Any], node: Node) -> bool:
+    """Whether a step's/task's `continueOn` lets the workflow go on past this node's failure or error."""
+    continue_on = step.get("continueOn") or {}
+    return bool(
+        (node.phase == FAILED and continue_on.get("failed"))
+        or (node.phase == ERROR and continue_on.get("error"))
+    )
+
+
+def _dependencies_logic(names: list[str], tasks: Mapping[str, Mapping[str, Any]]) -> str:
+    """`dependencies: [...]` as Argo evaluates it: a dependency with continueOn may also have failed/errored."""
+    parts = []
+    for name in names:
+        continue_on = (tasks.get(name) or {}).get("continueOn") or {}
+        extra = [
+            f"{name}.{phase}"
+            for key, phase in (("failed", "Failed"), ("error", "Errored"))
+            if continue_on.get(key)
+        ]
+        parts.append(f"({' || '.join([name, *extra])})" if extra else name)
+    return " && ".join(parts)
+
+
+_HANDLED = ("Failed", "Errored", "Completed", "AnySucceeded", "AllFailed")
+
+
+def _failure_handled(name: str, deps: Mapping[str, tuple[list[str], str]]) -> bool:
+    """Whether a task's `depends` expects `name` to fail (`name.Failed`, `.Errored`, `.Completed`...).
+
+    Such a failure is part of the DAG's plan (Argo's dag-continue-on-fail example), so it does
+    not stop scheduling; any other failure does, under failFast.
+    """
+    pattern = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(name)}\.({'|'.join(_HANDLED)})\b")
+    return any(pattern.search(expression) for names, expression in deps.values() if name in names)
 
 
 def _failed_branches(deps: Mapping[str, tuple[list[str], str]], phases: Mapping[str, str]) -> list[str]:
@@ -731,6 +970,24 @@ def _failed_branches(deps: Mapping[str, tuple[list[str], str]], phases: Mapping[
     return found
 
 
+def _submittable_parameters(wf: WorkflowDoc) -> list[dict[str, Any]]:
+    """The workflow's parameters, then the entrypoint's inputs it does not declare.
+
+    Argo binds the entrypoint's inputs from the workflow's arguments by name, so a
+    WorkflowTemplate whose entrypoint declares `inputs.parameters` takes them from the submitter
+    (`argo submit --from workflowtemplate/x -p name=value`); an input's `value`/`default` is the
+    default.
+    """
+    declared = list(wf.parameters)
+    names = {str(p.get("name")) for p in declared}
+    entry = wf.templates.get(str(wf.spec.get("entrypoint")), {})
+    for param in (entry.get("inputs") or {}).get("parameters") or []:
+        if isinstance(param, dict) and str(param.get("name")) not in names:
+            value = param.get("value", param.get("default"))
+            declared.append({"name": param.get("name"), "value": value, "enum": param.get("enum")})
+    return declared
+
+
 def run_workflow(
     path: str | Path,
     params: Mapping[str, str],
@@ -739,15 +996,26 @@ def run_workflow(
     environment: LocalEnvironment | None = None,
     console: Console | None = None,
     file_params: Mapping[str, str] | None = None,
+    params_source: str = "--params",
     quiet: bool = False,
     cancel: threading.Event | None = None,
 ) -> WorkflowResult:
     """Check, then run a workflow file locally. `params` are the `-p` values, `file_params` a `--params` file's.
 
-    Raises WorkflowInvalid (nothing was run) for schema, reference or parameter errors.
+    Raises WorkflowInvalid (nothing was run) for schema, reference or parameter errors, a
+    `--params` key that no workflow beside this one declares included (`params_source` names
+    the file in that message).
     """
     wf, library = preflight(path, workflows_dir)
-    parameters = resolve_parameters(wf.parameters, file_params or {}, params, workflow=wf.name)
+    parameters = resolve_parameters(
+        _submittable_parameters(wf),
+        file_params or {},
+        params,
+        workflow=wf.name,
+        file_known=library.declared_parameters(),
+        file_source=params_source,
+        file_where=str(library.directory),
+    )
     env = environment or LocalEnvironment()
     view = ProgressView(console or Console(), quiet=quiet)
     run = _Run(wf, library, env, view, parameters, cancel or threading.Event())

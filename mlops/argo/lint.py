@@ -1,20 +1,21 @@
-"""`mlops lint`: strict schema, supported subset, references and step flags for a workflows folder."""
+"""`mlops lint`: strict schema, supported subset, references, step flags and params files of a folder or a file."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from pydantic import BaseModel
 
-from mlops.argo.parameters import params_file_errors
+from mlops.argo.parameters import params_file_errors, unknown_file_keys
 from mlops.argo.process import PYTHON_COMMAND, repository_root
-from mlops.argo.references import check_references
+from mlops.argo.references import reference_findings
 from mlops.argo.schema import WorkflowFileError, check_document
 from mlops.argo.workflow import Library, WorkflowDoc, workflow_files
 
@@ -80,30 +81,85 @@ def check_step_flags(wf: WorkflowDoc, repo_root: Path) -> list[str]:
     return errors
 
 
-def lint_workflows(directory: str | Path, *, repo_root: Path | None = None) -> list[str]:
-    """Every problem in `directory/*.yaml` and `directory/params/*.yaml`, each prefixed with its file."""
-    folder = Path(directory)
+@dataclass
+class LintReport:
+    """What `mlops lint` found: errors fail it, warnings (project policies) only under `--strict`."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    workflow_files: list[Path] = field(default_factory=list)
+    params_files: list[Path] = field(default_factory=list)
+
+    def failed(self, strict: bool = False) -> bool:
+        return bool(self.errors or (strict and self.warnings))
+
+
+def lint(
+    target: str | Path, *, params_files: Sequence[str | Path] = (), repo_root: Path | None = None
+) -> LintReport:
+    """Lint a workflows folder (its *.yaml and params/*.yaml) or one workflow file, plus any params files.
+
+    A params file's keys are checked against every parameter declared by a workflow in the
+    folder the workflows live in (one params file serves all of them, as workflows/params/local.yaml
+    does); a key none declares is an error naming the closest declared parameter.
+    """
+    path = Path(target)
     root = repo_root or repository_root()
-    if not folder.is_dir():
-        return [f"{folder}: not a directory"]
+    report = LintReport()
+    if path.is_dir():
+        folder, files = path, workflow_files(path)
+        params = [*_params_files(path / "params")]
+    elif path.is_file():
+        folder, files, params = path.parent, [path], []
+    else:
+        report.errors.append(f"{path}: no such file or directory")
+        return report
+    params += [Path(p) for p in params_files if Path(p).resolve() not in {q.resolve() for q in params}]
+    report.workflow_files, report.params_files = files, params
     library = Library(folder)
-    errors: list[str] = []
-    declared: set[str] = set()
-    for path in workflow_files(folder):
+    for file in files:
         try:
-            wf = library.load(path)
+            wf = library.load(file)
         except WorkflowFileError as exc:
-            errors.append(str(exc))
+            report.errors.append(str(exc))
             continue
         problems = check_document(wf.doc)
+        warnings: list[str] = []
         if not problems:
-            problems = check_references(wf, library) + check_step_flags(wf, root)
-        errors.extend(f"{path}: {problem}" for problem in problems)
-        declared.update(str(p.get("name")) for p in wf.parameters)
-    for path in sorted([*(folder / "params").glob("*.yaml"), *(folder / "params").glob("*.yml")]):
-        values, problems = params_file_errors(path)
-        errors.extend(problems)
-        for key in values:
-            if key not in declared:
-                errors.append(f"{path}: {key}: no workflow in {folder} declares this parameter")
-    return errors
+            problems, warnings = reference_findings(wf, library)
+            problems += check_step_flags(wf, root)
+        report.errors.extend(f"{file}: {problem}" for problem in problems)
+        report.warnings.extend(f"{file}: {warning}" for warning in warnings)
+    declared = library.declared_parameters()
+    for file in files:
+        if _loads(library, file):
+            declared |= {str(p.get("name")) for p in library.load(file).parameters}
+    for file in params:
+        values, problems = params_file_errors(file)
+        report.errors.extend(problems)
+        report.errors.extend(unknown_file_keys(values, declared, source=str(file), where=str(folder)))
+    return report
+
+
+def _loads(library: Library, path: Path) -> bool:
+    try:
+        library.load(path)
+    except WorkflowFileError:
+        return False
+    return True
+
+
+def _params_files(directory: Path) -> list[Path]:
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else []
+
+
+def lint_workflows(
+    directory: str | Path,
+    *,
+    repo_root: Path | None = None,
+    params_files: Sequence[str | Path] = (),
+    strict: bool = False,
+) -> list[str]:
+    """Every error in a folder (`*.yaml`, `params/*.yaml`) or one file; with `strict`, the warnings too."""
+    report = lint(directory, params_files=params_files, repo_root=repo_root)
+    return report.errors + (report.warnings if strict else [])

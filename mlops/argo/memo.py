@@ -22,8 +22,8 @@ class Memo:
     max_age_s: float | None
     path: Path
 
-    def lookup(self, now: float | None = None) -> dict[str, str] | None:
-        """The cached outputs when the entry exists and is younger than max age."""
+    def lookup(self, now: float | None = None) -> tuple[dict[str, str], str | None] | None:
+        """(outputs, outputs.result) when the entry exists and is younger than max age."""
         try:
             entry = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -32,12 +32,17 @@ class Memo:
         if self.max_age_s is not None and age > self.max_age_s:
             return None
         outputs = entry.get("outputs")
-        return {str(k): str(v) for k, v in outputs.items()} if isinstance(outputs, dict) else None
+        if not isinstance(outputs, dict):
+            return None
+        result = entry.get("result")
+        return {str(k): str(v) for k, v in outputs.items()}, None if result is None else str(result)
 
-    def store(self, outputs: dict[str, str]) -> None:
+    def store(self, outputs: dict[str, str], result: str | None = None) -> None:
+        """Save a succeeded node's outputs and its stdout (`outputs.result`, which Argo caches too)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps({"key": self.key, "at": time.time(), "outputs": outputs}, indent=2))
+        entry = {"key": self.key, "at": time.time(), "outputs": outputs, "result": result}
+        partial.write_text(json.dumps(entry, indent=2))
         partial.replace(self.path)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,20 +69,56 @@ def parse_parameter_pairs(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
+def did_you_mean(key: str, *pools: Sequence[str]) -> str:
+    """` (did you mean 'x'?)` for the closest name in the first pool that has one, else ``."""
+    for pool in pools:
+        close = difflib.get_close_matches(key, list(pool), n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return ""
+
+
+def unknown_file_keys(
+    values: Mapping[str, str], known: Collection[str], *, source: str, where: str, closest: Sequence[str] = ()
+) -> list[str]:
+    """A params file's keys that no workflow declares, each with the closest declared name.
+
+    A params file is shared by the workflows of a folder (workflows/params/local.yaml serves all
+    of them), so a key is fine when any workflow in `where` declares it; a key none declares is a
+    misspelling that would otherwise leave the parameter at its default.
+    """
+    pool = sorted(known)
+    return [
+        f"{source}: {key}: no workflow in {where} declares this parameter{did_you_mean(key, closest, pool)}"
+        for key in values
+        if key not in known
+    ]
+
+
 def resolve_parameters(
     declared: Sequence[Mapping[str, Any]],
     file_values: Mapping[str, str],
     cli_values: Mapping[str, str],
     *,
     workflow: str,
+    file_known: Collection[str] | None = None,
+    file_source: str = "--params",
+    file_where: str = "this folder",
 ) -> dict[str, str]:
-    """Merge the three sources for the declared parameters; every one must end with a value."""
+    """Merge the three sources for the declared parameters; every one must end with a value.
+
+    `file_known`: every parameter name the file may set (the folder's workflows' parameters);
+    default: only this workflow's. A key outside it is refused like a bad `-p`.
+    """
     names = [str(p.get("name")) for p in declared]
     errors = [
-        f"-p {key}: {workflow} declares no parameter {key!r} (declared: {', '.join(names) or 'none'})"
+        f"-p {key}: {workflow} declares no parameter {key!r}{did_you_mean(key, names)} "
+        f"(declared: {', '.join(names) or 'none'})"
         for key in cli_values
         if key not in names
     ]
+    known = set(names) | set(file_known or ())
+    errors += unknown_file_keys(file_values, known, source=file_source, where=file_where, closest=names)
     values: dict[str, str] = {}
     for param in declared:
         name = str(param.get("name"))

@@ -18,6 +18,49 @@ from pathlib import Path
 from typing import Any
 
 CONTAINER_OUTPUTS = "/tmp/outputs/"
+# Host variables a step sees (fnmatch patterns); every other host variable stays out, as it
+# would from a pod. The stack's clients (`mlops env`), locale, the tools' lookup paths, caches,
+# thread and device settings. `LocalEnvironment.pass_env` adds more.
+ENV_ALLOW = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TERM",
+    "XDG_*",
+    "MPLBACKEND",
+    "LD_LIBRARY_PATH",
+    "VIRTUAL_ENV",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "MLOPS_*",
+    "MLFLOW_*",
+    "AWS_*",
+    "TRITON_*",
+    "VLLM_*",
+    "PROMETHEUS_*",
+    "HF_*",
+    "TRANSFORMERS_*",
+    "TORCH_*",
+    "TOKENIZERS_*",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUDA_*",
+    "NVIDIA_*",
+)
+_TMP_PREFIX = re.compile(r"(^|=|:)/tmp(?=/|$)")
 PYTHON_COMMAND = re.compile(r"^python(3(\.\d+)?)?$")
 RESULT_LIMIT = 256 * 1024  # Argo keeps at most 256 KiB of stdout as outputs.result
 
@@ -36,7 +79,7 @@ class LocalEnvironment:
     python: str = sys.executable
     image_map: dict[str, str] = field(default_factory=dict)  # image (glob allowed) -> interpreter
     extra_env: dict[str, str] = field(default_factory=dict)
-    backoff_cap_seconds: float = 30.0  # retryStrategy.backoff is honoured, but never longer than this
+    pass_env: tuple[str, ...] = ()  # more host variables (fnmatch patterns) on top of ENV_ALLOW
     kill_grace_seconds: float = 5.0  # SIGTERM, then SIGKILL after this long
 
     @property
@@ -67,21 +110,49 @@ class LocalEnvironment:
             return [self.interpreter_for(image), *command[1:]]
         return list(command)
 
-    def process_env(self, template_env: Mapping[str, str], outputs_dir: Path) -> dict[str, str]:
-        env = dict(os.environ)
+    def process_env(
+        self,
+        template_env: Mapping[str, str],
+        sandbox: Path,
+        host: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """A node's environment: allow-listed host variables, extra_env, the template's env, then the sandbox.
+
+        Like a pod, a step does not inherit the host's whole environment (credentials, tokens,
+        settings of other tools): only ENV_ALLOW and `pass_env` patterns get through. `/tmp`
+        is the node's own (TMPDIR), `$MLOPS_OUTPUTS_DIR` is its /tmp/outputs.
+        """
+        source = os.environ if host is None else host
+        patterns = (*ENV_ALLOW, *self.pass_env)
+        env = {k: v for k, v in source.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
         env.update(self.extra_env)
-        existing = env.get("PYTHONPATH")
+        existing = env.get("PYTHONPATH") or source.get("PYTHONPATH")
         env["PYTHONPATH"] = str(self.repo_root) + (os.pathsep + existing if existing else "")
         env["PYTHONUNBUFFERED"] = "1"
         env.update(template_env)
-        env["MLOPS_OUTPUTS_DIR"] = str(outputs_dir)
+        tmp = sandbox / "tmp"
+        env.update({"TMPDIR": str(tmp), "TMP": str(tmp), "TEMP": str(tmp)})
+        env["MLOPS_OUTPUTS_DIR"] = str(outputs_dir(sandbox))
         return env
 
-    def output_path(self, path: str, outputs_dir: Path) -> Path:
-        """Where a `valueFrom.path` lives locally: /tmp/outputs/... is the node's own directory."""
-        if path.startswith(CONTAINER_OUTPUTS):
-            return outputs_dir / path[len(CONTAINER_OUTPUTS) :]
-        return Path(path)
+    def output_path(self, path: str, sandbox: Path) -> Path:
+        """Where a `valueFrom.path` lives locally: inside the node's sandbox, never on the host.
+
+        A pod's filesystem is its own, so `/tmp/outputs/x` is `<sandbox>/tmp/outputs/x` and any
+        other absolute path is looked up below the sandbox too: a stale host file never becomes an
+        output (a path the step did not write falls back to valueFrom.default, as in Argo).
+        """
+        return sandbox / path.lstrip("/")
+
+
+def outputs_dir(sandbox: Path) -> Path:
+    """A node's /tmp/outputs: where `$MLOPS_OUTPUTS_DIR` points."""
+    return sandbox / CONTAINER_OUTPUTS.strip("/")
+
+
+def sandbox_text(text: str, sandbox: Path) -> str:
+    """A command-line or env value with `/tmp` (as a whole path, or after `=` / `:`) moved into the sandbox."""
+    return _TMP_PREFIX.sub(lambda m: m.group(1) + str(sandbox / "tmp"), text)
 
 
 @dataclass

@@ -11,7 +11,15 @@ from typing import Any
 
 from mlops.argo.expr import ExpressionError
 from mlops.argo.substitute import tags
-from mlops.argo.workflow import Library, WorkflowDoc, dag_tasks, iter_steps, resolve_target, task_dependencies
+from mlops.argo.workflow import (
+    Library,
+    WorkflowDoc,
+    dag_tasks,
+    from_workflow_template_ref,
+    iter_steps,
+    resolve_target,
+    task_dependencies,
+)
 
 WORKFLOW_VARIABLES = {
     "workflow.name",
@@ -63,6 +71,7 @@ class _TemplateChecker:
         self.exit_templates = exit_templates
         self.params = {str(p.get("name")) for p in wf.parameters}
         self.errors: list[str] = []
+        self.warnings: list[str] = []
 
     def check(self, template: dict[str, Any]) -> list[str]:
         name = str(template.get("name"))
@@ -70,7 +79,10 @@ class _TemplateChecker:
         inputs = set(input_names(template))
         retry = template.get("retryStrategy")
         if isinstance(retry, dict) and retry.get("limit") is None:
-            self.errors.append(f"{where}: retryStrategy needs a limit (without one Argo retries forever)")
+            self.warnings.append(
+                f"{where}: [retry-without-limit] retryStrategy has no limit: Argo retries until it succeeds "
+                "(or a backoff.maxDuration or deadline ends it); this project's policy is a limit"
+            )
         context = {"inputs": inputs, "retries": retry is not None, "exit": name in self.exit_templates}
         for text in _strings(template, skip=("steps", "dag", "outputs")):
             self._check_text(text, where, context, None, {}, {})
@@ -100,9 +112,9 @@ class _TemplateChecker:
         if missing:
             self.errors.append(f"{where}: template {target_name} needs input(s) {', '.join(missing)}")
         if unknown:
-            self.errors.append(
-                f"{where}: template {target_name} has no input(s) {', '.join(unknown)} "
-                f"(inputs: {', '.join(input_names(target)) or 'none'})"
+            self.warnings.append(
+                f"{where}: [undeclared-argument] template {target_name} has no input(s) {', '.join(unknown)}, "
+                f"so Argo ignores them (inputs: {', '.join(input_names(target)) or 'none'})"
             )
         on_exit = step.get("onExit")
         if on_exit is not None and on_exit not in self.wf.templates:
@@ -122,8 +134,9 @@ class _TemplateChecker:
         for g, _, step in iter_steps(template):
             step_where = f"{where}, step {step.get('name')}"
             visible = {n: t for n, t in all_steps.items() if groups[n] < g}
+            step_context = {**context, "item": _loops(step)}
             for text in _strings({k: v for k, v in step.items() if k != "name"}):
-                self._check_text(text, step_where, context, "steps", visible, all_steps)
+                self._check_text(text, step_where, step_context, "steps", visible, all_steps)
         for text in _strings(template.get("outputs")):
             self._check_text(text, where, context, "steps", all_steps, all_steps)
 
@@ -155,10 +168,11 @@ class _TemplateChecker:
         for task in tasks:
             task_name = str(task.get("name"))
             visible = {n: t for n, t in targets.items() if n in ancestors.get(task_name, set())}
+            task_context = {**context, "item": _loops(task)}
             for text in _strings(
                 {k: v for k, v in task.items() if k not in ("name", "depends", "dependencies")}
             ):
-                self._check_text(text, f"{where}, task {task_name}", context, "tasks", visible, targets)
+                self._check_text(text, f"{where}, task {task_name}", task_context, "tasks", visible, targets)
         for text in _strings(template.get("outputs")):
             self._check_text(text, where, context, "tasks", targets, targets)
 
@@ -212,7 +226,9 @@ class _TemplateChecker:
         if parts[0] in ("steps", "tasks"):
             return self._node_problem(parts, kind, visible, existing)
         if parts[0] == "item":
-            return "needs withItems/withParam, not supported by the local executor"
+            if context.get("item"):
+                return None
+            return "is only set in a step or task with withItems, withParam or withSequence"
         return "is not a variable the local executor knows"
 
     def _workflow_problem(self, tag: str, parts: list[str], context: dict[str, Any]) -> str | None:
@@ -258,6 +274,10 @@ class _TemplateChecker:
         return f"has unknown attribute {attribute!r} (one of: {', '.join(NODE_ATTRIBUTES)})"
 
 
+def _loops(step: dict[str, Any]) -> bool:
+    return any(key in step for key in ("withItems", "withParam", "withSequence"))
+
+
 def _reachable(wf: WorkflowDoc, start: str | None) -> set[str]:
     found: set[str] = set()
     stack = [start] if start else []
@@ -278,7 +298,17 @@ def _reachable(wf: WorkflowDoc, start: str | None) -> set[str]:
 
 def check_references(wf: WorkflowDoc, library: Library) -> list[str]:
     """Every dangling template/step/task/parameter/output reference in one workflow document."""
+    return reference_findings(wf, library)[0]
+
+
+def reference_findings(wf: WorkflowDoc, library: Library) -> tuple[list[str], list[str]]:
+    """(errors, warnings): dangling references, then what Argo accepts but is worth a look.
+
+    Warnings carry a `[name]`: `retry-without-limit` (a project policy: Argo retries forever),
+    `undeclared-argument` (an argument the called template does not declare: Argo ignores it).
+    """
     errors: list[str] = []
+    warnings: list[str] = []
     spec = wf.spec
     names = [t.get("name") for t in spec.get("templates") or [] if isinstance(t, dict)]
     for name in sorted({n for n in names if names.count(n) > 1}, key=str):
@@ -286,6 +316,12 @@ def check_references(wf: WorkflowDoc, library: Library) -> list[str]:
     params = [str(p.get("name")) for p in wf.parameters]
     for name in sorted({p for p in params if params.count(p) > 1}):
         errors.append(f"spec.arguments.parameters: duplicate parameter {name!r}")
+    if spec.get("workflowTemplateRef") is not None:
+        try:
+            from_workflow_template_ref(wf, library)
+        except ValueError as exc:
+            errors.append(str(exc))
+        return errors, warnings  # the referenced WorkflowTemplate is checked as a file of its own
     for field in ("entrypoint", "onExit"):
         target = spec.get(field)
         if target is None:
@@ -296,12 +332,16 @@ def check_references(wf: WorkflowDoc, library: Library) -> list[str]:
             errors.append(f"spec.{field}: template {target!r} not found (has: {', '.join(wf.templates)})")
             continue
         missing = [n for n in required_inputs(wf.templates[target]) if n not in params]
-        if missing:
+        if missing and not (field == "entrypoint" and wf.kind != "Workflow"):
+            # a WorkflowTemplate's entrypoint inputs may come from the submitter (`argo submit -p`,
+            # `mlops run -p`): Argo binds them from the workflow's arguments by name
             errors.append(
                 f"spec.{field}: template {target} needs input(s) {', '.join(missing)}; "
                 "declare them in spec.arguments.parameters"
             )
     exit_templates = _reachable(wf, spec.get("onExit"))
     for template in wf.templates.values():
-        errors.extend(_TemplateChecker(wf, library, exit_templates).check(template))
-    return errors
+        checker = _TemplateChecker(wf, library, exit_templates)
+        errors.extend(checker.check(template))
+        warnings.extend(checker.warnings)
+    return errors, warnings

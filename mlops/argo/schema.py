@@ -10,6 +10,7 @@ executor would otherwise have to ignore.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +22,14 @@ from pydantic import BaseModel, RootModel, ValidationError
 
 KINDS = ("WorkflowTemplate", "Workflow", "ClusterWorkflowTemplate")
 API_VERSION = "argoproj.io/v1alpha1"
+# Fields Argo (v3.7 / v4) defines that hera 7.1's models predate, by hera model: valid Argo, so
+# never "unknown field"; the local executor does not emulate them, and says so.
+NEWER_ARGO_FIELDS: dict[str, frozenset[str]] = {
+    "WorkflowSpec": frozenset({"podResources", "resourceClaims"}),
+    "Template": frozenset({"podResources", "resourceClaims"}),
+}
+# Argo template kinds the local executor does not run (each refused by name, once).
+UNSUPPORTED_BODIES = ("resource", "suspend", "http", "plugin", "containerSet", "data")
 
 
 class WorkflowFileError(ValueError):
@@ -128,8 +137,17 @@ def _walk(value: Any, annotation: Any, path: str, errors: list[str]) -> None:
     if not isinstance(value, dict):
         return  # a type error; model_validate reports it
     fields = _field_names(annotation)
+    if not fields:
+        return  # a free-form Argo object (an executor plugin's settings, an item): any keys
+    newer = NEWER_ARGO_FIELDS.get(annotation.__name__, frozenset())
     for key, item in value.items():
         where = f"{path}.{key}" if path else str(key)
+        if key in newer:
+            errors.append(
+                f"{where}: not supported by the local executor (mlops run); Argo supports it "
+                "(a field newer than the schema lint checks against)"
+            )
+            continue
         if key not in fields:
             errors.append(f"{where}: unknown field{_did_you_mean(str(key), list(fields))}")
             continue
@@ -195,8 +213,9 @@ def validate_strict(doc: Mapping[str, Any]) -> list[str]:
     if not isinstance(metadata, dict) or not (metadata.get("name") or metadata.get("generateName")):
         errors.append("metadata: needs a name or a generateName")
     spec = document.get("spec")
-    if not isinstance(spec, dict) or not spec.get("templates"):
-        errors.append("spec.templates: at least one template is required")
+    referenced = isinstance(spec, dict) and spec.get("workflowTemplateRef") is not None
+    if not referenced and (not isinstance(spec, dict) or not spec.get("templates")):
+        errors.append("spec.templates: at least one template is required (or a spec.workflowTemplateRef)")
     return errors
 
 
@@ -221,6 +240,10 @@ _TASK_COMMON = {
     "arguments": _ARGUMENTS,
     "when": None,
     "onExit": None,
+    "continueOn": {"failed": None, "error": None},
+    "withItems": ANY,
+    "withParam": None,
+    "withSequence": {"count": None, "start": None, "end": None, "format": None},
 }
 _STEP = dict(_TASK_COMMON)
 _TASK = {**_TASK_COMMON, "dependencies": None, "depends": None}
@@ -228,27 +251,33 @@ _CONTAINER = {
     "image": None,
     "command": None,
     "args": None,
-    "env": {"name": None, "value": None},
+    # valueFrom: a Secret's key on a cluster (the MLflow identity); not set when run locally
+    "env": {"name": None, "value": None, "valueFrom": {"secretKeyRef": {"name": None, "key": None}}},
     "workingDir": None,
     "resources": ANY,
     "imagePullPolicy": None,
     "name": None,
     "securityContext": ANY,
+    # Cluster mounts (the /tmp emptyDir under a read-only root, the vLLM adapter volume), with the
+    # spec's `volumes`: locally the same folders are paths on this machine, so ignored.
+    "volumeMounts": ANY,
 }
 _TEMPLATE = {
     "name": None,
     "inputs": {"parameters": _PARAMETER_IN},
     "outputs": {"parameters": _PARAMETER_OUT},
     "container": _CONTAINER,
+    "script": {**_CONTAINER, "source": None},
     "steps": _STEP,
-    "dag": {"tasks": _TASK},
+    "dag": {"tasks": _TASK, "failFast": None},
     "retryStrategy": {
         "limit": None,
         "expression": None,
         "retryPolicy": None,
-        "backoff": {"duration": None, "factor": None, "maxDuration": None},
+        "backoff": {"duration": None, "factor": None, "maxDuration": None, "cap": None},
     },
     "activeDeadlineSeconds": None,
+    "parallelism": None,
     "synchronization": _SYNCHRONIZATION,
     "memoize": {"key": None, "maxAge": None, "cache": {"configMap": {"name": None, "key": None}}},
     # Pod placement and metadata: meaningful on a cluster, ignored locally.
@@ -262,11 +291,14 @@ _TEMPLATE = {
 }
 _SPEC = {
     "entrypoint": None,
+    "workflowTemplateRef": {"name": None, "clusterScope": None},
     "arguments": _ARGUMENTS,
     "templates": _TEMPLATE,
+    "templateDefaults": _TEMPLATE,
     "onExit": None,
     "synchronization": _SYNCHRONIZATION,
     "activeDeadlineSeconds": None,
+    "parallelism": None,
     # Cluster housekeeping: allowed, ignored locally.
     "serviceAccountName": None,
     "podGC": ANY,
@@ -278,8 +310,6 @@ _SPEC = {
     "affinity": ANY,
     "imagePullSecrets": ANY,
     "securityContext": ANY,
-    # Cluster defaults for every template (Pod Security settings, infra/base/workflows): ignored locally.
-    "templateDefaults": ANY,
     "archiveLogs": None,
     # Pod plumbing added by a cluster overlay (the vLLM adapter volume, infra/base/workflows):
     # locally the same folder is a path on this machine, so these are allowed and ignored too.
@@ -295,6 +325,31 @@ _DOCUMENT = {
 RETRY_POLICIES = ("Always", "OnFailure", "OnError")
 
 
+def _normalised(path: str) -> str:
+    return re.sub(r"\[\d+\]", "[]", path)
+
+
+def _once_per_field(errors: list[str]) -> list[str]:
+    """One line per unsupported field: the first place, and how many more have it."""
+    first: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    kept: list[str] = []
+    for error in errors:
+        if "not supported" not in error:
+            kept.append(error)
+            continue
+        key = _normalised(error.split(":", 1)[0])
+        counts[key] = counts.get(key, 0) + 1
+        if key not in first:
+            first[key] = len(kept)
+            kept.append(error)
+    for key, index in first.items():
+        if counts[key] > 1:
+            kept[index] += f" (and {counts[key] - 1} more place(s) in this file)"
+            counts[key] = 1  # a second pass (check_document) does not count again
+    return kept
+
+
 def _check_allowed(value: Any, allowed: Any, path: str, errors: list[str]) -> None:
     if allowed is None or allowed is ANY:
         return
@@ -308,25 +363,31 @@ def _check_allowed(value: Any, allowed: Any, path: str, errors: list[str]) -> No
         where = f"{path}.{key}" if path else str(key)
         if key not in allowed:
             supported = ", ".join(allowed)
-            errors.append(f"{where}: not supported by the local executor (supported here: {supported})")
+            errors.append(
+                f"{where}: not supported by the local executor (mlops run); Argo supports it "
+                f"(supported here: {supported})"
+            )
             continue
         _check_allowed(item, allowed[key], where, errors)
 
 
 def _template_body_errors(template: dict[str, Any], path: str) -> list[str]:
     errors: list[str] = []
-    bodies = [kind for kind in ("container", "steps", "dag") if kind in template]
-    if len(bodies) != 1:
+    bodies = [kind for kind in ("container", "script", "steps", "dag") if kind in template]
+    if len(bodies) != 1 and not any(kind in template for kind in UNSUPPORTED_BODIES):
         found = ", ".join(bodies) if bodies else "none"
-        errors.append(f"{path}: a template needs exactly one of container, steps, dag (found: {found})")
-    if "activeDeadlineSeconds" in template and "container" not in template:
+        errors.append(
+            f"{path}: a template needs exactly one of container, script, steps, dag (found: {found})"
+        )
+    if "activeDeadlineSeconds" in template and not ({"container", "script"} & set(template)):
         errors.append(
             f"{path}.activeDeadlineSeconds: Argo applies it only to container templates; "
             "use spec.activeDeadlineSeconds or set it on the containers"
         )
-    container = template.get("container")
-    if isinstance(container, dict) and not container.get("command"):
-        errors.append(f"{path}.container.command: required locally (the image's entrypoint is unknown here)")
+    for kind in ("container", "script"):
+        body = template.get(kind)
+        if isinstance(body, dict) and not body.get("command"):
+            errors.append(f"{path}.{kind}.command: required locally (the image's entrypoint is unknown here)")
     retry = template.get("retryStrategy")
     if isinstance(retry, dict) and retry.get("retryPolicy") not in (None, *RETRY_POLICIES):
         errors.append(
@@ -346,7 +407,7 @@ def check_supported(doc: Mapping[str, Any]) -> list[str]:
         for i, template in enumerate(templates):
             if isinstance(template, dict):
                 errors.extend(_template_body_errors(template, f"spec.templates[{i}]"))
-    return errors
+    return _once_per_field(errors)
 
 
 def check_document(doc: Mapping[str, Any]) -> list[str]:
@@ -358,4 +419,4 @@ def check_document(doc: Mapping[str, Any]) -> list[str]:
     for error in check_supported(doc):
         if error.split(":", 1)[0] not in reported:
             errors.append(error)
-    return errors
+    return _once_per_field(errors)

@@ -54,8 +54,14 @@ class WorkflowDoc:
 
     @property
     def templates(self) -> dict[str, dict[str, Any]]:
+        """Templates by name, each with `spec.templateDefaults` merged in (the template's own fields win)."""
         templates = self.spec.get("templates") or []
-        return {t["name"]: t for t in templates if isinstance(t, dict) and isinstance(t.get("name"), str)}
+        defaults = self.spec.get("templateDefaults")
+        return {
+            t["name"]: with_defaults(t, defaults) if isinstance(defaults, dict) else t
+            for t in templates
+            if isinstance(t, dict) and isinstance(t.get("name"), str)
+        }
 
     @property
     def parameters(self) -> list[dict[str, Any]]:
@@ -63,6 +69,47 @@ class WorkflowDoc:
         arguments = self.spec.get("arguments") or {}
         params = arguments.get("parameters") if isinstance(arguments, dict) else None
         return [p for p in params or [] if isinstance(p, dict)]
+
+
+TEMPLATE_TYPES = (
+    "container",
+    "script",
+    "steps",
+    "dag",
+    "resource",
+    "suspend",
+    "http",
+    "plugin",
+    "containerSet",
+    "data",
+)
+
+
+def _merge(defaults: Any, own: Any, key: str = "") -> Any:
+    """A strategic merge as Kubernetes does it for a Template: mappings merge, `env` merges by name, lists replace."""
+    if isinstance(defaults, dict) and isinstance(own, dict):
+        merged = dict(defaults)
+        for k, v in own.items():
+            merged[k] = _merge(defaults[k], v, k) if k in defaults else v
+        return merged
+    if key == "env" and isinstance(defaults, list) and isinstance(own, list):
+        names = {e.get("name") for e in own if isinstance(e, dict)}
+        return [e for e in defaults if isinstance(e, dict) and e.get("name") not in names] + own
+    return own
+
+
+def with_defaults(template: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`spec.templateDefaults` merged into one template, as Argo's controller does it.
+
+    The template's fields take precedence (https://argo-workflows.readthedocs.io/en/latest/template-defaults/);
+    the template keeps its own type: a default `container` does not turn a steps template into a pod.
+    """
+    merged: dict[str, Any] = _merge(defaults, template)
+    own_type = [kind for kind in TEMPLATE_TYPES if kind in template]
+    for kind in TEMPLATE_TYPES:
+        if kind in merged and kind not in own_type:
+            del merged[kind]
+    return merged
 
 
 @dataclass
@@ -96,10 +143,42 @@ class Library:
         path = self._index.get((name, cluster_scope))
         return self.load(path) if path is not None else None
 
+    def declared_parameters(self) -> set[str]:
+        """Every `spec.arguments.parameters` name of every workflow in the folder."""
+        if self._index is None:
+            self._index = self._build_index()
+        return {str(p.get("name")) for path in self._index.values() for p in self.load(path).parameters}
+
     def names(self, cluster_scope: bool = False) -> list[str]:
         if self._index is None:
             self._index = self._build_index()
         return sorted(name for name, scope in self._index if scope == cluster_scope)
+
+
+def from_workflow_template_ref(wf: WorkflowDoc, library: Library) -> WorkflowDoc:
+    """A Workflow that runs a WorkflowTemplate (`spec.workflowTemplateRef`) as the document Argo runs.
+
+    Argo merges the two specs: the template's, with the Workflow's own fields on top, and the
+    Workflow's `arguments.parameters` overriding the template's by name. ValueError naming a
+    missing template. A document without the field is returned as it is.
+    """
+    ref = wf.spec.get("workflowTemplateRef")
+    if not isinstance(ref, dict):
+        return wf
+    cluster = bool(ref.get("clusterScope"))
+    other = library.get(str(ref.get("name")), cluster)
+    if other is None:
+        kind = "ClusterWorkflowTemplate" if cluster else "WorkflowTemplate"
+        known = ", ".join(library.names(cluster)) or "none"
+        raise ValueError(
+            f"spec.workflowTemplateRef: no {kind} named {ref.get('name')!r} in {library.directory} (found: {known})"
+        )
+    spec = {**other.spec, **{k: v for k, v in wf.spec.items() if k != "workflowTemplateRef"}}
+    overrides = {str(p.get("name")): p for p in wf.parameters}
+    params = [overrides.pop(str(p.get("name")), p) for p in other.parameters] + list(overrides.values())
+    spec["arguments"] = {**(other.spec.get("arguments") or {}), "parameters": params}
+    metadata = {**other.metadata, **wf.metadata}
+    return WorkflowDoc(wf.path, {**wf.doc, "metadata": metadata, "spec": spec})
 
 
 def resolve_target(

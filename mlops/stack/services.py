@@ -196,21 +196,27 @@ def vllm_service(
     )
 
 
-def prometheus_config(targets: dict[str, str], interval_s: int = 2) -> str:
-    """prometheus.yml: one scrape job per target (`host:port`), a short interval for local tests."""
+def prometheus_config(targets: dict[str, str], interval_s: int = 2, rule_files: tuple[str, ...] = ()) -> str:
+    """prometheus.yml: one scrape job per target (`host:port`), a short interval for local tests,
+    and the rule files it evaluates (paths relative to the config file)."""
     lines = [
         "global:",
         f"  scrape_interval: {interval_s}s",
         f"  evaluation_interval: {interval_s}s",
-        "scrape_configs:",
     ]
+    if rule_files:
+        lines += ["rule_files:", *(f"  - {name}" for name in rule_files)]
+    lines += ["scrape_configs:"]
     for job, target in targets.items():
         lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: ['{target}']"]
     return "\n".join(lines) + "\n"
 
 
 def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
-    """Debian's `prometheus` scraping vLLM and the Triton stand-in's metrics port."""
+    """Debian's `prometheus` scraping vLLM and the Triton stand-in's metrics port, evaluating the
+    cluster's alerting and recording rules (`infra/monitoring/prometheus-rules.yaml`, as `rules.yml`)."""
+    from mlops.stack.alert_rules import local_rule_file
+
     binary = shutil.which("prometheus")
     folder = (state_dir / "prometheus").resolve()
     return ServiceSpec(
@@ -224,13 +230,18 @@ def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
             "--storage.tsdb.retention.time=2d",
         ],
         health_path="/-/ready",
-        description=f"Prometheus: scrapes vLLM :{ports.vllm} and Triton :{ports.triton_metrics} every 2 s",
+        description=(
+            f"Prometheus: scrapes vLLM :{ports.vllm} and Triton :{ports.triton_metrics} every 2 s, "
+            "evaluates infra/monitoring's rules (alerts at /alerts)"
+        ),
         start_timeout_s=60.0,
         skip_reason="" if binary else "no prometheus binary (apt-get install prometheus; `make env` does)",
         files={
             "prometheus.yml": prometheus_config(
-                {"vllm": f"127.0.0.1:{ports.vllm}", "triton": f"127.0.0.1:{ports.triton_metrics}"}
-            )
+                {"vllm": f"127.0.0.1:{ports.vllm}", "triton": f"127.0.0.1:{ports.triton_metrics}"},
+                rule_files=("rules.yml",),
+            ),
+            "rules.yml": local_rule_file(),
         },
     )
 

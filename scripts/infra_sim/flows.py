@@ -124,10 +124,14 @@ def build_pods(build: Build) -> list[Pod]:
             )
         )
     for obj in build.of_kind("WorkflowTemplate"):
-        name = obj["metadata"]["name"]
-        pods.append(
-            Pod(f"workflow {name}", obj["metadata"].get("namespace", ""), {WORKFLOW_LABEL: f"{name}-x7k2p"})
-        )
+        name, namespace = obj["metadata"]["name"], obj["metadata"].get("namespace", "")
+        argo = {WORKFLOW_LABEL: f"{name}-x7k2p"}
+        pods.append(Pod(f"workflow {name}", namespace, argo))
+        # a template's own metadata.labels go on its pods (Argo merges them with its own)
+        for template in obj["spec"].get("templates", []):
+            labels = (template.get("metadata") or {}).get("labels")
+            if labels and ("container" in template or "script" in template):
+                pods.append(Pod(f"workflow {name} step {template['name']}", namespace, {**labels, **argo}))
     return pods
 
 

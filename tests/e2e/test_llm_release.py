@@ -75,7 +75,12 @@ def test_llm_release_reject_release_and_rollback(
 
     # 3. a candidate allowed any regression against live (margin 1; and no timing noise between
     # two 10 s load tests on a busy machine blocks it either): released, v1 becomes previous
-    any_speed = {"perf-max-latency-ratio": "100", "perf-min-throughput-ratio": "0.01"}
+    any_speed = {
+        "perf-max-latency-ratio": "100",
+        "perf-max-ttft-ratio": "100",
+        "perf-min-throughput-ratio": "0.01",
+        "perf-max-success-rate-drop": "1",
+    }
     second = run_workflow(
         "llm-e2e",
         **common,

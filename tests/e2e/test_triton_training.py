@@ -77,3 +77,20 @@ def test_mlflow_unreachable_is_retried_then_fails(
     assert "transient failure" in output
     assert "attempt 4/4" in output  # retried by the template's retryStrategy (limit 3), then failed
     assert "Workflow" in output and "Failed" in output
+
+
+def test_misspelt_params_file_key_is_refused_before_anything_runs(
+    local_stack: LocalStack, run_workflow: WorkflowRunner, model_names: dict[str, str], tmp_path: Path
+) -> None:
+    params = tmp_path / "p.yaml"
+    local = (Path(__file__).parents[2] / "workflows" / "params" / "local.yaml").read_text()
+    params.write_text(local + 'treshold: "0.995"\n')  # the gate would run at the default otherwise
+    result = run_workflow("triton-training", params_file=str(params), **model_names)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"--params {params}: treshold: no workflow in" in result.stderr
+    assert "(did you mean 'threshold'?)" in result.stderr
+    assert "nothing was run" in result.stderr
+    assert not (tmp_path / "state" / "runs").exists()  # no node started
+    client = MlflowClient(local_stack.mlflow_uri)
+    for name in model_names.values():  # nothing registered, so no alias moved
+        assert client.search_registered_models(filter_string=f"name='{name}'") == []

@@ -31,6 +31,7 @@ CHECKS = [
     "refs",
     "promql",
     "images",
+    "identities",
     "argocd",
     "flows",
     "consistency",

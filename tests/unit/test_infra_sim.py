@@ -700,3 +700,23 @@ def test_cluster_params_say_what_the_gpu_steps_need() -> None:
         "the cluster needs 'qlora'"
         in consistency.check_cluster_params(spec, {"lora-method": "lora"}, "p")[0].message
     )
+
+
+def test_a_workflow_steps_own_labels_make_a_pod_of_their_own() -> None:
+    """A template's `metadata.labels` go on its pods (the judge admits only `mlops.io/judge-client`)."""
+    template = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": {"name": "evaluate", "namespace": "wf"},
+        "spec": {
+            "templates": [
+                {"name": "main", "steps": []},
+                {"name": "judge", "metadata": {"labels": {"mlops.io/judge-client": "true"}}, "container": {}},
+                {"name": "plain", "container": {}},
+            ]
+        },
+    }
+    pods = build_pods(Build("b", [template]))
+    labelled = [p for p in pods if p.labels.get("mlops.io/judge-client") == "true"]
+    assert [p.name for p in labelled] == ["workflow evaluate step judge"]
+    assert len(pods) == 2 and all("workflows.argoproj.io/workflow" in p.labels for p in pods)

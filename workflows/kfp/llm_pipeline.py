@@ -308,7 +308,9 @@ def build_pipeline(images: Images | None = None) -> Any:
         min_throughput_rps: str,
         min_success_rate: str,
         max_latency_ratio: str,
+        max_ttft_ratio: str,
         min_throughput_ratio: str,
+        max_success_rate_drop: str,
     ) -> list[str]:
         return [
             f"--run-id={run_id}",
@@ -318,7 +320,9 @@ def build_pipeline(images: Images | None = None) -> Any:
             f"--min-throughput-rps={min_throughput_rps}",
             f"--min-success-rate={min_success_rate}",
             f"--max-latency-ratio={max_latency_ratio}",
+            f"--max-ttft-ratio={max_ttft_ratio}",
             f"--min-throughput-ratio={min_throughput_ratio}",
+            f"--max-success-rate-drop={max_success_rate_drop}",
         ]
 
     # --- the pipeline ---------------------------------------------------------------------
@@ -388,7 +392,9 @@ def build_pipeline(images: Images | None = None) -> Any:
         perf_min_throughput_rps: str = "2",
         perf_min_success_rate: str = "0.99",
         perf_max_latency_ratio: str = "1.15",
+        perf_max_ttft_ratio: str = "1.15",
         perf_min_throughput_ratio: str = "0.85",
+        perf_max_success_rate_drop: str = "0.005",
     ):
         service = {
             "workflow_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
@@ -563,7 +569,9 @@ def build_pipeline(images: Images | None = None) -> Any:
                             min_throughput_rps=perf_min_throughput_rps,
                             min_success_rate=perf_min_success_rate,
                             max_latency_ratio=perf_max_latency_ratio,
+                            max_ttft_ratio=perf_max_ttft_ratio,
                             min_throughput_ratio=perf_min_throughput_ratio,
+                            max_success_rate_drop=perf_max_success_rate_drop,
                         )
                     ).set_display_name("performance-gate")
                     with dsl.If(performed.outputs["verdict"] == "pass", name="perf-passed"):

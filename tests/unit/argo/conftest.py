@@ -25,7 +25,7 @@ class Ran:
 
 @pytest.fixture
 def environment(tmp_path: Path) -> LocalEnvironment:
-    return LocalEnvironment(state_dir=tmp_path / "state", backoff_cap_seconds=0.2, kill_grace_seconds=2.0)
+    return LocalEnvironment(state_dir=tmp_path / "state", kill_grace_seconds=2.0)
 
 
 def captured_console() -> tuple[Console, io.StringIO]:

@@ -84,8 +84,8 @@ def test_each_node_has_a_log_file_under_the_run_dir(run: RunFn, environment: Loc
 
 def test_parameters_defaults_then_file_then_cli(run: RunFn) -> None:
     ran = run(
-        "steps.yaml", {"greeting": "yo"}, file_params={"greeting": "hi", "verdict": "fail", "unrelated": "x"}
-    )
+        "steps.yaml", {"greeting": "yo"}, file_params={"greeting": "hi", "verdict": "fail", "label": "x"}
+    )  # `label` is mutex.yaml's: one params file serves every workflow of the folder
     produce = ran.result.node("produce")
     assert produce.outputs["message"].startswith("yo from ")
     assert produce.outputs["verdict"] == "fail"
@@ -97,9 +97,55 @@ def test_undeclared_cli_parameter_is_rejected_before_anything_runs(environment: 
     with pytest.raises(WorkflowInvalid) as caught:
         run_workflow(GOLDEN / "steps.yaml", {"greting": "yo"}, environment=environment)
     assert caught.value.errors == [
-        "-p greting: golden-steps- declares no parameter 'greting' (declared: greeting, verdict, image)"
+        "-p greting: golden-steps- declares no parameter 'greting' (did you mean 'greeting'?) "
+        "(declared: greeting, verdict, image)"
     ]
     assert not environment.runs_dir.exists()
+
+
+def test_misspelt_params_file_key_is_refused_before_any_step_starts(environment: LocalEnvironment) -> None:
+    with pytest.raises(WorkflowInvalid) as caught:
+        run_workflow(
+            GOLDEN / "steps.yaml",
+            {},
+            environment=environment,
+            file_params={"greeting": "hi", "verdcit": "fail"},
+            params_source="--params p.yaml",
+        )
+    assert caught.value.errors == [
+        f"--params p.yaml: verdcit: no workflow in {GOLDEN} declares this parameter (did you mean 'verdict'?)"
+    ]
+    assert not environment.runs_dir.exists()  # no run folder: no node was started
+
+
+def test_cli_run_exits_2_on_a_misspelt_params_file_key_and_runs_nothing(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import REPO_ROOT
+
+    params = write(tmp_path, "p.yaml", 'greeting: "hi"\ntreshold: "0.995"\n')
+    state = tmp_path / "state"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "run",
+            str(GOLDEN / "steps.yaml"),
+            "--params",
+            str(params),
+            "--state-dir",
+            str(state),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"--params {params}: treshold: no workflow in" in done.stderr
+    assert "nothing was run" in done.stderr
+    assert not (state / "runs").exists()
 
 
 def test_parameter_without_any_value_and_enum_violations_are_errors(environment: LocalEnvironment) -> None:
@@ -114,9 +160,9 @@ def test_parameter_without_any_value_and_enum_violations_are_errors(environment:
 
 def test_invalid_workflow_is_rejected_with_every_problem(environment: LocalEnvironment) -> None:
     with pytest.raises(WorkflowInvalid) as caught:
-        run_workflow(GOLDEN / "invalid" / "script.yaml", {}, environment=environment)
-    assert any("script: not supported by the local executor" in e for e in caught.value.errors)
-    assert any("withItems: not supported" in e for e in caught.value.errors)
+        run_workflow(GOLDEN / "invalid" / "unsupported.yaml", {}, environment=environment)
+    assert any("resource: not supported by the local executor" in e for e in caught.value.errors)
+    assert any("hooks: not supported" in e for e in caught.value.errors)
     with pytest.raises(WorkflowInvalid, match="valuFrom: unknown field"):
         run_workflow(GOLDEN / "invalid" / "misspelt.yaml", {}, environment=environment)
     with pytest.raises(WorkflowInvalid, match="template 'eco' not found"):
@@ -368,65 +414,6 @@ def test_missing_output_without_default_fails_the_node(tmp_path: Path, run: RunF
     assert result.name.startswith("adhoc-")
 
 
-def test_output_outside_tmp_outputs_is_read_from_the_given_path(tmp_path: Path, run: RunFn) -> None:
-    target = tmp_path / "elsewhere.txt"
-    text = (
-        WORKFLOW_HEAD
-        + f"""
-    - name: main
-      outputs:
-        parameters:
-          - name: value
-            valueFrom:
-              path: {target}
-      container:
-        image: python:3.11-slim
-        command: [python, -c, "open('{target}', 'w').write('from an absolute path')"]
-"""
-    )
-    result = run(write(tmp_path, "wf.yaml", text), quiet=True).result
-    assert result.root.outputs == {"value": "from an absolute path"}
-
-
-def test_output_of_a_skipped_step_is_an_unresolved_reference_naming_it(tmp_path: Path, run: RunFn) -> None:
-    text = (
-        WORKFLOW_HEAD
-        + """
-    - name: main
-      steps:
-        - - name: maybe
-            template: produce
-            when: "no == yes"
-        - - name: use
-            template: consume
-            arguments:
-              parameters:
-                - name: value
-                  value: "{{steps.maybe.outputs.parameters.value}}"
-    - name: produce
-      outputs:
-        parameters:
-          - name: value
-            valueFrom: {path: /tmp/outputs/value}
-      container:
-        image: python:3.11-slim
-        command: [python, tests/unit/argo/golden_step.py, --out, value=1]
-    - name: consume
-      inputs:
-        parameters: [{name: value}]
-      container:
-        image: python:3.11-slim
-        command: [python, -c, "print('{{inputs.parameters.value}}')"]
-"""
-    )
-    result = run(write(tmp_path, "wf.yaml", text), quiet=True).result
-    assert result.phase == "Failed"
-    use = result.node("use")
-    assert use.phase == "Error"
-    assert "cannot resolve {{steps.maybe.outputs.parameters.value}}" in use.message
-    assert "steps.maybe.status" in use.message  # what is available instead
-
-
 def test_image_map_picks_the_interpreter(tmp_path: Path, run: RunFn) -> None:
     marker = tmp_path / "used"
     wrapper = tmp_path / "python-wrapper"
@@ -453,10 +440,14 @@ def test_environment_maps_commands_and_paths(tmp_path: Path) -> None:
     assert env.command_for(["python3", "-c", "1"], None) == ["/default/python", "-c", "1"]
     assert env.command_for(["bash", "-c", "true"], "registry/train:1") == ["bash", "-c", "true"]
     assert env.state == tmp_path / ".stack"
-    assert env.output_path("/tmp/outputs/verdict", tmp_path / "o") == tmp_path / "o" / "verdict"
-    assert env.output_path("/data/x", tmp_path / "o") == Path("/data/x")
+    # a node's paths live in its sandbox, /tmp/outputs included (tests/unit/argo/conformance)
+    assert (
+        env.output_path("/tmp/outputs/verdict", tmp_path / "o")
+        == tmp_path / "o" / "tmp" / "outputs" / "verdict"
+    )
+    assert env.output_path("/data/x", tmp_path / "o") == tmp_path / "o" / "data" / "x"
     process_env = env.process_env({"A": "1"}, tmp_path / "o")
-    assert process_env["MLOPS_OUTPUTS_DIR"] == str(tmp_path / "o")
+    assert process_env["MLOPS_OUTPUTS_DIR"] == str(tmp_path / "o" / "tmp" / "outputs")
     assert process_env["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path)
     assert process_env["A"] == "1" and process_env["PATH"] == os.environ["PATH"]
 

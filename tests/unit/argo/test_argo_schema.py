@@ -126,13 +126,14 @@ def test_other_kinds_validate_against_their_own_models(kind: str) -> None:
 
 
 def test_unsupported_fields_are_named_with_the_supported_alternatives() -> None:
-    doc = load_workflow(GOLDEN / "invalid" / "script.yaml")
+    doc = load_workflow(GOLDEN / "invalid" / "unsupported.yaml")
     errors = check_supported(doc)
-    script = [e for e in errors if e.startswith("spec.templates[1].script:")]
-    assert len(script) == 1
-    assert "not supported by the local executor" in script[0]
-    assert "container, steps, dag" in script[0]
-    assert any(e.startswith("spec.templates[0].steps[0][0].withItems: not supported") for e in errors)
+    resource = [e for e in errors if e.startswith("spec.templates[1].resource:")]
+    assert len(resource) == 1  # once per field: templates[2] is counted, not repeated
+    assert "not supported by the local executor (mlops run); Argo supports it" in resource[0]
+    assert "container, script, steps, dag" in resource[0]
+    assert "(and 1 more place(s) in this file)" in resource[0]
+    assert any(e.startswith("spec.templates[0].steps[0][0].hooks: not supported") for e in errors)
 
 
 @pytest.mark.parametrize(
@@ -140,13 +141,15 @@ def test_unsupported_fields_are_named_with_the_supported_alternatives() -> None:
     [
         (
             lambda t: t["container"].update(
-                env=[{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+                env=[{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "s", "key": "k"}}}]
             ),
-            "spec.templates[0].container.env[0].valueFrom: not supported",
+            # a Secret's key is supported (unset locally: tests/unit/argo/test_argo_secret_env.py)
+            "spec.templates[0].container.env[0].valueFrom.configMapKeyRef: not supported",
         ),
         (
-            lambda t: t["container"].update(volumeMounts=[{"name": "v", "mountPath": "/x"}]),
-            "container.volumeMounts",
+            # volumeMounts are allowed and ignored (cluster mounts); a device is not
+            lambda t: t["container"].update(volumeDevices=[{"name": "v", "devicePath": "/dev/x"}]),
+            "container.volumeDevices",
         ),
         (
             lambda t: t.update(retryStrategy={"limit": 1, "retryPolicy": "OnTransientError"}),

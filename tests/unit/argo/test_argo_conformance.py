@@ -1,0 +1,314 @@
+"""Conformance: one small workflow per Argo rule (tests/unit/argo/conformance/), run by `mlops run`'s
+executor, with the node phases and outputs Argo documents for it (each YAML cites where)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Ran
+
+from mlops.argo.executor import backoff_delay, go_duration
+from mlops.argo.process import LocalEnvironment
+
+RunFn = Callable[..., Ran]
+CASES = Path(__file__).parent / "conformance"
+
+
+def phases(ran: Ran) -> dict[str, str]:
+    return {node.path: node.phase for node in ran.result.nodes if node.path}
+
+
+# --- DAG failFast --------------------------------------------------------------------------------
+
+
+def test_dag_fail_fast_schedules_no_new_task_after_a_failure(run: RunFn) -> None:
+    ran = run(CASES / "dag-fail-fast.yaml", quiet=True)
+    assert ran.result.phase == "Failed"
+    # slow was running when broken failed: it finishes; after-slow is never scheduled (no node)
+    assert phases(ran) == {"broken": "Failed", "slow": "Succeeded"}
+    assert ran.result.root.message == "task broken failed"
+
+
+def test_dag_fail_fast_false_runs_every_branch(run: RunFn) -> None:
+    ran = run(CASES / "dag-no-fail-fast.yaml", quiet=True)
+    assert ran.result.phase == "Failed"
+    assert phases(ran) == {"broken": "Failed", "slow": "Succeeded", "after-slow": "Succeeded"}
+
+
+# --- per-node sandbox -----------------------------------------------------------------------------
+
+
+def test_parallel_steps_have_their_own_tmp_and_only_allowed_environment(
+    run: RunFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONFORMANCE_HOST_TOKEN", "secret")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    ran = run(CASES / "sandbox.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    left, right = ran.result.node("left"), ran.result.node("right")
+    assert (left.outputs["readback"], right.outputs["readback"]) == ("left", "right")
+    assert left.outputs["tmpdir"] != right.outputs["tmpdir"]
+    assert left.outputs["tmpdir"].startswith(str(ran.result.run_dir))
+    env = set(left.outputs["env"].splitlines())
+    assert "CONFORMANCE_HOST_TOKEN" not in env  # a host variable outside the allow-list stays out
+    assert {"FROM_TEMPLATE", "MLFLOW_TRACKING_URI", "PATH", "MLOPS_OUTPUTS_DIR"} <= env
+
+
+def test_value_from_path_outside_tmp_outputs_never_reads_a_host_file(tmp_path: Path, run: RunFn) -> None:
+    stale = tmp_path / "host" / "verdict"
+    stale.parent.mkdir()
+    stale.write_text("stale-pass")  # a file the host happens to have at the declared path
+    text = f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  name: conformance-stale-path
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      outputs:
+        parameters:
+          - name: verdict
+            valueFrom: {{path: {stale}, default: declared-default}}
+      container:
+        image: python:3.11-slim
+        command: [python, -c, "pass"]
+"""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(text)
+    result = run(wf, quiet=True).result
+    assert result.phase == "Succeeded"
+    assert result.root.outputs == {"verdict": "declared-default"}
+
+
+def test_a_step_writing_its_declared_absolute_path_is_read_from_its_sandbox(
+    tmp_path: Path, run: RunFn
+) -> None:
+    host_path = Path(f"/tmp/mlops-conformance-{uuid.uuid4().hex}.txt")
+    text = f"""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  name: conformance-own-path
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      outputs:
+        parameters:
+          - name: value
+            valueFrom: {{path: {host_path}}}
+      container:
+        image: python:3.11-slim
+        command: [python, tests/unit/argo/conformance/probe.py, {host_path}, mine]
+"""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(text)
+    result = run(wf, quiet=True).result
+    assert result.phase == "Succeeded"
+    assert result.root.outputs == {"value": "mine"}
+    assert not host_path.exists()  # the template's /tmp is the node's, not the host's
+
+
+def test_process_env_is_the_allow_list_plus_the_template_env(tmp_path: Path) -> None:
+    env = LocalEnvironment(repo_root=tmp_path, pass_env=("EXTRA_*",))
+    host = {
+        "PATH": "/bin",
+        "AWS_ACCESS_KEY_ID": "k",
+        "GITHUB_TOKEN": "t",
+        "EXTRA_ONE": "1",
+        "PYTHONPATH": "/x",
+    }
+    made = env.process_env({"A": "1"}, tmp_path / "node", host=host)
+    assert "GITHUB_TOKEN" not in made
+    assert made["AWS_ACCESS_KEY_ID"] == "k" and made["EXTRA_ONE"] == "1" and made["A"] == "1"
+    assert made["PYTHONPATH"] == f"{tmp_path}{os.pathsep}/x"
+    assert made["TMPDIR"] == str(tmp_path / "node" / "tmp")
+    assert made["MLOPS_OUTPUTS_DIR"] == str(tmp_path / "node" / "tmp" / "outputs")
+
+
+# --- retryStrategy.expression with {{...}} -------------------------------------------------------
+
+
+def test_retry_expression_tags_are_substituted(run: RunFn) -> None:
+    ran = run(CASES / "retry-expression-tag.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    flaky = ran.result.node("flaky")
+    assert [a.exit_code for a in flaky.attempts] == [3, 0]
+
+
+# --- outputs of a skipped step ---------------------------------------------------------------------
+
+
+def test_outputs_of_a_skipped_step_are_the_declared_defaults(run: RunFn) -> None:
+    ran = run(CASES / "skipped-outputs.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    assert phases(ran) == {"maybe": "Skipped", "use": "Succeeded"}
+    assert ran.result.root.outputs == {"seen": "fallback|"}
+
+
+# --- memoize keeps outputs.result ------------------------------------------------------------------
+
+
+def test_a_memoize_hit_keeps_outputs_result(run: RunFn) -> None:
+    first = run(CASES / "memoize-result.yaml", quiet=True).result
+    assert first.phase == "Succeeded"
+    second = run(CASES / "memoize-result.yaml", quiet=True).result
+    assert second.phase == "Succeeded"
+    assert second.node("gen").message.startswith("memoized")
+    assert second.root.outputs == first.root.outputs == {"got": "hello from gen"}
+
+
+# --- backoff and durations -------------------------------------------------------------------------
+
+
+def test_backoff_waits_duration_times_factor_per_attempt(run: RunFn) -> None:
+    result = run(CASES / "backoff.yaml", quiet=True).result
+    assert result.phase == "Succeeded"
+    flaky = result.node("flaky")
+    assert [a.exit_code for a in flaky.attempts] == [3, 3, 0]
+    waited = (flaky.duration or 0) - sum(a.duration for a in flaky.attempts)
+    assert waited >= 0.4 + 0.8 - 0.05
+
+
+def test_backoff_accepts_go_microseconds_and_refuses_a_number_without_unit(run: RunFn) -> None:
+    fine = run(CASES / "backoff.yaml", {"duration": "100us"}, quiet=True).result
+    assert fine.phase == "Succeeded"
+    bad = run(CASES / "backoff.yaml", {"duration": "1.5"}, quiet=True).result
+    assert bad.node("flaky").phase == "Error"
+    assert "'1.5' is not a Go duration" in bad.node("flaky").message
+
+
+def test_backoff_is_not_capped_unless_backoff_cap_says_so() -> None:
+    assert backoff_delay(20.0, 2, 1) == 40.0
+    assert backoff_delay(60.0, 3, 3) == 1620.0
+    assert backoff_delay(20.0, 2, 3, cap=30.0) == 30.0
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("300ms", 0.3),
+        ("1.5h", 5400.0),
+        ("2h45m", 9900.0),
+        ("100us", 1e-4),
+        ("1µs", 1e-6),
+        ("0", 0.0),
+        ("-1m", -60.0),
+        (".5s", 0.5),
+        ("1h0m0s", 3600.0),
+    ],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert go_duration(text, "d") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["1.5", "10", "", "1d", "s", "1m 30s", "1.2.3s"])
+def test_not_go_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Go duration"):
+        go_duration(text, "d")
+
+
+# --- script templates -----------------------------------------------------------------------------
+
+
+def test_script_template_runs_its_source_and_its_stdout_is_the_result(run: RunFn) -> None:
+    ran = run(CASES / "script.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    assert ran.result.node("gen").result == "7"  # stdout only: stderr is not part of the result
+    assert ran.result.root.outputs == {"got": "7"}
+
+
+# --- loops and parallelism -------------------------------------------------------------------------
+
+
+def test_loops_expand_aggregate_and_respect_parallelism(run: RunFn, tmp_path: Path) -> None:
+    record = tmp_path / "record.txt"
+    ran = run(CASES / "loops.yaml", {"record": str(record)}, quiet=True)
+    result = ran.result
+    assert result.phase == "Succeeded", ran.output
+    sweep = result.node("sweep")
+    assert sweep.kind == "StepGroup" and [c.phase for c in sweep.children] == ["Succeeded", "Succeeded"]
+    assert sweep.children[0].name.startswith("sweep(0:") and "lr:0.1" in sweep.children[0].name
+    assert sweep.outputs == {"score": "[0.2,0.03]"}
+    assert result.node("best").result == "[0.2,0.03]"
+    assert [c.result for c in result.node("fan-out").children] == ["a", "b", "c"]
+    assert result.node("fan-out").result == '["a","b","c"]'
+    assert [c.result for c in result.node("seq").children] == ["n01", "n02", "n03"]
+    # parallelism: 1 on main: no two of its children (loop items included) ran at the same time
+    marks = [line.split() for line in record.read_text().splitlines()]
+    assert [m[0] for m in marks] == ["start", "end", "start", "end"]
+
+
+def test_an_empty_with_param_skips_the_step_and_a_bad_one_is_an_error(tmp_path: Path, run: RunFn) -> None:
+    text = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  name: conformance-empty-loop
+spec:
+  entrypoint: main
+  arguments:
+    parameters: [{name: items, value: "[]"}]
+  templates:
+    - name: main
+      steps:
+        - - name: each
+            template: echo
+            arguments:
+              parameters: [{name: text, value: "{{item}}"}]
+            withParam: "{{workflow.parameters.items}}"
+    - name: echo
+      inputs:
+        parameters: [{name: text}]
+      container:
+        image: python:3.11-slim
+        command: [python, -c, "print('{{inputs.parameters.text}}')"]
+"""
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(text)
+    empty = run(wf, quiet=True).result
+    assert empty.phase == "Succeeded"
+    assert (empty.node("each").phase, empty.node("each").message) == ("Skipped", "Skipped, empty params")
+    bad = run(wf, {"items": "not json"}, quiet=True).result
+    assert bad.node("each").phase == "Error"
+    assert "withParam: 'not json' is not a JSON list" in bad.node("each").message
+
+
+def test_a_failure_the_dag_expects_does_not_stop_scheduling(run: RunFn) -> None:
+    ran = run(CASES / "dag-failure-expected.yaml", quiet=True)
+    assert phases(ran) == {"broken": "Failed", "on-broken": "Succeeded"}
+    assert ran.result.phase == "Succeeded"  # the failed branch was handled by its dependent
+
+
+# --- continueOn ------------------------------------------------------------------------------------
+
+
+def test_continue_on_failed_goes_past_the_failure(run: RunFn) -> None:
+    ran = run(CASES / "continue-on.yaml", quiet=True)
+    assert phases(ran) == {
+        "flaky": "Failed",
+        "after": "Succeeded",
+        "graph": "Succeeded",
+        "graph.broken": "Failed",
+        "graph.next": "Succeeded",
+    }
+    assert ran.result.phase == "Succeeded"
+
+
+# --- templateDefaults -------------------------------------------------------------------------------
+
+
+def test_template_defaults_are_merged_into_each_template(run: RunFn) -> None:
+    ran = run(CASES / "template-defaults.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    flaky = ran.result.node("flaky")
+    assert [a.exit_code for a in flaky.attempts] == [3, 0]
+    assert flaky.outputs == {"seen": "yes,yes,own"}
+    assert ran.result.root.kind == "Steps"  # main stays a steps template despite the default container
+    assert flaky.kind == "Pod"
