@@ -103,8 +103,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     import shutil
 
     _manager(args).down()
-    # memoized step outputs name objects on the stack's S3, which is in memory: gone now
-    shutil.rmtree(args.state_dir / "memo", ignore_errors=True)
+    # S3's objects, MLflow's registry and memoized step outputs stay on disk for the next `up`;
+    # `--purge` is the one way to empty the stack (all of its state folder goes)
+    if args.purge and args.state_dir.exists():
+        shutil.rmtree(args.state_dir)
+        print(f"purged {args.state_dir} (S3 objects, MLflow registry, logs, memoized outputs)")
     return 0
 
 
@@ -240,7 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     up.set_defaults(func=cmd_up)
-    stack_command("down", "stop the local stack", ports=True).set_defaults(func=cmd_down)
+    down = stack_command("down", "stop the local stack (its state stays for the next `up`)", ports=True)
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete the state folder: every S3 object, the MLflow registry, logs, memoized outputs",
+    )
+    down.set_defaults(func=cmd_down)
     stack_command(
         "status", "health of each local service (exit 1 if any is not healthy)", ports=True
     ).set_defaults(func=cmd_status)

