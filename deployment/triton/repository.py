@@ -19,12 +19,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import BadInput
+from mlops.errors import BadInput, MlopsError
 from mlops.storage import COMMIT_MARKER, ObjectStore, S3Url
 
 MODEL_FILE = "model.onnx"
@@ -100,9 +101,17 @@ class Repository:
                 target.join(COMMIT_MARKER), json.dumps(manifest, indent=2, sort_keys=True).encode()
             )
         finally:
+            self.remove_staging(staging)
+        return manifest
+
+    def remove_staging(self, staging: S3Url) -> None:
+        """Best effort: a staging prefix is never read, so failing to delete it must not replace
+        the publish's own outcome (the error of a failed upload, or a committed version)."""
+        try:
             for key in self.store.list(S3Url(staging.bucket, staging.key.rstrip("/") + "/")):
                 self.store.delete(S3Url(staging.bucket, key))
-        return manifest
+        except MlopsError as exc:
+            print(f"warning: staging prefix {staging} not removed ({exc}); nothing reads it", file=sys.stderr)
 
     def read_metadata(self, version: int) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.store.get_bytes(self.version_url(version).join(METADATA_FILE)))
