@@ -123,7 +123,9 @@ def test_publish_names_the_upload_when_the_network_stays_down(store: S3Store, tm
     left = store.incomplete_uploads(S3Url("it-bucket", "netdown/_staging/"))
     assert len(left) == 1
     for upload in store.client.list_multipart_uploads(Bucket="it-bucket", Prefix="netdown/")["Uploads"]:
-        store.client.abort_multipart_upload(Bucket="it-bucket", Key=upload["Key"], UploadId=upload["UploadId"])
+        store.client.abort_multipart_upload(
+            Bucket="it-bucket", Key=upload["Key"], UploadId=upload["UploadId"]
+        )
 
 
 def test_lifecycle_rule_of_infra_is_accepted_by_s3(store: S3Store) -> None:
