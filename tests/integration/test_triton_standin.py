@@ -297,3 +297,43 @@ def test_a_server_that_is_not_there_is_transient() -> None:
 
 def test_the_stack_reports_the_stand_in_healthy(triton_stack: TritonStack) -> None:
     assert httpx.get(f"http://{triton_stack.http_url}/v2/health/ready", timeout=5).status_code == 200
+
+
+def test_a_version_that_fails_to_serve_is_withdrawn_from_the_repository(
+    repo: Repo, triton: TritonServer, triton_stack: TritonStack
+) -> None:
+    """serve: the replica refuses v2 (exit 2); v2 leaves the repository, _COMMITTED first, and the
+    index no longer lists it; v1 (live) serves on; the number 2 is never handed out again."""
+    from deployment.triton import serve
+    from deployment.triton.repository import Repository
+    from deployment.triton.set_aliases import TRITON_VERSION_TAG
+    from mlops.registry import InMemoryBackend, Registry
+
+    config = 'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+    deployed = Repository(repo.store, repo.root, repo.model)
+    good = linear_onnx(repo.tmp / "good" / "model.onnx", 1.0)
+    deployed.publish(1, {"model.onnx": good}, {"config_pbtxt": config})
+    bad = repo.tmp / "bad" / "model.onnx"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not an onnx graph")  # what the publish step's check now refuses; put there by hand
+    deployed.publish(2, {"model.onnx": bad}, {"config_pbtxt": config})
+    registry = Registry(InMemoryBackend(), actor="test")
+    registry.register("onnx-model", "s3://x", None, {TRITON_VERSION_TAG: "1"})
+    registry.move_alias("onnx-model", "live", "1", expect_version=None, reason="test")
+    cfg = serve.Config(
+        model_name="onnx-model",
+        model_repository=str(repo.root),
+        triton_model_name=repo.model,
+        endpoints=triton_stack.grpc_url,
+        triton_version=2,
+        ready_timeout_s=30,
+    )
+    with pytest.raises(BadInput, match="version 2") as failure:
+        serve.run(cfg, registry)
+    assert any("withdrawn" in note for note in failure.value.__notes__)
+    assert deployed.committed_versions() == [1]
+    assert not repo.store.list(deployed.version_url(2).join(""))
+    assert deployed.next_version() == 3
+    triton.load(repo.model)  # what the onExit handler does: serve `live` again
+    assert "2" not in versions_of(triton, repo.model)
+    assert versions_of(triton, repo.model)["1"] == "READY"

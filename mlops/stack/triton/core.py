@@ -155,6 +155,9 @@ class ModelManager:
                     states[version] = (READY, "")
                 for version in set(current.versions if current else ()) - set(versions):
                     states[version] = (UNAVAILABLE, "unloaded")
+                # a version no longer in the repository (withdrawn after it failed to serve) is forgotten
+                for version in [v for v in states if v not in listing.versions]:
+                    del states[version]
             log.info(
                 "loaded %s versions %s (policy %s) in %.3fs",
                 name,
