@@ -13,12 +13,13 @@ output { name: "logits" data_type: TYPE_FP32 dims: [2] }
 
 
 def tiny_model(path: Path, op: str = "MatMul", domain: str = "") -> Path:
-    """input [N,3,4,4] -> Flatten -> <op> with a [48,2] weight -> logits [N,2]."""
+    """input [N,3,4,4] -> Flatten -> <op> with a fixed [48,2] weight -> logits [N,2]."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    weight = numpy_helper.from_array(np.ones((48, 2), np.float32), "weight")
+    # distinct columns, so the two logits differ and golden labels are unambiguous
+    weight = numpy_helper.from_array(np.linspace(-1, 1, 96, dtype=np.float32).reshape(48, 2), "weight")
     graph = helper.make_graph(
         [
             helper.make_node("Flatten", ["input"], ["flat"], axis=1),
@@ -31,5 +32,6 @@ def tiny_model(path: Path, op: str = "MatMul", domain: str = "") -> Path:
     )
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     model = helper.make_model(graph, opset_imports=opsets, ir_version=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path

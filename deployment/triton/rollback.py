@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops.serving.triton import connect
 from pydantic import Field
 
 from deployment.triton.package import fetch_package, load_golden
@@ -26,6 +25,7 @@ from mlops import step
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.discovery import resolve
+from mlops.serving.triton import connect
 from mlops.step import StepResult
 
 ROLLED_BACK_AT = "rollback.rolled_back_at"

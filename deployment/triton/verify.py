@@ -12,7 +12,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlops.serving.triton import connect
 from pydantic import Field
 
 from deployment.triton.package import fetch_package, load_golden
@@ -22,6 +21,7 @@ from mlops import step
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.discovery import resolve
+from mlops.serving.triton import connect
 from mlops.step import StepResult
 
 

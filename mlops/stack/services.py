@@ -251,6 +251,7 @@ def default_services(
     mlflow_dir = state_dir / "mlflow"
     repository = model_repository or os.environ.get(REPOSITORY_ENV) or DEFAULT_REPOSITORY
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    stack_env = {k: v for k, v in client_env(ports).items() if not k.startswith(("TRITON_", "VLLM_"))}
     return [
         ServiceSpec(
             name="mlflow",
@@ -323,13 +324,23 @@ def default_services(
                 f"Triton stand-in (ONNX Runtime): gRPC :{ports.triton_grpc}, metrics "
                 f":{ports.triton_metrics}/metrics, repository {repository}"
             ),
-            env={"PYTHONPATH": pythonpath, **LOCAL_CREDENTIALS},
+            # MLflow and S3 of the stack, for the post-start reconciliation
+            env={"PYTHONPATH": pythonpath, **LOCAL_CREDENTIALS, **stack_env},
             start_timeout_s=60.0,
+            # a (re)started Triton serves nothing: load what each model's `live` alias says
+            after_start=[
+                py,
+                "-m",
+                "deployment.triton.reconcile",
+                "--all-models=true",
+                f"--model-repository={repository}",
+                f"--endpoints=127.0.0.1:{ports.triton_grpc}",
+            ],
         ),
         vllm_service(
             vllm or VllmSettings(base_dir=None, adapter_dir=state_dir / "vllm" / "adapters"),
             ports.vllm,
-            stack_env={k: v for k, v in client_env(ports).items() if not k.startswith(("TRITON_", "VLLM_"))},
+            stack_env=stack_env,
         ),
         prometheus_service(state_dir, ports),
     ]
