@@ -47,3 +47,7 @@ def test_tensors_other_than_the_config_says_are_refused(tmp_path: Path) -> None:
 def test_a_config_that_does_not_parse_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="does not parse as Triton's ModelConfig"):
         check_loadable(tiny_model(tmp_path / "model.onnx"), "max_batch_size: eight", "tiny v1")
+
+
+def test_a_config_without_tensors_is_completed_from_the_graph_as_triton_does(tmp_path: Path) -> None:
+    check_loadable(tiny_model(tmp_path / "model.onnx"), 'name: "tiny"\nmax_batch_size: 8\n', "tiny v1")
