@@ -159,8 +159,15 @@ def test_load_index_infer_config_metadata_and_metrics(
     result = http.infer(repo.model, [tensor])
     np.testing.assert_allclose(result.as_numpy("logits"), expected(1.0), rtol=1e-6)
     assert http.get_model_config(repo.model)["input"][0]["dims"] == [3]
-    assert {"name": repo.model, "version": "1", "state": "READY", "reason": ""} in (
-        http.get_model_repository_index()
+    assert {"name": repo.model, "version": "1", "state": "READY"} in (http.get_model_repository_index())
+    # Triton fills in one CPU instance group, the pinned-memory defaults and the model file name
+    config = http.get_model_config(repo.model)
+    assert config["instance_group"] == [{"name": f"{repo.model}_0", "kind": "KIND_CPU", "count": 1}]
+    assert config["optimization"]["input_pinned_memory"] == {"enable": True}
+    assert config["default_model_filename"] == "model.onnx" and config["backend"] == "onnxruntime"
+    grpc_config = grpcclient.InferenceServerClient(triton_stack.grpc_url).get_model_config(repo.model).config
+    assert (
+        grpc_config.instance_group[0].count == 1 and grpc_config.instance_group[0].name == f"{repo.model}_0"
     )
 
     page = httpx.get(triton_stack.metrics_url, timeout=5).text
@@ -364,3 +371,47 @@ def test_http_answers_on_a_reused_connection_do_not_wait_for_delayed_acks(
         f"HTTP infer on a reused connection: median {median * 1000:.1f} ms over {len(latencies) - 10} requests"
     )
     assert median < 0.02
+
+
+def test_trace_log_and_shared_memory_answer_as_triton_does(
+    repo: Repo, triton: TritonServer, triton_stack: TritonStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """tritonclient's own calls over HTTP and gRPC: trace and log settings kept and returned, shared
+    memory status empty, registering a region refused with Triton's UNIMPLEMENTED status."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    http = httpclient.InferenceServerClient(triton_stack.http_url)
+    grpc_client = grpcclient.InferenceServerClient(triton_stack.grpc_url)
+
+    assert http.get_trace_settings()["trace_level"] == ["OFF"]
+    assert http.get_trace_settings()["trace_rate"] == "1000"
+    assert http.update_trace_settings(model_name="m-trace", settings={"trace_level": ["TIMESTAMPS"]})[
+        "trace_level"
+    ] == ["TIMESTAMPS"]
+    assert http.get_trace_settings()["trace_level"] == ["OFF"]  # a model's settings stay the model's
+    answer = grpc_client.get_trace_settings(model_name="m-trace", as_json=True)
+    assert answer["settings"]["trace_level"]["value"] == ["TIMESTAMPS"]
+    with pytest.raises(InferenceServerException, match="trace_level must be among"):
+        http.update_trace_settings(settings={"trace_level": ["LOUD"]})
+
+    assert http.get_log_settings()["log_verbose_level"] == 0
+    assert http.update_log_settings({"log_verbose_level": 1})["log_verbose_level"] == 1
+    assert grpc_client.get_log_settings(as_json=True)["settings"]["log_verbose_level"] == {"uint32_param": 1}
+    with pytest.raises(InferenceServerException, match="unknown log setting 'log_colour'"):
+        http.update_log_settings({"log_colour": True})
+    http.update_log_settings({"log_verbose_level": 0})
+
+    assert http.get_system_shared_memory_status() == []
+    assert http.get_cuda_shared_memory_status() == []
+    assert list(grpc_client.get_system_shared_memory_status().regions) == []
+    with pytest.raises(InferenceServerException, match="shared memory is not supported"):
+        http.register_system_shared_memory("region", "/key", 64)
+    with pytest.raises(InferenceServerException, match="shared memory is not supported") as refused:
+        grpc_client.register_system_shared_memory("region", "/key", 64)
+    assert refused.value.status() == "StatusCode.UNIMPLEMENTED"
+    http.unregister_system_shared_memory()
+    grpc_client.unregister_cuda_shared_memory()
+    log = (triton_stack.state_dir / "triton" / "server.log").read_text()
+    assert "Traceback" not in log  # answered, never raised inside the server
