@@ -45,15 +45,19 @@ def _object_stem(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def bucket_of(environ: Environ, server_host: str) -> str | None:
-    """The bucket a request names: path style `/<bucket>/...`, or virtual-host `<bucket>.<host>`."""
-    host = str(environ.get("HTTP_HOST", "")).split(":", 1)[0]
-    suffix = "." + server_host
-    if server_host and host.endswith(suffix) and host != server_host:
-        return host[: -len(suffix)] or None
+def bucket_of(environ: Environ) -> str | None:
+    """The bucket a request names: virtual-host style `<bucket>.<host>` (a host name with a dot that
+    is not an IP address, e.g. `models.localhost`), else path style `/<bucket>/...`."""
+    import ipaddress
+
+    host = str(environ.get("HTTP_HOST", "")).rsplit(":", 1)[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if "." in host:
+            return host.split(".", 1)[0] or None
     path = str(environ.get("PATH_INFO", "")).lstrip("/")
-    bucket = path.split("/", 1)[0]
-    return bucket or None
+    return path.split("/", 1)[0] or None
 
 
 class DiskBuckets:
@@ -116,19 +120,16 @@ class DiskBuckets:
 class WriteThrough:
     """WSGI middleware: after a successful write to a bucket, sync that bucket to disk, then answer."""
 
-    def __init__(
-        self, app: Callable[..., Iterable[bytes]], disk: DiskBuckets, backend: Any, host: str
-    ) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], disk: DiskBuckets, backend: Any) -> None:
         self.app = app
         self.disk = disk
         self.backend = backend
-        self.host = host
         # moto's backend is not made for concurrent writers; one write at a time keeps disk == memory
         self.lock = threading.Lock()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        bucket = bucket_of(environ, self.host)
+        bucket = bucket_of(environ)
         if method not in WRITE_METHODS or bucket is None or bucket == "moto-api":
             yield from self.app(environ, start_response)
             return
@@ -145,7 +146,7 @@ class WriteThrough:
         yield from body
 
 
-def build_app(data_dir: Path, host: str, region: str = "us-east-1") -> tuple[Any, str]:
+def build_app(data_dir: Path, region: str = "us-east-1") -> tuple[Any, str]:
     """moto's server application wrapped in `WriteThrough`, with `data_dir` loaded; and a summary."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -155,7 +156,7 @@ def build_app(data_dir: Path, host: str, region: str = "us-east-1") -> tuple[Any
     disk = DiskBuckets(data_dir)
     buckets, objects = disk.load_into(backend, region)
     app = DomainDispatcherApplication(create_backend_app)
-    return WriteThrough(app, disk, backend, host), f"restored {buckets} bucket(s), {objects} object(s)"
+    return WriteThrough(app, disk, backend), f"restored {buckets} bucket(s), {objects} object(s)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--port", type=int, default=9000)
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))
-    app, summary = build_app(args.data_dir, args.host)
+    app, summary = build_app(args.data_dir)
     print(f"s3: {summary} from {args.data_dir.resolve()}", flush=True)
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     return 0
