@@ -8,6 +8,7 @@ be asked) is a disagreement; `mlops up` (and the workflows' exit handlers) conve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from deployment.triton.reconcile import published_models
@@ -62,10 +63,16 @@ def triton_rows(registry: Registry, store: S3Store, repository: str, endpoint: s
     return rows
 
 
-def vllm_rows(registry: Registry, model: str, served_name: str, endpoint: str) -> list[Agreement]:
+def vllm_rows(
+    registry: Registry,
+    model: str,
+    served_name: str,
+    endpoint: str,
+    connector: Callable[[str], vllm.VllmServer] = lambda endpoint: vllm.connect(endpoint, timeout_s=5),
+) -> list[Agreement]:
     """The live and candidate slots against `live` and `staged`."""
     try:
-        loaded: dict[str, str] | None = vllm.adapters(vllm.connect(endpoint, timeout_s=5))
+        loaded: dict[str, str] | None = vllm.adapters(connector(endpoint))
     except MlopsError:
         loaded = None
     rows = []
