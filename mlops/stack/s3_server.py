@@ -11,6 +11,15 @@ kept: a restart aborts them, as S3's `AbortIncompleteMultipartUpload` lifecycle 
 Layout: `<data-dir>/<bucket>/<sha256 of key>.json` (key, etag, metadata, ...) next to `.bin`
 (the bytes). Files are written to a temporary name, fsynced and renamed, `.bin` before `.json`;
 a `.json` is the proof an object is complete. `mlops down --purge` deletes the folder.
+
+Why not MinIO: no MinIO server installs from the registries this project may use (PyPI has only
+the `minio` client, Debian no `minio` package, npm only clients); `s3rver` (npm) is unmaintained
+since 2021. moto's own recorder replays requests with the multipart upload ids of the previous
+run, which do not exist after a restart, so multipart objects (every upload over 8 MiB) would
+not come back. Measured here (2 cores, a 20 MiB two-part upload, a put, a copy, a delete, then
+`kill -9` and a restart): this server kept both objects with their sha256 metadata, started in
+0.4-0.9 s, uploaded in 0.4 s, 121 MiB RSS; plain `moto.server` lost the bucket, 0.7 s start,
+0.65 s upload, 121 MiB RSS.
 """
 
 from __future__ import annotations
