@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -413,5 +414,12 @@ def test_trace_log_and_shared_memory_answer_as_triton_does(
     assert refused.value.status() == "StatusCode.UNIMPLEMENTED"
     http.unregister_system_shared_memory()
     grpc_client.unregister_cuda_shared_memory()
+    streamed: list[Any] = []
+    grpc_client.start_stream(callback=lambda result, error: streamed.append(error))
+    streamed_input = grpcclient.InferInput("input", [1, 3], "FP32")
+    streamed_input.set_data_from_numpy(X[:1])
+    grpc_client.async_stream_infer(repo.model, [streamed_input])
+    grpc_client.stop_stream()
+    assert streamed and "ModelStreamInfer (decoupled models) is not supported" in str(streamed[0])
     log = (triton_stack.state_dir / "triton" / "server.log").read_text()
     assert "Traceback" not in log  # answered, never raised inside the server

@@ -3,8 +3,9 @@ definitions, so every message and status a client sees has Triton's schema.
 
 Implemented: health, server/model metadata, model ready, ModelConfig, ModelStatistics,
 ModelInfer (typed and raw contents), RepositoryIndex, RepositoryModelLoad (with an optional
-`config` parameter), RepositoryModelUnload. Shared memory, tracing, logging settings and
-streaming answer UNIMPLEMENTED.
+`config` parameter), RepositoryModelUnload, trace and log settings (kept and returned), shared
+memory status and unregister (no regions). Registering shared memory and ModelStreamInfer answer
+UNIMPLEMENTED with a message, as a status (no traceback in the server's log).
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ def build_server(manager: ModelManager, address: str, server_info: dict[str, Any
                 )
                 response.raw_output_contents.append(tensors.to_raw(array))
             return response
+
+        def ModelStreamInfer(self, request_iterator: Any, context: Any) -> Any:
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "ModelStreamInfer (decoupled models) is not supported by the Triton stand-in",
+            )
 
         @_answers_errors
         def TraceSetting(self, request: Any, context: Any) -> Any:
