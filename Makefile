@@ -66,5 +66,5 @@ ci: lint typecheck infra-check kfp-check test ## lint + types + infra and KFP ch
 bench: up ## benchmarks: ONNX vs PyTorch latency, workflow wall time -> benchmarks/results, docs/performance.md
 	@eval "$$($(MLOPS) env)" && $(IN_ENV) python -m benchmarks.run
 
-clean: down ## stop the stack and remove its state
-	rm -rf .stack
+clean: ## stop the stack and delete its state (S3 objects, MLflow registry, logs): the one way to empty it
+	@$(MLOPS) down --purge

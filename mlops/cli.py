@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlops.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT, BadInput, Transient
 
@@ -103,8 +104,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     import shutil
 
     _manager(args).down()
-    # memoized step outputs name objects on the stack's S3, which is in memory: gone now
-    shutil.rmtree(args.state_dir / "memo", ignore_errors=True)
+    # S3's objects, MLflow's registry and memoized step outputs stay on disk for the next `up`;
+    # `--purge` is the one way to empty the stack (all of its state folder goes)
+    if args.purge and args.state_dir.exists():
+        shutil.rmtree(args.state_dir)
+        print(f"purged {args.state_dir} (S3 objects, MLflow registry, logs, memoized outputs)")
     return 0
 
 
@@ -116,15 +120,66 @@ def cmd_status(args: argparse.Namespace) -> int:
     for column in ("service", "url", "pid", "health", "what"):
         table.add_column(column)
     all_healthy = True
-    for status in _manager(args).status():
+    statuses = _manager(args).status()
+    for status in statuses:
         health = "healthy" if status.healthy else ("running, not healthy" if status.running else "stopped")
         if not status.running and status.skip_reason:
             health = "not started"  # vLLM before a base exists, Prometheus without its binary
         else:
             all_healthy &= status.healthy
         table.add_row(status.name, status.url, str(status.pid or "-"), health, status.description)
-    Console().print(table)
-    return 0 if all_healthy else 1
+    console = Console()
+    console.print(table)
+    agree = serving_agreement(console, {s.name: s for s in statuses})
+    return 0 if all_healthy and agree else 1
+
+
+def serving_agreement(console: Any, statuses: dict[str, Any]) -> bool:
+    """Print, per model and alias, what the registry says and what each server serves; False on any
+    disagreement (a server serving something else, or not answering)."""
+    from rich.table import Table
+
+    from deployment.agreement import triton_rows, vllm_rows
+    from mlops.registry import mlflow_registry
+    from mlops.stack.services import LOCAL_CREDENTIALS, VLLM_SERVED_NAME
+    from mlops.stack.triton.server import DEFAULT_REPOSITORY, REPOSITORY_ENV
+    from mlops.storage import S3Store
+
+    if not (
+        statuses.get("mlflow")
+        and statuses["mlflow"].healthy
+        and statuses.get("s3")
+        and statuses["s3"].healthy
+    ):
+        return True  # nothing to compare with: the services' table says why
+    for key, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(key, value)
+    registry = mlflow_registry(statuses["mlflow"].url)
+    rows = triton_rows(
+        registry,
+        S3Store(statuses["s3"].url),
+        os.environ.get(REPOSITORY_ENV) or DEFAULT_REPOSITORY,
+        f"127.0.0.1:{statuses['triton'].ports['triton_grpc']}",
+    )
+    vllm = statuses.get("vllm")
+    if vllm is not None and vllm.running:
+        rows += vllm_rows(registry, LLM_MODEL, VLLM_SERVED_NAME, vllm.url.removeprefix("http://"))
+    table = Table(title="registry aliases and what the servers serve")
+    for column in ("server", "model", "alias", "registry", "should serve", "serves", ""):
+        table.add_column(column)
+    for row in rows:
+        verdict = "ok" if row.agrees else "[bold red]DISAGREES[/]"
+        table.add_row(
+            row.server, row.model, row.alias, row.registry, row.expected or "-", row.serves or "-", verdict
+        )
+    if rows:
+        console.print(table)
+    disagreeing = [row for row in rows if not row.agrees]
+    if disagreeing:
+        console.print(
+            f"{len(disagreeing)} disagreement(s): `mlops up` (or the workflows' exit handlers) converge them"
+        )
+    return not disagreeing
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -240,7 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     up.set_defaults(func=cmd_up)
-    stack_command("down", "stop the local stack", ports=True).set_defaults(func=cmd_down)
+    down = stack_command("down", "stop the local stack (its state stays for the next `up`)", ports=True)
+    down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also delete the state folder: every S3 object, the MLflow registry, logs, memoized outputs",
+    )
+    down.set_defaults(func=cmd_down)
     stack_command(
         "status", "health of each local service (exit 1 if any is not healthy)", ports=True
     ).set_defaults(func=cmd_status)

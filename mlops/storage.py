@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from mlops.errors import BadInput, Transient
+from mlops.errors import BadInput, MlopsError, Transient
 
 CHUNK = 8 * 1024 * 1024  # multipart part size; memory stays flat at about one part
 SHA_KEY = "sha256"
@@ -70,6 +70,16 @@ class ObjectStore(Protocol):
 
 @contextmanager
 def _s3_errors(what: str) -> Iterator[None]:
+    try:
+        yield from _s3_errors_raw(what)
+    except MlopsError as error:
+        cause = error.__cause__
+        for note in getattr(cause, "__notes__", []) if cause is not None else []:
+            error.add_note(note)  # e.g. that the clean-up after the failure failed too
+        raise
+
+
+def _s3_errors_raw(what: str) -> Iterator[None]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -120,7 +130,11 @@ class S3Store:
                 self.client.create_bucket(Bucket=bucket)
 
     def upload_stream(self, handle: BinaryIO, url: S3Url, metadata: dict[str, str] | None = None) -> int:
-        """Multipart upload from a stream, one part in memory at a time; aborted on any failure."""
+        """Multipart upload from a stream, one part in memory at a time; aborted on any failure.
+
+        The error raised is the upload's: an abort that fails too (the network is gone) is noted
+        on it, and the parts left behind are for the bucket's AbortIncompleteMultipartUpload
+        lifecycle rule (docs/infra.md)."""
         with _s3_errors(f"uploading {url}"):
             upload = self.client.create_multipart_upload(
                 Bucket=url.bucket, Key=url.key, Metadata=metadata or {}
@@ -144,10 +158,30 @@ class S3Store:
                 self.client.complete_multipart_upload(
                     Bucket=url.bucket, Key=url.key, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 )
-            except BaseException:
-                self.client.abort_multipart_upload(Bucket=url.bucket, Key=url.key, UploadId=upload_id)
+            except BaseException as failure:
+                self.abort_upload(url, upload_id, failure)
                 raise
         return total
+
+    def abort_upload(self, url: S3Url, upload_id: str, failure: BaseException) -> bool:
+        """Abort a multipart upload after `failure`; never raises (a failed abort is noted on `failure`)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.abort_multipart_upload(Bucket=url.bucket, Key=url.key, UploadId=upload_id)
+            return True
+        except (BotoCoreError, ClientError) as exc:
+            failure.add_note(
+                f"aborting multipart upload {upload_id} of {url} failed too ({exc}); its parts stay "
+                "until the bucket's AbortIncompleteMultipartUpload lifecycle rule removes them"
+            )
+            return False
+
+    def incomplete_uploads(self, url: S3Url) -> list[str]:
+        """Keys under `url` with a multipart upload started and neither completed nor aborted."""
+        with _s3_errors(f"listing multipart uploads under {url}"):
+            answer = self.client.list_multipart_uploads(Bucket=url.bucket, Prefix=url.key)
+        return [str(item["Key"]) for item in answer.get("Uploads", [])]
 
     def upload_file(self, path: Path, url: S3Url) -> str:
         """Upload a file; returns its sha256, which is stored as object metadata."""

@@ -3,7 +3,8 @@
 A version's source is the export run's `onnx/` folder: `model.onnx`, `config.pbtxt`,
 `meta.json` (with `onnx_sha256`) and `golden/` (inputs, expected labels and probabilities,
 written by the equivalence gate). The sha256 of `model.onnx` must match both `meta.json` and
-the version's `onnx_sha256` tag; anything missing or different is bad input (exit 2).
+the version's `onnx_sha256` tag, and the file must load as its config.pbtxt describes it
+(`deployment.triton.loadable`); anything missing, different or unloadable is bad input (exit 2).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deployment.triton.loadable import check_loadable
 from mlops.errors import BadInput
 from mlops.registry import Registry
 from mlops.storage import sha256_file
@@ -71,6 +73,8 @@ def fetch_package(registry: Registry, model: str, version: str, destination: Pat
             f"checksum mismatch for {model} v{version} model.onnx: registered {', '.join(sorted(expected))}, "
             f"downloaded {actual}"
         )
+    # a matching checksum only proves it is the registered file, not that a server can load it
+    check_loadable(onnx_path, (root / "config.pbtxt").read_text(), f"{model} v{version}")
     name = tags.get("triton_model_name") or str(meta.get("triton_model_name", "")) or model
     return Package(model, version, registry.run_id(model, version), root, actual, name)
 

@@ -6,6 +6,7 @@ Layout (what NVIDIA Triton reads with `--model-repository=s3://...`):
     <root>/<model>/<N>/model.onnx
     <root>/<model>/<N>/metadata.json          MLflow version, run, sha256, created
     <root>/<model>/<N>/_COMMITTED             written last: the version is complete
+    <root>/<model>/_withdrawn/<N>             a version that failed to serve, removed (number kept)
     <root>/_staging/<model>/<N>-<id>/...      uploads land here first
 
 What a server loads is decided by `config.pbtxt`'s `specific` version list, a single object
@@ -19,18 +20,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import BadInput
+from mlops.errors import BadInput, MlopsError
 from mlops.storage import COMMIT_MARKER, ObjectStore, S3Url
 
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "config.pbtxt"
 STAGING = "_staging"
+WITHDRAWN = "_withdrawn"
 _VERSION_DIR = re.compile(r"^(\d+)/")
 
 
@@ -67,9 +70,26 @@ class Repository:
             v for v in self.version_dirs() if self.store.exists(self.version_url(v).join(COMMIT_MARKER))
         )
 
+    def withdrawn_versions(self) -> set[int]:
+        prefix = self.model_url.join(WITHDRAWN).key.rstrip("/") + "/"
+        names = (key[len(prefix) :] for key in self.store.list(S3Url(self.root.bucket, prefix)))
+        return {int(name) for name in names if name.isdigit()}
+
     def next_version(self) -> int:
-        """One above every number ever used; the caller holds the model's mutex while publishing."""
-        return max(self.version_dirs(), default=0) + 1
+        """One above every number ever used (withdrawn ones too); the caller holds the model's mutex."""
+        return max(self.version_dirs() | self.withdrawn_versions(), default=0) + 1
+
+    def withdraw(self, version: int, reason: str) -> None:
+        """Remove a version that failed to serve: `_COMMITTED` first (from then on no reader lists
+        it), then its files; a `_withdrawn/<N>` record keeps the number from being reused."""
+        target = self.version_url(version)
+        self.store.put_bytes(
+            self.model_url.join(WITHDRAWN, str(version)),
+            json.dumps({"version": version, "reason": reason}, sort_keys=True).encode(),
+        )
+        self.store.delete(target.join(COMMIT_MARKER))
+        for key in self.store.list(S3Url(target.bucket, target.key.rstrip("/") + "/")):
+            self.store.delete(S3Url(target.bucket, key))
 
     def publish(self, version: int, files: dict[str, Path], metadata: dict[str, Any]) -> dict[str, str]:
         """Upload to a staging prefix, copy into `<model>/<version>/`, verify every checksum, commit.
@@ -100,9 +120,17 @@ class Repository:
                 target.join(COMMIT_MARKER), json.dumps(manifest, indent=2, sort_keys=True).encode()
             )
         finally:
+            self.remove_staging(staging)
+        return manifest
+
+    def remove_staging(self, staging: S3Url) -> None:
+        """Best effort: a staging prefix is never read, so failing to delete it must not replace
+        the publish's own outcome (the error of a failed upload, or a committed version)."""
+        try:
             for key in self.store.list(S3Url(staging.bucket, staging.key.rstrip("/") + "/")):
                 self.store.delete(S3Url(staging.bucket, key))
-        return manifest
+        except MlopsError as exc:
+            print(f"warning: staging prefix {staging} not removed ({exc}); nothing reads it", file=sys.stderr)
 
     def read_metadata(self, version: int) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.store.get_bytes(self.version_url(version).join(METADATA_FILE)))

@@ -2,7 +2,8 @@
 
 Writes `config.pbtxt` to serve [new, live] and loads the model through the repository API on
 each replica, waiting until both versions are ready: the old version keeps answering while
-the new one loads. From here the server routes unversioned requests to the new (highest)
+the new one loads. A version a replica refuses to load (bad input, exit 2) is withdrawn from
+the repository, `_COMMITTED` first. From here the server routes unversioned requests to the new (highest)
 version; verify checks it, and the onExit handler (reconcile) brings the servers back to
 exactly what `live` says whatever happened.
 """
@@ -13,11 +14,12 @@ import sys
 
 from pydantic import Field
 
-from deployment.triton.serving import serve_versions
+from deployment.triton.repository import Repository
+from deployment.triton.serving import config_for, serve_versions
 from deployment.triton.set_aliases import TRITON_VERSION_TAG
 from deployment.triton.settings import ServerSettings, repository
 from mlops import step
-from mlops.errors import BadInput
+from mlops.errors import BadInput, MlopsError, Transient
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.discovery import resolve
 from mlops.step import StepResult
@@ -38,6 +40,19 @@ def live_triton_version(registry: Registry, model: str) -> int | None:
     return int(tag)
 
 
+def withdraw_unservable(repo: Repository, version: int, live: int | None, failure: MlopsError) -> None:
+    """After a failed serve: the config back to `live` alone, then the new version out of the repository,
+    so no server lists it. An unreachable replica (exit 3) is not the version's fault: it stays."""
+    if isinstance(failure, Transient):
+        return
+    if live:
+        repo.write_config(config_for(repo, [live]))
+    elif repo.read_config() is not None:
+        repo.store.delete(repo.config_url())
+    repo.withdraw(version, str(failure))
+    failure.add_note(f"{repo.version_url(version)} withdrawn from the repository (it failed to serve)")
+
+
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     if cfg.triton_version < 1 or not cfg.triton_model_name:
         raise BadInput("--triton-version and --triton-model-name are required (publish's outputs)")
@@ -46,7 +61,11 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     repo = repository(cfg, cfg.triton_model_name)
     live = live_triton_version(registry, cfg.model_name)
     versions = sorted({cfg.triton_version, *([live] if live else [])})
-    timings = serve_versions(repo, endpoints, versions, cfg.ready_timeout_s)
+    try:
+        timings = serve_versions(repo, endpoints, versions, cfg.ready_timeout_s)
+    except MlopsError as exc:
+        withdraw_unservable(repo, cfg.triton_version, live, exc)
+        raise
     slowest = max(timings.values())
     return StepResult(
         outputs={"served-versions": ",".join(map(str, versions)), "ready-seconds": f"{slowest:.2f}"},

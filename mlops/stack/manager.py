@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -33,6 +33,7 @@ class ServiceStatus:
     healthy: bool
     description: str
     skip_reason: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -107,6 +108,7 @@ class StackManager:
                 healthy=healthy(spec),
                 description=spec.description,
                 skip_reason=spec.skip_reason,
+                ports=spec.bound_ports(),
             )
             for spec in self.services
         ]

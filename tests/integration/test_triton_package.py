@@ -14,6 +14,7 @@ from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.storage import sha256_file
 from tests.conftest import LocalStack
+from tests.tiny_onnx import CONFIG, tiny_model
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +56,11 @@ def _golden() -> dict[str, bytes]:
 
 
 def test_a_complete_package_is_fetched_and_verified(local_stack: LocalStack, tmp_path: Path) -> None:
-    model_bytes = b"not really onnx, but checksummed"
-    (tmp_path / "m").write_bytes(model_bytes)
+    model_bytes = tiny_model(tmp_path / "m").read_bytes()
     digest = sha256_file(tmp_path / "m")
     files = {
         "model.onnx": model_bytes,
-        "config.pbtxt": b'name: "x"',
+        "config.pbtxt": CONFIG.encode(),
         "meta.json": json.dumps({"onnx_sha256": digest}).encode(),
     }
     registry, model = _register(local_stack, {**files, **_golden()}, {"onnx_sha256": digest})
@@ -95,3 +95,40 @@ def test_a_version_without_a_recorded_checksum_is_refused(local_stack: LocalStac
 def test_missing_golden_samples_are_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="golden samples missing"):
         load_golden(tmp_path)
+
+
+def _broken_but_registered(local_stack: LocalStack, tmp_path: Path) -> tuple[Registry, str, str]:
+    """A version whose registered sha256 matches a model.onnx that no server can load (truncated)."""
+    data = tiny_model(tmp_path / "m").read_bytes()
+    broken = data[: len(data) // 2]
+    (tmp_path / "broken").write_bytes(broken)
+    digest = sha256_file(tmp_path / "broken")
+    files = {"model.onnx": broken, "config.pbtxt": CONFIG.encode(), **_golden()}
+    registry, model = _register(local_stack, files, {"onnx_sha256": digest})
+    registry.move_alias(model, "deploy", "1", expect_version=None, reason="test")
+    return registry, model, digest
+
+
+@pytest.mark.parametrize("step", ["fetch", "publish"])
+def test_an_unloadable_onnx_with_a_matching_checksum_is_refused_before_publishing(
+    local_stack: LocalStack, tmp_path: Path, step: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fetch and publish: exit 2 naming the problem; nothing in the repository; no alias moved."""
+    from deployment.triton import fetch, publish
+    from mlops.storage import S3Store, S3Url
+
+    registry, model, digest = _broken_but_registered(local_stack, tmp_path)
+    store = S3Store()
+    store.ensure_bucket("it-models")
+    root = S3Url("it-models", f"loadable-{uuid.uuid4().hex[:6]}")
+    args = ["--model-name", model, "--model-repository", str(root)]
+    if step == "fetch":
+        code = fetch.main(args)
+    else:
+        code = publish.main([*args, "--version", "1", "--sha256", digest])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"bad input: {model} v1: model.onnx" in err and "fails the ONNX checker" in err, err
+    assert store.list(root) == []  # nothing staged, copied or committed
+    assert registry.alias(model, "deploy") == "1"
+    assert registry.alias(model, "live") is None

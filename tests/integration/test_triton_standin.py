@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -159,8 +160,15 @@ def test_load_index_infer_config_metadata_and_metrics(
     result = http.infer(repo.model, [tensor])
     np.testing.assert_allclose(result.as_numpy("logits"), expected(1.0), rtol=1e-6)
     assert http.get_model_config(repo.model)["input"][0]["dims"] == [3]
-    assert {"name": repo.model, "version": "1", "state": "READY", "reason": ""} in (
-        http.get_model_repository_index()
+    assert {"name": repo.model, "version": "1", "state": "READY"} in (http.get_model_repository_index())
+    # Triton fills in one CPU instance group, the pinned-memory defaults and the model file name
+    config = http.get_model_config(repo.model)
+    assert config["instance_group"] == [{"name": f"{repo.model}_0", "kind": "KIND_CPU", "count": 1}]
+    assert config["optimization"]["input_pinned_memory"] == {"enable": True}
+    assert config["default_model_filename"] == "model.onnx" and config["backend"] == "onnxruntime"
+    grpc_config = grpcclient.InferenceServerClient(triton_stack.grpc_url).get_model_config(repo.model).config
+    assert (
+        grpc_config.instance_group[0].count == 1 and grpc_config.instance_group[0].name == f"{repo.model}_0"
     )
 
     page = httpx.get(triton_stack.metrics_url, timeout=5).text
@@ -297,3 +305,121 @@ def test_a_server_that_is_not_there_is_transient() -> None:
 
 def test_the_stack_reports_the_stand_in_healthy(triton_stack: TritonStack) -> None:
     assert httpx.get(f"http://{triton_stack.http_url}/v2/health/ready", timeout=5).status_code == 200
+
+
+def test_a_version_that_fails_to_serve_is_withdrawn_from_the_repository(
+    repo: Repo, triton: TritonServer, triton_stack: TritonStack
+) -> None:
+    """serve: the replica refuses v2 (exit 2); v2 leaves the repository, _COMMITTED first, and the
+    index no longer lists it; v1 (live) serves on; the number 2 is never handed out again."""
+    from deployment.triton import serve
+    from deployment.triton.repository import Repository
+    from deployment.triton.set_aliases import TRITON_VERSION_TAG
+    from mlops.registry import InMemoryBackend, Registry
+
+    config = 'platform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+    deployed = Repository(repo.store, repo.root, repo.model)
+    good = linear_onnx(repo.tmp / "good" / "model.onnx", 1.0)
+    deployed.publish(1, {"model.onnx": good}, {"config_pbtxt": config})
+    bad = repo.tmp / "bad" / "model.onnx"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not an onnx graph")  # what the publish step's check now refuses; put there by hand
+    deployed.publish(2, {"model.onnx": bad}, {"config_pbtxt": config})
+    registry = Registry(InMemoryBackend(), actor="test")
+    registry.register("onnx-model", "s3://x", None, {TRITON_VERSION_TAG: "1"})
+    registry.move_alias("onnx-model", "live", "1", expect_version=None, reason="test")
+    cfg = serve.Config(
+        model_name="onnx-model",
+        model_repository=str(repo.root),
+        triton_model_name=repo.model,
+        endpoints=triton_stack.grpc_url,
+        triton_version=2,
+        ready_timeout_s=30,
+    )
+    with pytest.raises(BadInput, match="version 2") as failure:
+        serve.run(cfg, registry)
+    assert any("withdrawn" in note for note in failure.value.__notes__)
+    assert deployed.committed_versions() == [1]
+    assert not repo.store.list(deployed.version_url(2).join(""))
+    assert deployed.next_version() == 3
+    triton.load(repo.model)  # what the onExit handler does: serve `live` again
+    assert "2" not in versions_of(triton, repo.model)
+    assert versions_of(triton, repo.model)["1"] == "READY"
+
+
+def test_http_answers_on_a_reused_connection_do_not_wait_for_delayed_acks(
+    repo: Repo, triton: TritonServer, triton_stack: TritonStack
+) -> None:
+    """Headers and body in one write, TCP_NODELAY: no ~40 ms delayed-ACK stall per answer with a body."""
+    import statistics
+
+    import tritonclient.http as httpclient
+
+    repo.config("version_policy: { latest: { num_versions: 1 } }")
+    repo.publish(1, scale=1.0)
+    triton.load(repo.model)
+    client = httpclient.InferenceServerClient(triton_stack.http_url)  # one keep-alive connection
+    tensor = httpclient.InferInput("input", list(X.shape), "FP32")
+    tensor.set_data_from_numpy(X)
+    latencies = []
+    for _ in range(60):
+        started = time.perf_counter()
+        answer = client.infer(repo.model, [tensor])
+        latencies.append(time.perf_counter() - started)
+        np.testing.assert_allclose(answer.as_numpy("logits"), expected(1.0), rtol=1e-6)
+    median = statistics.median(latencies[10:])
+    print(
+        f"HTTP infer on a reused connection: median {median * 1000:.1f} ms over {len(latencies) - 10} requests"
+    )
+    assert median < 0.02
+
+
+def test_trace_log_and_shared_memory_answer_as_triton_does(
+    repo: Repo, triton: TritonServer, triton_stack: TritonStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """tritonclient's own calls over HTTP and gRPC: trace and log settings kept and returned, shared
+    memory status empty, registering a region refused with Triton's UNIMPLEMENTED status."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    http = httpclient.InferenceServerClient(triton_stack.http_url)
+    grpc_client = grpcclient.InferenceServerClient(triton_stack.grpc_url)
+
+    assert http.get_trace_settings()["trace_level"] == ["OFF"]
+    assert http.get_trace_settings()["trace_rate"] == "1000"
+    assert http.update_trace_settings(model_name="m-trace", settings={"trace_level": ["TIMESTAMPS"]})[
+        "trace_level"
+    ] == ["TIMESTAMPS"]
+    assert http.get_trace_settings()["trace_level"] == ["OFF"]  # a model's settings stay the model's
+    answer = grpc_client.get_trace_settings(model_name="m-trace", as_json=True)
+    assert answer["settings"]["trace_level"]["value"] == ["TIMESTAMPS"]
+    with pytest.raises(InferenceServerException, match="trace_level must be among"):
+        http.update_trace_settings(settings={"trace_level": ["LOUD"]})
+
+    assert http.get_log_settings()["log_verbose_level"] == 0
+    assert http.update_log_settings({"log_verbose_level": 1})["log_verbose_level"] == 1
+    assert grpc_client.get_log_settings(as_json=True)["settings"]["log_verbose_level"] == {"uint32_param": 1}
+    with pytest.raises(InferenceServerException, match="unknown log setting 'log_colour'"):
+        http.update_log_settings({"log_colour": True})
+    http.update_log_settings({"log_verbose_level": 0})
+
+    assert http.get_system_shared_memory_status() == []
+    assert http.get_cuda_shared_memory_status() == []
+    assert list(grpc_client.get_system_shared_memory_status().regions) == []
+    with pytest.raises(InferenceServerException, match="shared memory is not supported"):
+        http.register_system_shared_memory("region", "/key", 64)
+    with pytest.raises(InferenceServerException, match="shared memory is not supported") as refused:
+        grpc_client.register_system_shared_memory("region", "/key", 64)
+    assert refused.value.status() == "StatusCode.UNIMPLEMENTED"
+    http.unregister_system_shared_memory()
+    grpc_client.unregister_cuda_shared_memory()
+    streamed: list[Any] = []
+    grpc_client.start_stream(callback=lambda result, error: streamed.append(error))
+    streamed_input = grpcclient.InferInput("input", [1, 3], "FP32")
+    streamed_input.set_data_from_numpy(X[:1])
+    grpc_client.async_stream_infer(repo.model, [streamed_input])
+    grpc_client.stop_stream()
+    assert streamed and "ModelStreamInfer (decoupled models) is not supported" in str(streamed[0])
+    log = (triton_stack.state_dir / "triton" / "server.log").read_text()
+    assert "Traceback" not in log  # answered, never raised inside the server

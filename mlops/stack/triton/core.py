@@ -37,6 +37,7 @@ from mlops.stack.triton.model_config import (
 )
 from mlops.stack.triton.repository import ModelListing, S3ModelRepository
 from mlops.stack.triton.runtime import OnnxModel
+from mlops.stack.triton.settings import ServerSettings
 
 log = logging.getLogger("triton-standin")
 
@@ -79,6 +80,7 @@ class ModelManager:
         self._model_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._stats: dict[tuple[str, int], VersionStats] = {}
+        self.settings = ServerSettings()  # trace and log settings, answered over HTTP and gRPC
 
     # --- repository API -------------------------------------------------------------------
     def index(self, ready_only: bool = False) -> list[dict[str, str]]:
@@ -94,7 +96,10 @@ class ModelManager:
             for version, (state, reason) in sorted(states.items()):
                 if ready_only and state != READY:
                     continue
-                entries.append({"name": name, "version": str(version), "state": state, "reason": reason})
+                entry = {"name": name, "version": str(version), "state": state}
+                if reason:  # Triton leaves `reason` out when there is none
+                    entry["reason"] = reason
+                entries.append(entry)
         return entries
 
     def _model_lock(self, name: str) -> threading.Lock:
@@ -155,6 +160,9 @@ class ModelManager:
                     states[version] = (READY, "")
                 for version in set(current.versions if current else ()) - set(versions):
                     states[version] = (UNAVAILABLE, "unloaded")
+                # a version no longer in the repository (withdrawn after it failed to serve) is forgotten
+                for version in [v for v in states if v not in listing.versions]:
+                    del states[version]
             log.info(
                 "loaded %s versions %s (policy %s) in %.3fs",
                 name,

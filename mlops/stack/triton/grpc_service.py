@@ -3,8 +3,9 @@ definitions, so every message and status a client sees has Triton's schema.
 
 Implemented: health, server/model metadata, model ready, ModelConfig, ModelStatistics,
 ModelInfer (typed and raw contents), RepositoryIndex, RepositoryModelLoad (with an optional
-`config` parameter), RepositoryModelUnload. Shared memory, tracing, logging settings and
-streaming answer UNIMPLEMENTED.
+`config` parameter), RepositoryModelUnload, trace and log settings (kept and returned), shared
+memory status and unregister (no regions). Registering shared memory and ModelStreamInfer answer
+UNIMPLEMENTED with a message, as a status (no traceback in the server's log).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from mlops.stack.triton import tensors
 from mlops.stack.triton.core import ModelManager, VersionStats
 from mlops.stack.triton.errors import Code, ServingError
+from mlops.stack.triton.settings import SHARED_MEMORY_UNSUPPORTED
 
 log = logging.getLogger("triton-standin")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,6 +139,65 @@ def build_server(manager: ModelManager, address: str, server_info: dict[str, Any
                 )
                 response.raw_output_contents.append(tensors.to_raw(array))
             return response
+
+        def ModelStreamInfer(self, request_iterator: Any, context: Any) -> Any:
+            context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "ModelStreamInfer (decoupled models) is not supported by the Triton stand-in",
+            )
+
+        @_answers_errors
+        def TraceSetting(self, request: Any, context: Any) -> Any:
+            update = {
+                key: (list(value.value) if value.value else None) for key, value in request.settings.items()
+            }
+            settings = manager.settings.trace(request.model_name, update or None)
+            answer = pb.TraceSettingResponse()
+            for key, values in settings.items():
+                answer.settings[key].value.extend(values)
+            return answer
+
+        @_answers_errors
+        def LogSettings(self, request: Any, context: Any) -> Any:
+            update = {
+                key: getattr(value, value.WhichOneof("parameter_choice"))
+                for key, value in request.settings.items()
+                if value.WhichOneof("parameter_choice")
+            }
+            answer = pb.LogSettingsResponse()
+            for key, value in manager.settings.log(update or None).items():
+                slot = answer.settings[key]
+                if isinstance(value, bool):
+                    slot.bool_param = value
+                elif isinstance(value, int):
+                    slot.uint32_param = value
+                else:
+                    slot.string_param = value
+            return answer
+
+        @_answers_errors
+        def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+            return pb.SystemSharedMemoryStatusResponse()
+
+        @_answers_errors
+        def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+            raise ServingError(Code.UNSUPPORTED, SHARED_MEMORY_UNSUPPORTED)
+
+        @_answers_errors
+        def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+            return pb.SystemSharedMemoryUnregisterResponse()
+
+        @_answers_errors
+        def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+            return pb.CudaSharedMemoryStatusResponse()
+
+        @_answers_errors
+        def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+            raise ServingError(Code.UNSUPPORTED, SHARED_MEMORY_UNSUPPORTED)
+
+        @_answers_errors
+        def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+            return pb.CudaSharedMemoryUnregisterResponse()
 
         @_answers_errors
         def RepositoryIndex(self, request: Any, context: Any) -> Any:

@@ -24,10 +24,13 @@ from mlops.stack.triton.core import ModelManager
 from mlops.stack.triton.errors import Code, ServingError
 from mlops.stack.triton.metrics import render
 from mlops.stack.triton.model_config import to_json_dict
+from mlops.stack.triton.settings import SHARED_MEMORY_UNSUPPORTED
 
 log = logging.getLogger("triton-standin")
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _MODEL = r"/v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+_MODEL_NAME = r"/v2/models/(?P<model>[^/]+)"
+_SHM = r"/v2/(?P<kind>system|cuda)sharedmemory"
 
 
 class Answer:
@@ -63,16 +66,28 @@ class TritonHttpApi:
             ("POST", re.compile(r"/v2/repository/index"), self.index),
             ("POST", re.compile(r"/v2/repository/models/(?P<model>[^/]+)/load"), self.load),
             ("POST", re.compile(r"/v2/repository/models/(?P<model>[^/]+)/unload"), self.unload),
+            ("GET", re.compile(r"/v2/trace/setting"), self.trace),
+            ("POST", re.compile(r"/v2/trace/setting"), self.trace),
+            ("GET", re.compile(_MODEL_NAME + r"/trace/setting"), self.trace),
+            ("POST", re.compile(_MODEL_NAME + r"/trace/setting"), self.trace),
+            ("GET", re.compile(r"/v2/logging"), self.logging),
+            ("POST", re.compile(r"/v2/logging"), self.logging),
+            ("GET", re.compile(_SHM + r"/status"), lambda body, kind: Answer.json([])),
+            ("GET", re.compile(_SHM + r"/region/[^/]+/status"), lambda body, kind: Answer.json([])),
+            ("POST", re.compile(_SHM + r"/region/[^/]+/register"), self.shared_memory_register),
+            ("POST", re.compile(_SHM + r"(?:/region/[^/]+)?/unregister"), lambda body, kind: Answer()),
         ]
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> Answer:
         path = path.split("?", 1)[0].rstrip("/") or "/"
+        allowed = False
         for verb, pattern, handler in self.routes:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
             if verb != method:
-                return Answer.json({"error": f"{method} is not allowed on {path}"}, 405)
+                allowed = True
+                continue
             params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
             try:
                 if handler == self.infer:
@@ -83,6 +98,8 @@ class TritonHttpApi:
             except Exception as exc:
                 log.exception("HTTP %s %s failed", method, path)
                 return Answer.json({"error": f"{type(exc).__name__}: {exc}"}, 500)
+        if allowed:
+            return Answer.json({"error": f"{method} is not allowed on {path}"}, 405)
         return Answer.json({"error": "Not Found"}, 404)
 
     @staticmethod
@@ -111,6 +128,18 @@ class TritonHttpApi:
 
         rows = self.manager.statistics(model, version)
         return Answer.json({"model_stats": [to_json_dict(statistics_message(*row)) for row in rows]})
+
+    def trace(self, body: bytes, model: str = "") -> Answer:
+        """GET: the settings; POST: update them (a JSON object; `null` resets a key), then the settings."""
+        settings = self.manager.settings.trace(model, self._json_body(body) or None)
+        # Triton's HTTP API writes single values as strings and trace_level as a list
+        return Answer.json({k: v if k == "trace_level" else v[0] for k, v in settings.items()})
+
+    def logging(self, body: bytes) -> Answer:
+        return Answer.json(self.manager.settings.log(self._json_body(body) or None))
+
+    def shared_memory_register(self, body: bytes, kind: str) -> Answer:
+        raise ServingError(Code.UNSUPPORTED, SHARED_MEMORY_UNSUPPORTED)
 
     def index(self, body: bytes) -> Answer:
         ready = bool(self._json_body(body).get("ready", False))
@@ -213,6 +242,11 @@ def build_http_server(
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "triton-standin"
+        # Headers and body written separately on a kept-alive connection meet the client's delayed
+        # ACK (Nagle holds the body back): ~40 ms per answer. TCP_NODELAY, and a buffered writer
+        # that sends headers and a small body in one write (flushed once per request).
+        disable_nagle_algorithm = True
+        wbufsize = 64 * 1024
 
         def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -122,7 +122,33 @@ def complete_config(config: Any, model_name: str) -> Any:
         raise ConfigError(f"version_policy latest of '{model_name}' must serve at least one version")
     if not config.default_model_filename:
         config.default_model_filename = DEFAULT_MODEL_FILENAME
+    complete_instance_groups(config, model_name)
+    optimization = config.optimization
+    for pinned in (optimization.input_pinned_memory, optimization.output_pinned_memory):
+        if not pinned.enable:
+            pinned.enable = True  # Triton's default: enabled
     return config
+
+
+def complete_instance_groups(config: Any, model_name: str) -> None:
+    """Triton's normalisation on a machine without GPUs: one group `<model>_0` of one CPU instance when
+    none is given; a given group gets its name, `KIND_CPU` for `KIND_AUTO`, and count 1 when unset."""
+    from tritonclient.grpc import model_config_pb2
+
+    group_type = model_config_pb2.ModelInstanceGroup
+    if not config.instance_group:
+        config.instance_group.add()
+    for number, group in enumerate(config.instance_group):
+        if group.kind == group_type.KIND_GPU:
+            raise ConfigError(
+                f"instance group {number} of '{model_name}' asks for a GPU; the stand-in has none"
+            )
+        if not group.name:
+            group.name = f"{model_name}_{number}"
+        if group.kind == group_type.KIND_AUTO:
+            group.kind = group_type.KIND_CPU
+        if group.count < 1:
+            group.count = 1
 
 
 def select_versions(policy: Any, available: Iterable[int]) -> list[int]:
