@@ -169,6 +169,7 @@ def bench_loadgen_agreement() -> dict[str, Any]:
         )
     base = next(m.root for m in connect(url).models() if not m.is_adapter)
     pairs = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-agreement-") as tmp:
         folder = Path(tmp)
         prompts, count = write_prompts(folder)
@@ -194,4 +195,6 @@ def bench_loadgen_agreement() -> dict[str, Any]:
             "vllm_bench": [b.get("completed") for _, b in pairs],
         },
         "rows": agreement_rows(pairs),
+        # 1-minute load averages: what else the 2 cores were doing (the spread follows it)
+        "load_average": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
     }

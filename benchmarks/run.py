@@ -279,7 +279,14 @@ def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
         f"a run from the {record['prompts']} evaluation-split prompts, {record['output_tokens']} output tokens "
         f"(EOS ignored), concurrency {record['concurrency']}; completed: loadgen "
         f"{record['completed']['loadgen']}, vllm bench {record['completed']['vllm_bench']}; "
-        f"{_machine_line(record)}. Source: `benchmarks/loadgen_agreement.py`.",
+        f"{_machine_line(record)}"
+        + (
+            f", 1-minute load average {record['load_average']['before']} before and "
+            f"{record['load_average']['after']} after"
+            if record.get("load_average")
+            else ""
+        )
+        + ". Source: `benchmarks/loadgen_agreement.py`.",
         "",
         "| figure | performance.loadgen (each run) | vllm bench serve (each run) | median ratio | spread (min - max) |",
         "|---|---|---|---|---|",
