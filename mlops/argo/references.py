@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlops.argo.expr import ExpressionError
+from mlops.argo.exprtag import TAG_FUNCTIONS, tag_names
 from mlops.argo.substitute import tags
 from mlops.argo.workflow import (
     Library,
@@ -210,7 +211,7 @@ class _TemplateChecker:
         existing: dict[str, dict[str, Any] | None],
     ) -> str | None:
         if tag.startswith("="):
-            return "is an expression tag, not supported by the local executor"
+            return self._expression_problem(tag[1:], context, kind, visible, existing)
         parts = tag.split(".")
         if parts[0] == "inputs":
             if len(parts) == 3 and parts[1] == "parameters":
@@ -230,6 +231,34 @@ class _TemplateChecker:
                 return None
             return "is only set in a step or task with withItems, withParam or withSequence"
         return "is not a variable the local executor knows"
+
+    def _expression_problem(
+        self,
+        expression: str,
+        context: dict[str, Any],
+        kind: str | None,
+        visible: dict[str, dict[str, Any] | None],
+        existing: dict[str, dict[str, Any] | None],
+    ) -> str | None:
+        try:
+            variables, unsupported = tag_names(expression)
+        except ExpressionError as exc:
+            return (
+                f"is not supported by the local executor (mlops run), which cannot parse it ({exc}); "
+                "Argo evaluates the whole of expr-lang"
+            )
+        if unsupported:
+            return (
+                f"calls {', '.join(unsupported)}: not supported by the local executor (mlops run); "
+                f"Argo supports expr-lang and sprig functions (supported here: {', '.join(sorted(TAG_FUNCTIONS))})"
+            )
+        for name in variables:
+            if name.split(".")[0] == "sprig":
+                continue
+            problem = self._tag_problem(name, context, kind, visible, existing)
+            if problem:
+                return f"uses {name}, which {problem}"
+        return None
 
     def _workflow_problem(self, tag: str, parts: list[str], context: dict[str, Any]) -> str | None:
         if tag in WORKFLOW_VARIABLES:

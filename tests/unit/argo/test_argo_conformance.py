@@ -312,3 +312,76 @@ def test_template_defaults_are_merged_into_each_template(run: RunFn) -> None:
     assert flaky.outputs == {"seen": "yes,yes,own"}
     assert ran.result.root.kind == "Steps"  # main stays a steps template despite the default container
     assert flaky.kind == "Pod"
+
+
+# --- {{=...}} expression tags ----------------------------------------------------------------------
+
+
+def test_expression_tags_evaluate_expr_and_sprig_as_argo_does(run: RunFn) -> None:
+    ran = run(CASES / "expression-tags.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    assert ran.result.node("compute").outputs == {
+        "trimmed": "Resnet",
+        "shout": "RESNET",
+        "quiet": "resnet",
+        "fallback": "none",
+        "doubled": "13",
+        "sprig-sum": "10",
+        "sprig-sub": "-4",
+        "sprig-div": "3",
+        "half": "1.5",
+        "accuracy": "0.93",
+        "second": "dog",
+        "gate": "pass",
+        "compare": "true",
+        "as-json": '[6,"x"]',
+    }
+    assert phases(ran)["taken"] == "Succeeded"
+    assert ran.result.node("taken").outputs == {"value": "RESNET!"}
+    assert phases(ran)["not-taken"] == "Skipped"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("sprig.trim(workflow", "sprig.shuffle(workflow", "calls sprig.shuffle: not supported"),
+        ("{{=asInt(workflow", "{{=sum(workflow", "calls sum: not supported"),
+        (
+            "workflow.parameters.metrics, '$.accuracy')}}",
+            "workflow.parameters.metric, '$.accuracy')}}",
+            "metric",
+        ),
+        ("{{=sprig.div(7, 2)}}", "{{=sprig.div(7, 2}}", "cannot parse"),
+        ("{{=sprig.div(7, 2)}}", "{{=map([1], {# + 1})}}", "cannot parse"),
+    ],
+)
+def test_an_expression_outside_the_supported_subset_is_refused_by_lint_and_run(
+    tmp_path: Path, run: RunFn, old: str, new: str, named: str
+) -> None:
+    from mlops.argo.executor import preflight
+    from mlops.argo.parameters import WorkflowInvalid
+
+    text = (CASES / "expression-tags.yaml").read_text()
+    assert old in text
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace(old, new, 1))
+    with pytest.raises(WorkflowInvalid) as refused:
+        preflight(broken)
+    assert named in str(refused.value)
+    with pytest.raises(WorkflowInvalid):
+        run(broken, quiet=True)
+    assert not (tmp_path / "state" / "runs").exists()  # nothing ran
+
+
+def test_an_expression_failing_at_run_time_errors_its_node_naming_the_tag(tmp_path: Path, run: RunFn) -> None:
+    text = (CASES / "expression-tags.yaml").read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        text.replace("asInt(workflow.parameters['batch-size']) * 2", "asInt(workflow.parameters.name) * 2")
+    )
+    ran = run(broken, quiet=True)
+    assert ran.result.phase == "Failed"
+    compute = ran.result.node("compute")
+    assert compute.phase == "Error"
+    assert "{{=asInt(workflow.parameters.name) * 2 + 1}}" in compute.message
+    assert "is not an integer" in compute.message
