@@ -3,7 +3,7 @@
 Supported: steps (groups in order, a group's steps in parallel threads), dag (depends /
 dependencies, failFast), when, templateRef, workflowTemplateRef, script templates, loops
 (withItems / withParam / withSequence, `mlops.argo.loops`) and parallelism, input/output parameters,
-retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, onExit (workflow and
+retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, timeout, onExit (workflow and
 step level), synchronization.mutexes (file locks shared by every local run) and memoize (outputs
 cached under the state folder, `mlops.argo.memo`). Each container node runs in its own sandbox
 (`mlops.argo.process`). Anything else is refused by `schema.check_supported` before a single
@@ -80,13 +80,19 @@ class _Context:
     deadline: Deadline | None = None
     held: frozenset[str] = frozenset()
 
-    def tighten(self, seconds: int | None, reason: str) -> _Context:
+    def tighten(self, seconds: float | None, reason: str) -> _Context:
         if seconds is None:
             return self
         candidate = (time.monotonic() + seconds, reason)
         if self.deadline is not None and self.deadline[0] <= candidate[0]:
             return self
         return _Context(candidate, self.held)
+
+    def until(self, deadline: Deadline | None) -> _Context:
+        """This context with an absolute deadline too, whichever comes first."""
+        if deadline is None or (self.deadline is not None and self.deadline[0] <= deadline[0]):
+            return self
+        return _Context(deadline, self.held)
 
     def passed(self) -> str | None:
         if self.deadline is not None and time.monotonic() >= self.deadline[0]:
@@ -298,16 +304,19 @@ class _Run:
             scope = self._bind_inputs(template, arguments, f"template {node.template}")
             seconds = _int_value(template.get("activeDeadlineSeconds"), scope, "activeDeadlineSeconds")
             pod_deadline = (seconds, f"activeDeadlineSeconds={seconds} exceeded")
+            timeout = _timeout(template, scope)
             memo = self._memo(template, scope)
             cached = memo.lookup() if memo else None
             if memo and cached is not None:
                 node.outputs, node.result = cached
                 self._phase(node, SUCCEEDED, f"memoized ({memo.key})")
                 return
+            # Argo counts a template's timeout from its pod node's start, Pending (a mutex wait) included
+            first_timeout = (time.monotonic() + timeout[0], timeout[1]) if timeout else None
             mutexes = self._mutex_names(template.get("synchronization"), scope, ctx)
-            with self._holding(mutexes, node, ctx):
+            with self._holding(mutexes, node, ctx.until(first_timeout)):
                 inner = _Context(ctx.deadline, ctx.held | set(mutexes))
-                self._with_retries(node, template, source, scope, inner, pod_deadline)
+                self._with_retries(node, template, source, scope, inner, pod_deadline, timeout, first_timeout)
             if memo and node.phase == SUCCEEDED:
                 memo.store(dict(node.outputs), node.result)
         except (_NodeError, ValueError, MutexWaitAborted) as exc:
@@ -390,6 +399,8 @@ class _Run:
         scope: dict[str, str],
         ctx: _Context,
         pod_deadline: tuple[int | None, str],
+        timeout: tuple[float, str] | None = None,
+        first_timeout: Deadline | None = None,
     ) -> None:
         retry = template.get("retryStrategy")
         limit = _int_value(retry.get("limit"), scope, "retryStrategy.limit") if retry else 0
@@ -401,6 +412,10 @@ class _Run:
             self._phase(node, RUNNING)
             started = time.monotonic()
             attempt_ctx = ctx.tighten(*pod_deadline)
+            if timeout is not None:  # each attempt is a pod node of its own, with its own start
+                attempt_ctx = (
+                    attempt_ctx.until(first_timeout) if attempt == 0 else attempt_ctx.tighten(*timeout)
+                )
             try:
                 outcome = self._run_body(node, template, source, attempt_scope, attempt_ctx, attempt)
                 if outcome.phase == SUCCEEDED:
@@ -847,6 +862,15 @@ class _Run:
             "workflow.failures": json.dumps(failures),
             "workflow.duration": f"{time.time() - self.started:.3f}",
         }
+
+
+def _timeout(template: Mapping[str, Any], scope: Mapping[str, str]) -> tuple[float, str] | None:
+    """A container/script template's `timeout` (a Go duration) in seconds, and what exceeding it means."""
+    value = template.get("timeout")
+    if value is None or value == "":
+        return None
+    text = substitute(as_text(value), scope, "timeout")
+    return go_duration(text, "timeout"), f"timeout={text} exceeded"
 
 
 def _limiter(template: Mapping[str, Any], scope: Mapping[str, str]) -> threading.Semaphore | None:

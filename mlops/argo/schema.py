@@ -277,6 +277,7 @@ _TEMPLATE = {
         "backoff": {"duration": None, "factor": None, "maxDuration": None, "cap": None},
     },
     "activeDeadlineSeconds": None,
+    "timeout": None,
     "parallelism": None,
     "synchronization": _SYNCHRONIZATION,
     "memoize": {"key": None, "maxAge": None, "cache": {"configMap": {"name": None, "key": None}}},
@@ -383,6 +384,11 @@ def _template_body_errors(template: dict[str, Any], path: str) -> list[str]:
         errors.append(
             f"{path}.activeDeadlineSeconds: Argo applies it only to container templates; "
             "use spec.activeDeadlineSeconds or set it on the containers"
+        )
+    if "timeout" in template and not ({"container", "script"} & set(template)):
+        errors.append(
+            f"{path}.timeout: not supported by the local executor (mlops run) on a steps or dag template; "
+            "Argo accepts it but documents that it may not be applied there: set it on the containers"
         )
     for kind in ("container", "script"):
         body = template.get(kind)

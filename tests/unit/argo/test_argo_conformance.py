@@ -4,6 +4,7 @@ executor, with the node phases and outputs Argo documents for it (each YAML cite
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -385,3 +386,52 @@ def test_an_expression_failing_at_run_time_errors_its_node_naming_the_tag(tmp_pa
     assert compute.phase == "Error"
     assert "{{=asInt(workflow.parameters.name) * 2 + 1}}" in compute.message
     assert "is not an integer" in compute.message
+
+
+# --- template timeout --------------------------------------------------------------------------------
+
+
+def test_a_template_timeout_fails_each_attempt_that_runs_longer(run: RunFn) -> None:
+    started = time.monotonic()
+    ran = run(CASES / "timeout.yaml", quiet=True)
+    elapsed = time.monotonic() - started
+    assert ran.result.phase == "Failed"
+    assert phases(ran) == {"quick": "Succeeded", "slow": "Failed"}
+    slow = ran.result.node("slow")
+    assert "timeout=1s exceeded" in slow.message
+    assert [a.phase for a in slow.attempts] == ["Failed", "Failed"]  # the retry had its own timeout
+    assert all(0.9 <= a.duration < 10 for a in slow.attempts), slow.attempts
+    assert elapsed < 30  # not the 60 s the step sleeps
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("timeout: 1s", "timeout: '1'", "'1' is not a Go duration"),
+        ("timeout: 1s", "timeout: soon", "'soon' is not a Go duration"),
+    ],
+)
+def test_a_timeout_that_is_not_a_go_duration_errors_the_node(
+    tmp_path: Path, run: RunFn, old: str, new: str, named: str
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((CASES / "timeout.yaml").read_text().replace(old, new))
+    ran = run(broken, quiet=True)
+    slow = ran.result.node("slow")
+    assert slow.phase == "Error"
+    assert named in slow.message
+    assert not slow.attempts  # nothing was started
+
+
+def test_a_timeout_on_a_steps_template_is_refused_naming_it(tmp_path: Path) -> None:
+    from mlops.argo.executor import preflight
+    from mlops.argo.parameters import WorkflowInvalid
+
+    broken = tmp_path / "broken.yaml"
+    text = (CASES / "timeout.yaml").read_text()
+    broken.write_text(
+        text.replace("    - name: main\n      steps:", "    - name: main\n      timeout: 5s\n      steps:")
+    )
+    with pytest.raises(WorkflowInvalid) as refused:
+        preflight(broken)
+    assert "spec.templates[0].timeout: not supported by the local executor" in str(refused.value)
