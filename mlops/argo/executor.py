@@ -30,6 +30,7 @@ from typing import Any
 
 from rich.console import Console
 
+from mlops.argo.control import RunControl
 from mlops.argo.expr import (
     ExpressionError,
     evaluate_depends,
@@ -69,6 +70,7 @@ from mlops.argo.workflow import (
 )
 
 Deadline = tuple[float, str]  # (time.monotonic() value, what exceeding it means)
+STOPPED = "Stopped with strategy 'Stop'"  # Argo's words for `argo stop`
 
 __all__ = ["LocalEnvironment", "WorkflowInvalid", "WorkflowResult", "preflight", "run_workflow"]
 
@@ -254,6 +256,8 @@ class _Run:
         self.uid = str(uuid.uuid4())
         self.started = time.time()
         self.run_dir = env.runs_dir / self.name
+        self.control = RunControl(self.run_dir)
+        self.stopped = False  # `mlops stop RUN` was asked for
         pods = wf.spec.get("parallelism")
         self.pods = threading.BoundedSemaphore(int(pods)) if pods else None  # spec.parallelism
         metadata = wf.metadata
@@ -295,7 +299,15 @@ class _Run:
     ) -> None:
         """Run `template` as `node` to a final phase; never raises for workflow-level problems."""
         node.template = str(template.get("name"))
-        node.kind = "Pod" if _pod_body(template) else "Steps" if "steps" in template else "DAG"
+        node.kind = (
+            "Pod"
+            if _pod_body(template)
+            else "Suspend"
+            if "suspend" in template
+            else "Steps"
+            if "steps" in template
+            else "DAG"
+        )
         not_started = ctx.passed() or ("cancelled" if self.cancel.is_set() else None)
         if not_started:
             self._phase(node, FAILED, f"not started: {not_started}")
@@ -502,10 +514,51 @@ class _Run:
     ) -> _Outcome:
         if _pod_body(template):
             return self._run_container(node, template, scope, ctx, attempt)
+        if "suspend" in template:
+            return self._run_suspend(node, template, scope, ctx)
         node.children.clear()
         if "steps" in template:
             return self._run_steps(node, template, source, scope, ctx)
         return self._run_dag(node, template, source, scope, ctx)
+
+    # --- suspend ---------------------------------------------------------------------------
+
+    def _run_suspend(
+        self, node: Node, template: dict[str, Any], scope: dict[str, str], ctx: _Context
+    ) -> _Outcome:
+        """Wait until `mlops resume RUN` (or `suspend.duration`), as Argo's suspend template does."""
+        duration = (template.get("suspend") or {}).get("duration")
+        text = substitute(as_text(duration), scope, "suspend.duration") if duration not in (None, "") else ""
+        seconds = _backoff_duration(text, "suspend.duration") if text else None
+        until = time.monotonic() + seconds if seconds is not None else None
+        since = self.control.suspend(node.path)
+        by_itself = f"; resumes by itself after {text}" if text else ""
+        self._phase(
+            node,
+            RUNNING,
+            f"suspended: `mlops resume {self.name}` to go on, `mlops stop {self.name}` to stop{by_itself}",
+        )
+        try:
+            while True:
+                if self.control.resumed_since(since):
+                    return _Outcome(SUCCEEDED, "resumed")
+                if until is not None and time.monotonic() >= until:
+                    return _Outcome(SUCCEEDED, f"suspend.duration {text} elapsed")
+                passed = ctx.passed()
+                if passed:
+                    return _Outcome(FAILED, passed)
+                if self.cancel.wait(0.2):
+                    return _Outcome(FAILED, STOPPED if self.stopped else "cancelled")
+        finally:
+            self.control.unsuspend(node.path)
+
+    def _watch_stop(self, done: threading.Event) -> None:
+        """`mlops stop RUN` from another terminal: stop every node (exit handlers run afterwards)."""
+        while not done.wait(0.2):
+            if self.control.stop_requested():
+                self.stopped = True
+                self.cancel.set()
+                return
 
     # --- containers ------------------------------------------------------------------------
 
@@ -799,11 +852,17 @@ class _Run:
         )
         self.view.workflow_started(self.name, str(self.wf.path), self.parameters, str(self.run_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.control.start()
+        done = threading.Event()
+        threading.Thread(target=self._watch_stop, args=(done,), daemon=True).start()
         try:
             mutexes = self._mutex_names(spec.get("synchronization"), self.scope, ctx)
             with self._holding(mutexes, root, ctx):
                 held = _Context(ctx.deadline, frozenset(mutexes))
                 self.execute(root, self.wf.templates[entry], self.wf, self.parameters, held)
+                if self.stopped:
+                    # `argo stop` still runs the exit handlers: a fresh cancel event for them
+                    self.cancel = threading.Event()
                 if spec.get("onExit"):
                     exit_node = Node(name=f"{self.name}.onExit", path="onExit", template=str(spec["onExit"]))
                     self.scope.update(self._exit_variables(root))
@@ -819,10 +878,13 @@ class _Run:
                 if not node.done:
                     node.phase, node.message, node.finished_at = FAILED, "interrupted", time.time()
             raise
+        finally:
+            done.set()
+            self.control.finish()
         phase = SUCCEEDED
         message = ""
         if root.phase != SUCCEEDED:
-            phase, message = FAILED, ctx.passed() or root.message
+            phase, message = FAILED, STOPPED if self.stopped else ctx.passed() or root.message
         if exit_node is not None and exit_node.phase != SUCCEEDED:
             phase = FAILED
             message = "; ".join(

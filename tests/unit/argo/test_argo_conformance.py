@@ -4,6 +4,7 @@ executor, with the node phases and outputs Argo documents for it (each YAML cite
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -435,3 +436,133 @@ def test_a_timeout_on_a_steps_template_is_refused_naming_it(tmp_path: Path) -> N
     with pytest.raises(WorkflowInvalid) as refused:
         preflight(broken)
     assert "spec.templates[0].timeout: not supported by the local executor" in str(refused.value)
+
+
+# --- suspend: a manual approval gate ------------------------------------------------------------------
+
+
+def _in_background(run: RunFn, **kwargs: object) -> tuple[threading.Thread, list[Ran]]:
+    done: list[Ran] = []
+    thread = threading.Thread(target=lambda: done.append(run(CASES / "suspend.yaml", quiet=True, **kwargs)))
+    thread.start()
+    return thread, done
+
+
+def _suspended_run(runs_dir: Path, timeout: float = 30.0) -> str:
+    from mlops.argo.control import RunControl, active_runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in active_runs(runs_dir):
+            if RunControl(runs_dir / name).suspended():
+                return name
+        time.sleep(0.05)
+    raise AssertionError("no run reached its suspend step")
+
+
+def test_a_suspend_step_waits_until_resumed(run: RunFn, environment: LocalEnvironment) -> None:
+    from mlops.argo.control import resume
+
+    thread, done = _in_background(run)
+    name = _suspended_run(environment.runs_dir)
+    time.sleep(0.5)
+    assert thread.is_alive()  # still waiting: nothing resumes it by itself
+    assert resume(environment.runs_dir, name) == ["approve"]
+    thread.join(30)
+    result = done[0].result
+    assert result.phase == "Succeeded", done[0].output
+    assert phases(done[0]) == {"approve": "Succeeded", "deploy": "Succeeded", "onExit": "Succeeded"}
+    assert result.node("approve").message == "resumed"
+    assert result.exit_handler is not None and result.exit_handler.outputs == {"status": "Succeeded"}
+
+
+def test_a_suspend_duration_resumes_by_itself(run: RunFn) -> None:
+    started = time.monotonic()
+    ran = run(CASES / "suspend.yaml", {"duration": "1"}, quiet=True)  # bare seconds, as Argo allows
+    assert ran.result.phase == "Succeeded"
+    assert 1.0 <= time.monotonic() - started < 20
+    assert ran.result.node("approve").message == "suspend.duration 1 elapsed"
+    ran = run(CASES / "suspend.yaml", {"duration": "300ms"}, quiet=True)
+    assert phases(ran) == {"approve": "Succeeded", "deploy": "Succeeded", "onExit": "Succeeded"}
+
+
+def test_a_gate_whose_when_is_false_is_skipped(run: RunFn) -> None:
+    ran = run(CASES / "suspend.yaml", {"require-approval": "false"}, quiet=True)
+    assert ran.result.phase == "Succeeded"
+    assert phases(ran) == {"approve": "Skipped", "deploy": "Succeeded", "onExit": "Succeeded"}
+
+
+def test_stop_fails_the_suspended_node_and_still_runs_the_exit_handler(
+    run: RunFn, environment: LocalEnvironment
+) -> None:
+    from mlops.argo.control import stop
+
+    thread, done = _in_background(run)
+    name = _suspended_run(environment.runs_dir)
+    stop(environment.runs_dir, name)
+    thread.join(30)
+    result = done[0].result
+    assert result.phase == "Failed"
+    assert result.message == "Stopped with strategy 'Stop'"
+    assert phases(done[0]) == {"approve": "Failed", "onExit": "Succeeded"}  # deploy never started
+    assert result.node("approve").message == "Stopped with strategy 'Stop'"
+    assert result.exit_handler is not None
+    assert result.exit_handler.phase == "Succeeded"
+    assert result.exit_handler.outputs == {"status": "Failed"}
+
+
+def test_resume_and_stop_refuse_a_run_that_is_not_running_or_not_suspended(
+    run: RunFn, environment: LocalEnvironment
+) -> None:
+    from mlops.argo.control import RunNotFound, resume, stop
+
+    with pytest.raises(RunNotFound, match="'nope' does not exist"):
+        resume(environment.runs_dir, "nope")
+    ran = run(CASES / "suspend.yaml", {"require-approval": "false"}, quiet=True)
+    with pytest.raises(RunNotFound, match="has finished"):
+        stop(environment.runs_dir, ran.result.name)
+    assert not (ran.result.run_dir / "control" / "stop").exists()  # nothing was asked of it
+
+
+def test_mlops_resume_from_another_terminal_lets_mlops_run_finish(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    state = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    cli = [sys.executable, "-m", "mlops"]
+    running = subprocess.Popen(
+        [*cli, "run", str(CASES / "suspend.yaml"), "--quiet", "--state-dir", str(state)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        name = _suspended_run(state / "runs", timeout=60)
+        resumed = subprocess.run(
+            [*cli, "resume", name, "--state-dir", str(state)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"{name} resumed (approve)" in resumed.stdout
+        output, _ = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 0, output
+    assert "suspended: `mlops resume" in output
+    again = subprocess.run(
+        [*cli, "stop", name, "--state-dir", str(state)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 1
+    assert f"run {name!r} has finished" in again.stderr
