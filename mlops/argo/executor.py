@@ -521,6 +521,12 @@ class _Run:
             return self._run_steps(node, template, source, scope, ctx)
         return self._run_dag(node, template, source, scope, ctx)
 
+    def _run_defaults(self, source: WorkflowDoc) -> dict[str, dict[str, Any]]:
+        """`source`'s templates with the running workflow's templateDefaults (Argo ignores `source`'s own)."""
+        if source is self.wf:
+            return self.wf.templates
+        return source.templates_with(self.wf.spec.get("templateDefaults"))
+
     # --- suspend ---------------------------------------------------------------------------
 
     def _run_suspend(
@@ -702,6 +708,7 @@ class _Run:
     ) -> None:
         try:
             target, target_source = resolve_target(step, source, self.library)
+            target = self._run_defaults(target_source).get(str(target.get("name")), target)
             child.template = str(target.get("name"))
             if step.get("when") is not None:
                 condition = substitute(as_text(step["when"]), scope, f"{child.path}.when")
@@ -723,7 +730,7 @@ class _Run:
         if on_exit:
             handler = Node(name="onExit", path=_child_path(child, "onExit"), template=str(on_exit))
             child.children.append(handler)
-            self.execute(handler, source.templates[on_exit], source, {}, _Context(None, ctx.held))
+            self.execute(handler, self._run_defaults(source)[on_exit], source, {}, _Context(None, ctx.held))
             if handler.phase in UNSUCCESSFUL and child.phase == SUCCEEDED:
                 child.phase = FAILED
                 child.message = f"onExit handler {on_exit} {handler.phase.lower()}: {handler.message}"

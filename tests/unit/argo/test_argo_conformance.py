@@ -566,3 +566,9 @@ def test_mlops_resume_from_another_terminal_lets_mlops_run_finish(tmp_path: Path
     )
     assert again.returncode == 1
     assert f"run {name!r} has finished" in again.stderr
+
+
+def test_a_template_reached_through_template_ref_gets_the_callers_template_defaults(run: RunFn) -> None:
+    ran = run(CASES / "defaults-ref" / "caller.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    assert ran.result.node("through-ref").outputs == {"seen": "FROM_CALLER=yes,FROM_CALLEE=-"}
