@@ -98,10 +98,16 @@ class _TemplateChecker:
 
     def _target(self, step: dict[str, Any], where: str) -> dict[str, Any] | None:
         try:
-            target, _ = resolve_target(step, self.wf, self.library)
+            target, source = resolve_target(step, self.wf, self.library)
         except ValueError as exc:
             self.errors.append(f"{where}: {exc}")
             return None
+        if source is not self.wf and source.spec.get("templateDefaults") is not None:
+            self.warnings.append(
+                f"{where}: [template-defaults-ignored] {source.name} has spec.templateDefaults, which Argo "
+                f"does not apply to its templates called through templateRef (argoproj/argo-workflows#5842): "
+                f"{target.get('name')} runs with {self.wf.name}'s templateDefaults instead"
+            )
         provided = [
             str(p.get("name"))
             for p in (step.get("arguments") or {}).get("parameters") or []
@@ -334,7 +340,9 @@ def reference_findings(wf: WorkflowDoc, library: Library) -> tuple[list[str], li
     """(errors, warnings): dangling references, then what Argo accepts but is worth a look.
 
     Warnings carry a `[name]`: `retry-without-limit` (a project policy: Argo retries forever),
-    `undeclared-argument` (an argument the called template does not declare: Argo ignores it).
+    `undeclared-argument` (an argument the called template does not declare: Argo ignores it),
+    `template-defaults-ignored` (a templateRef into a WorkflowTemplate whose templateDefaults Argo
+    does not apply there).
     """
     errors: list[str] = []
     warnings: list[str] = []

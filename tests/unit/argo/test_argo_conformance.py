@@ -572,3 +572,18 @@ def test_a_template_reached_through_template_ref_gets_the_callers_template_defau
     ran = run(CASES / "defaults-ref" / "caller.yaml", quiet=True)
     assert ran.result.phase == "Succeeded", ran.output
     assert ran.result.node("through-ref").outputs == {"seen": "FROM_CALLER=yes,FROM_CALLEE=-"}
+
+
+def test_lint_warns_that_a_referenced_templates_own_defaults_are_ignored() -> None:
+    from mlops.argo.lint import lint
+
+    report = lint(CASES / "defaults-ref")
+    assert not report.errors
+    assert len(report.warnings) == 1
+    assert report.warnings[0].endswith(
+        "caller.yaml: template main, step through-ref: [template-defaults-ignored] "
+        "conformance-defaults-callee has spec.templateDefaults, which Argo does not apply to its templates "
+        "called through templateRef (argoproj/argo-workflows#5842): show runs with "
+        "conformance-defaults-caller's templateDefaults instead"
+    )
+    assert not lint(CASES / "defaults-ref" / "callee.yaml").warnings  # nothing calls it from there
