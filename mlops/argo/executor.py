@@ -4,8 +4,9 @@ Supported: steps (groups in order, a group's steps in parallel threads), dag (de
 dependencies, failFast), when, templateRef, workflowTemplateRef, script templates, loops
 (withItems / withParam / withSequence, `mlops.argo.loops`) and parallelism, input/output parameters,
 retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, timeout, onExit (workflow and
-step level), synchronization.mutexes (file locks shared by every local run) and memoize (outputs
-cached under the state folder, `mlops.argo.memo`). Each container node runs in its own sandbox
+step level), synchronization.mutexes (file locks shared by every local run), memoize (outputs
+cached under the state folder, `mlops.argo.memo`), suspend (until `mlops resume`, or its duration;
+`mlops stop` as `argo stop`: `mlops.argo.control`) and `{{=...}}` tags (`mlops.argo.exprtag`). Each container node runs in its own sandbox
 (`mlops.argo.process`). Anything else is refused by `schema.check_supported` before a single
 process starts. docs/local-executor.md lists it all.
 """
