@@ -587,3 +587,31 @@ def test_lint_warns_that_a_referenced_templates_own_defaults_are_ignored() -> No
         "conformance-defaults-caller's templateDefaults instead"
     )
     assert not lint(CASES / "defaults-ref" / "callee.yaml").warnings  # nothing calls it from there
+
+
+def test_stop_kills_a_running_step_starts_nothing_new_and_runs_the_exit_handler(
+    tmp_path: Path, run: RunFn, environment: LocalEnvironment
+) -> None:
+    from mlops.argo.control import active_runs, stop
+
+    text = (CASES / "suspend.yaml").read_text()
+    text = text.replace(
+        '    - name: approval\n      suspend:\n        duration: "{{workflow.parameters.duration}}"',
+        '    - name: approval\n      container:\n        image: python:3.11-slim\n        command: [python, -c, "import time; time.sleep(60)"]',
+    )
+    wf = tmp_path / "busy.yaml"
+    wf.write_text(text)
+    done: list[Ran] = []
+    thread = threading.Thread(target=lambda: done.append(run(wf, quiet=True)))
+    started = time.monotonic()
+    thread.start()
+    while not active_runs(environment.runs_dir) and time.monotonic() - started < 30:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the sleeping step is running
+    stop(environment.runs_dir, active_runs(environment.runs_dir)[0])
+    thread.join(30)
+    result = done[0].result
+    assert time.monotonic() - started < 30  # not the 60 s the step sleeps
+    assert result.message == "Stopped with strategy 'Stop'"
+    assert phases(done[0]) == {"approve": "Failed", "onExit": "Succeeded"}
+    assert result.exit_handler is not None and result.exit_handler.outputs == {"status": "Failed"}
