@@ -4,6 +4,7 @@ mlops up | down | status | logs [SERVICE]   the local stack of real servers
 mlops env                                   shell exports that point a step at the stack
 mlops run WORKFLOW.yaml [-p k=v] [--params]  run a WorkflowTemplate locally
 mlops lint [workflows/]                      strict validation of every workflow
+mlops resume RUN | stop RUN                  go on past a suspend step / stop a local run
 mlops models                                 registered models and their aliases
 mlops history MODEL                          alias moves of a model, oldest first
 """
@@ -349,6 +350,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     argo_cli.add_lint_arguments(lint)
     lint.set_defaults(func=argo_cli.cmd_lint)
+
+    resume = sub.add_parser(
+        "resume",
+        help="resume a local run waiting at a suspend step",
+        description="resume every node of a running `mlops run` that waits at a suspend template (argo resume)",
+    )
+    argo_cli.add_control_arguments(resume)
+    resume.set_defaults(func=argo_cli.cmd_resume)
+
+    stop = sub.add_parser(
+        "stop",
+        help="stop a local run (exit handlers still run)",
+        description="stop a running `mlops run` as argo stop does: running nodes fail, exit handlers run",
+    )
+    argo_cli.add_control_arguments(stop)
+    stop.set_defaults(func=argo_cli.cmd_stop)
     return parser
 
 

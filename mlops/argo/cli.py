@@ -78,6 +78,17 @@ def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_control_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `mlops resume RUN` and `mlops stop RUN`."""
+    parser.add_argument("run", help="the run's name, as `mlops run` printed it (Workflow <name>)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the state folder the run uses (default: <repo>/.stack), as given to mlops run",
+    )
+
+
 def parse_image_map(pairs: Iterable[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
     """`IMAGE=PYTHON` pairs from $MLOPS_IMAGE_MAP then the flags (flags win); ValueError on a bad pair."""
     environ = os.environ if env is None else env
@@ -153,4 +164,36 @@ def cmd_lint(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     note = f", {len(report.warnings)} warning(s)" if report.warnings else ""
     print(f"mlops lint: {checked} OK{note}")
+    return EXIT_SUCCEEDED
+
+
+def _runs_dir(args: argparse.Namespace) -> Path:
+    from mlops.argo.process import LocalEnvironment
+
+    return LocalEnvironment(state_dir=args.state_dir).runs_dir
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume every node of a running run that waits at a suspend template: 0 done, 1 not suspended or not running."""
+    from mlops.argo.control import RunNotFound, resume
+
+    try:
+        nodes = resume(_runs_dir(args), args.run)
+    except RunNotFound as exc:
+        print(f"mlops resume: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"mlops resume: {args.run} resumed ({', '.join(nodes)})")
+    return EXIT_SUCCEEDED
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop a running run as `argo stop` does (running nodes fail, exit handlers run): 0 asked, 1 not running."""
+    from mlops.argo.control import RunNotFound, stop
+
+    try:
+        stop(_runs_dir(args), args.run)
+    except RunNotFound as exc:
+        print(f"mlops stop: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"mlops stop: {args.run} is stopping; its exit handlers still run")
     return EXIT_SUCCEEDED

@@ -3,9 +3,10 @@
 Supported: steps (groups in order, a group's steps in parallel threads), dag (depends /
 dependencies, failFast), when, templateRef, workflowTemplateRef, script templates, loops
 (withItems / withParam / withSequence, `mlops.argo.loops`) and parallelism, input/output parameters,
-retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, onExit (workflow and
-step level), synchronization.mutexes (file locks shared by every local run) and memoize (outputs
-cached under the state folder, `mlops.argo.memo`). Each container node runs in its own sandbox
+retryStrategy (limit, policy, expression, backoff), activeDeadlineSeconds, timeout, onExit (workflow and
+step level), synchronization.mutexes (file locks shared by every local run), memoize (outputs
+cached under the state folder, `mlops.argo.memo`), suspend (until `mlops resume`, or its duration;
+`mlops stop` as `argo stop`: `mlops.argo.control`) and `{{=...}}` tags (`mlops.argo.exprtag`). Each container node runs in its own sandbox
 (`mlops.argo.process`). Anything else is refused by `schema.check_supported` before a single
 process starts. docs/local-executor.md lists it all.
 """
@@ -30,6 +31,7 @@ from typing import Any
 
 from rich.console import Console
 
+from mlops.argo.control import RunControl
 from mlops.argo.expr import (
     ExpressionError,
     evaluate_depends,
@@ -69,6 +71,7 @@ from mlops.argo.workflow import (
 )
 
 Deadline = tuple[float, str]  # (time.monotonic() value, what exceeding it means)
+STOPPED = "Stopped with strategy 'Stop'"  # Argo's words for `argo stop`
 
 __all__ = ["LocalEnvironment", "WorkflowInvalid", "WorkflowResult", "preflight", "run_workflow"]
 
@@ -80,13 +83,19 @@ class _Context:
     deadline: Deadline | None = None
     held: frozenset[str] = frozenset()
 
-    def tighten(self, seconds: int | None, reason: str) -> _Context:
+    def tighten(self, seconds: float | None, reason: str) -> _Context:
         if seconds is None:
             return self
         candidate = (time.monotonic() + seconds, reason)
         if self.deadline is not None and self.deadline[0] <= candidate[0]:
             return self
         return _Context(candidate, self.held)
+
+    def until(self, deadline: Deadline | None) -> _Context:
+        """This context with an absolute deadline too, whichever comes first."""
+        if deadline is None or (self.deadline is not None and self.deadline[0] <= deadline[0]):
+            return self
+        return _Context(deadline, self.held)
 
     def passed(self) -> str | None:
         if self.deadline is not None and time.monotonic() >= self.deadline[0]:
@@ -248,6 +257,8 @@ class _Run:
         self.uid = str(uuid.uuid4())
         self.started = time.time()
         self.run_dir = env.runs_dir / self.name
+        self.control = RunControl(self.run_dir)
+        self.stopped = False  # `mlops stop RUN` was asked for
         pods = wf.spec.get("parallelism")
         self.pods = threading.BoundedSemaphore(int(pods)) if pods else None  # spec.parallelism
         metadata = wf.metadata
@@ -289,7 +300,15 @@ class _Run:
     ) -> None:
         """Run `template` as `node` to a final phase; never raises for workflow-level problems."""
         node.template = str(template.get("name"))
-        node.kind = "Pod" if _pod_body(template) else "Steps" if "steps" in template else "DAG"
+        node.kind = (
+            "Pod"
+            if _pod_body(template)
+            else "Suspend"
+            if "suspend" in template
+            else "Steps"
+            if "steps" in template
+            else "DAG"
+        )
         not_started = ctx.passed() or ("cancelled" if self.cancel.is_set() else None)
         if not_started:
             self._phase(node, FAILED, f"not started: {not_started}")
@@ -298,16 +317,19 @@ class _Run:
             scope = self._bind_inputs(template, arguments, f"template {node.template}")
             seconds = _int_value(template.get("activeDeadlineSeconds"), scope, "activeDeadlineSeconds")
             pod_deadline = (seconds, f"activeDeadlineSeconds={seconds} exceeded")
+            timeout = _timeout(template, scope)
             memo = self._memo(template, scope)
             cached = memo.lookup() if memo else None
             if memo and cached is not None:
                 node.outputs, node.result = cached
                 self._phase(node, SUCCEEDED, f"memoized ({memo.key})")
                 return
+            # Argo counts a template's timeout from its pod node's start, Pending (a mutex wait) included
+            first_timeout = (time.monotonic() + timeout[0], timeout[1]) if timeout else None
             mutexes = self._mutex_names(template.get("synchronization"), scope, ctx)
-            with self._holding(mutexes, node, ctx):
+            with self._holding(mutexes, node, ctx.until(first_timeout)):
                 inner = _Context(ctx.deadline, ctx.held | set(mutexes))
-                self._with_retries(node, template, source, scope, inner, pod_deadline)
+                self._with_retries(node, template, source, scope, inner, pod_deadline, timeout, first_timeout)
             if memo and node.phase == SUCCEEDED:
                 memo.store(dict(node.outputs), node.result)
         except (_NodeError, ValueError, MutexWaitAborted) as exc:
@@ -390,6 +412,8 @@ class _Run:
         scope: dict[str, str],
         ctx: _Context,
         pod_deadline: tuple[int | None, str],
+        timeout: tuple[float, str] | None = None,
+        first_timeout: Deadline | None = None,
     ) -> None:
         retry = template.get("retryStrategy")
         limit = _int_value(retry.get("limit"), scope, "retryStrategy.limit") if retry else 0
@@ -401,6 +425,10 @@ class _Run:
             self._phase(node, RUNNING)
             started = time.monotonic()
             attempt_ctx = ctx.tighten(*pod_deadline)
+            if timeout is not None:  # each attempt is a pod node of its own, with its own start
+                attempt_ctx = (
+                    attempt_ctx.until(first_timeout) if attempt == 0 else attempt_ctx.tighten(*timeout)
+                )
             try:
                 outcome = self._run_body(node, template, source, attempt_scope, attempt_ctx, attempt)
                 if outcome.phase == SUCCEEDED:
@@ -487,10 +515,57 @@ class _Run:
     ) -> _Outcome:
         if _pod_body(template):
             return self._run_container(node, template, scope, ctx, attempt)
+        if "suspend" in template:
+            return self._run_suspend(node, template, scope, ctx)
         node.children.clear()
         if "steps" in template:
             return self._run_steps(node, template, source, scope, ctx)
         return self._run_dag(node, template, source, scope, ctx)
+
+    def _run_defaults(self, source: WorkflowDoc) -> dict[str, dict[str, Any]]:
+        """`source`'s templates with the running workflow's templateDefaults (Argo ignores `source`'s own)."""
+        if source is self.wf:
+            return self.wf.templates
+        return source.templates_with(self.wf.spec.get("templateDefaults"))
+
+    # --- suspend ---------------------------------------------------------------------------
+
+    def _run_suspend(
+        self, node: Node, template: dict[str, Any], scope: dict[str, str], ctx: _Context
+    ) -> _Outcome:
+        """Wait until `mlops resume RUN` (or `suspend.duration`), as Argo's suspend template does."""
+        duration = (template.get("suspend") or {}).get("duration")
+        text = substitute(as_text(duration), scope, "suspend.duration") if duration not in (None, "") else ""
+        seconds = _backoff_duration(text, "suspend.duration") if text else None
+        until = time.monotonic() + seconds if seconds is not None else None
+        since = self.control.suspend(node.path)
+        by_itself = f"; resumes by itself after {text}" if text else ""
+        self._phase(
+            node,
+            RUNNING,
+            f"suspended: `mlops resume {self.name}` to go on, `mlops stop {self.name}` to stop{by_itself}",
+        )
+        try:
+            while True:
+                if self.control.resumed_since(since):
+                    return _Outcome(SUCCEEDED, "resumed")
+                if until is not None and time.monotonic() >= until:
+                    return _Outcome(SUCCEEDED, f"suspend.duration {text} elapsed")
+                passed = ctx.passed()
+                if passed:
+                    return _Outcome(FAILED, passed)
+                if self.cancel.wait(0.2):
+                    return _Outcome(FAILED, STOPPED if self.stopped else "cancelled")
+        finally:
+            self.control.unsuspend(node.path)
+
+    def _watch_stop(self, done: threading.Event) -> None:
+        """`mlops stop RUN` from another terminal: stop every node (exit handlers run afterwards)."""
+        while not done.wait(0.2):
+            if self.control.stop_requested():
+                self.stopped = True
+                self.cancel.set()
+                return
 
     # --- containers ------------------------------------------------------------------------
 
@@ -634,6 +709,7 @@ class _Run:
     ) -> None:
         try:
             target, target_source = resolve_target(step, source, self.library)
+            target = self._run_defaults(target_source).get(str(target.get("name")), target)
             child.template = str(target.get("name"))
             if step.get("when") is not None:
                 condition = substitute(as_text(step["when"]), scope, f"{child.path}.when")
@@ -655,7 +731,7 @@ class _Run:
         if on_exit:
             handler = Node(name="onExit", path=_child_path(child, "onExit"), template=str(on_exit))
             child.children.append(handler)
-            self.execute(handler, source.templates[on_exit], source, {}, _Context(None, ctx.held))
+            self.execute(handler, self._run_defaults(source)[on_exit], source, {}, _Context(None, ctx.held))
             if handler.phase in UNSUCCESSFUL and child.phase == SUCCEEDED:
                 child.phase = FAILED
                 child.message = f"onExit handler {on_exit} {handler.phase.lower()}: {handler.message}"
@@ -784,11 +860,17 @@ class _Run:
         )
         self.view.workflow_started(self.name, str(self.wf.path), self.parameters, str(self.run_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.control.start()
+        done = threading.Event()
+        threading.Thread(target=self._watch_stop, args=(done,), daemon=True).start()
         try:
             mutexes = self._mutex_names(spec.get("synchronization"), self.scope, ctx)
             with self._holding(mutexes, root, ctx):
                 held = _Context(ctx.deadline, frozenset(mutexes))
                 self.execute(root, self.wf.templates[entry], self.wf, self.parameters, held)
+                if self.stopped:
+                    # `argo stop` still runs the exit handlers: a fresh cancel event for them
+                    self.cancel = threading.Event()
                 if spec.get("onExit"):
                     exit_node = Node(name=f"{self.name}.onExit", path="onExit", template=str(spec["onExit"]))
                     self.scope.update(self._exit_variables(root))
@@ -804,10 +886,13 @@ class _Run:
                 if not node.done:
                     node.phase, node.message, node.finished_at = FAILED, "interrupted", time.time()
             raise
+        finally:
+            done.set()
+            self.control.finish()
         phase = SUCCEEDED
         message = ""
         if root.phase != SUCCEEDED:
-            phase, message = FAILED, ctx.passed() or root.message
+            phase, message = FAILED, STOPPED if self.stopped else ctx.passed() or root.message
         if exit_node is not None and exit_node.phase != SUCCEEDED:
             phase = FAILED
             message = "; ".join(
@@ -847,6 +932,15 @@ class _Run:
             "workflow.failures": json.dumps(failures),
             "workflow.duration": f"{time.time() - self.started:.3f}",
         }
+
+
+def _timeout(template: Mapping[str, Any], scope: Mapping[str, str]) -> tuple[float, str] | None:
+    """A container/script template's `timeout` (a Go duration) in seconds, and what exceeding it means."""
+    value = template.get("timeout")
+    if value is None or value == "":
+        return None
+    text = substitute(as_text(value), scope, "timeout")
+    return go_duration(text, "timeout"), f"timeout={text} exceeded"
 
 
 def _limiter(template: Mapping[str, Any], scope: Mapping[str, str]) -> threading.Semaphore | None:

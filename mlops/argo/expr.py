@@ -11,6 +11,7 @@ A tokenizer and a Pratt parser build a small tuple AST; nothing is handed to `ev
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -289,6 +290,15 @@ class _Parser:
                 name = self.advance()
                 if name.kind not in ("name", "op", "const") or not isinstance(name.value, str):
                     raise ExpressionError(f"expected a field name after '.' at position {name.pos}")
+                if self.tok.kind == "punct" and self.tok.value == "(":
+                    # `sprig.trim(x)`: Argo's sprig functions live in a namespace; no other method calls
+                    if node[0] != "var" or node[1] != "sprig":
+                        raise ExpressionError(
+                            f"method call .{name.value}() at position {name.pos} is not supported"
+                        )
+                    self.advance()
+                    node = ("call", f"sprig.{name.value}", name.pos, self.sequence(")"))
+                    continue
                 node = ("member", node, name.value)
             else:
                 index = self.expression(0)
@@ -369,9 +379,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 
 
 class _Evaluator:
-    def __init__(self, env: Mapping[str, Any], dialect: str) -> None:
+    def __init__(
+        self, env: Mapping[str, Any], dialect: str, functions: Mapping[str, Callable[..., Any]] | None = None
+    ) -> None:
         self.env = env
         self.dialect = dialect
+        self.functions = FUNCTIONS if functions is None else functions
 
     def eval(self, node: tuple[Any, ...]) -> Any:
         kind = node[0]
@@ -419,13 +432,15 @@ class _Evaluator:
         raise ExpressionError(f"cannot index {_show(obj)} with {_show(key)}")
 
     def _call(self, name: str, pos: int, args: list[Any]) -> Any:
-        fn = FUNCTIONS.get(name)
+        fn = self.functions.get(name)
         if fn is None:
             raise ExpressionError(
-                f"unknown function {name!r} at position {pos} (known: {', '.join(sorted(FUNCTIONS))})"
+                f"unknown function {name!r} at position {pos} (known: {', '.join(sorted(self.functions))})"
             )
-        if len(args) != 1:
-            raise ExpressionError(f"{name} takes exactly one argument, got {len(args)}")
+        try:
+            inspect.signature(fn).bind(*args)
+        except TypeError:
+            raise ExpressionError(f"{name}: wrong number of arguments ({len(args)})") from None
         return fn(*args)
 
     def _bool(self, value: Any, op: str) -> bool:
@@ -530,9 +545,15 @@ def _arithmetic(op: str, left: Any, right: Any) -> Any:
     return left % right
 
 
-def evaluate(text: str, env: Mapping[str, Any] | None = None, *, dialect: str = EXPR) -> Any:
-    """Evaluate an expression in the given dialect with the given bindings."""
-    return _Evaluator(env or {}, dialect).eval(parse(text, dialect))
+def evaluate(
+    text: str,
+    env: Mapping[str, Any] | None = None,
+    *,
+    dialect: str = EXPR,
+    functions: Mapping[str, Callable[..., Any]] | None = None,
+) -> Any:
+    """Evaluate an expression in the given dialect with the given bindings (and functions)."""
+    return _Evaluator(env or {}, dialect, functions).eval(parse(text, dialect))
 
 
 def _require_bool(text: str, value: Any, what: str) -> bool:

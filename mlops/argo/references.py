@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mlops.argo.expr import ExpressionError
+from mlops.argo.exprtag import TAG_FUNCTIONS, tag_names
 from mlops.argo.substitute import tags
 from mlops.argo.workflow import (
     Library,
@@ -97,10 +98,16 @@ class _TemplateChecker:
 
     def _target(self, step: dict[str, Any], where: str) -> dict[str, Any] | None:
         try:
-            target, _ = resolve_target(step, self.wf, self.library)
+            target, source = resolve_target(step, self.wf, self.library)
         except ValueError as exc:
             self.errors.append(f"{where}: {exc}")
             return None
+        if source is not self.wf and source.spec.get("templateDefaults") is not None:
+            self.warnings.append(
+                f"{where}: [template-defaults-ignored] {source.name} has spec.templateDefaults, which Argo "
+                f"does not apply to its templates called through templateRef (argoproj/argo-workflows#5842): "
+                f"{target.get('name')} runs with {self.wf.name}'s templateDefaults instead"
+            )
         provided = [
             str(p.get("name"))
             for p in (step.get("arguments") or {}).get("parameters") or []
@@ -210,7 +217,7 @@ class _TemplateChecker:
         existing: dict[str, dict[str, Any] | None],
     ) -> str | None:
         if tag.startswith("="):
-            return "is an expression tag, not supported by the local executor"
+            return self._expression_problem(tag[1:], context, kind, visible, existing)
         parts = tag.split(".")
         if parts[0] == "inputs":
             if len(parts) == 3 and parts[1] == "parameters":
@@ -230,6 +237,34 @@ class _TemplateChecker:
                 return None
             return "is only set in a step or task with withItems, withParam or withSequence"
         return "is not a variable the local executor knows"
+
+    def _expression_problem(
+        self,
+        expression: str,
+        context: dict[str, Any],
+        kind: str | None,
+        visible: dict[str, dict[str, Any] | None],
+        existing: dict[str, dict[str, Any] | None],
+    ) -> str | None:
+        try:
+            variables, unsupported = tag_names(expression)
+        except ExpressionError as exc:
+            return (
+                f"is not supported by the local executor (mlops run), which cannot parse it ({exc}); "
+                "Argo evaluates the whole of expr-lang"
+            )
+        if unsupported:
+            return (
+                f"calls {', '.join(unsupported)}: not supported by the local executor (mlops run); "
+                f"Argo supports expr-lang and sprig functions (supported here: {', '.join(sorted(TAG_FUNCTIONS))})"
+            )
+        for name in variables:
+            if name.split(".")[0] == "sprig":
+                continue
+            problem = self._tag_problem(name, context, kind, visible, existing)
+            if problem:
+                return f"uses {name}, which {problem}"
+        return None
 
     def _workflow_problem(self, tag: str, parts: list[str], context: dict[str, Any]) -> str | None:
         if tag in WORKFLOW_VARIABLES:
@@ -305,7 +340,9 @@ def reference_findings(wf: WorkflowDoc, library: Library) -> tuple[list[str], li
     """(errors, warnings): dangling references, then what Argo accepts but is worth a look.
 
     Warnings carry a `[name]`: `retry-without-limit` (a project policy: Argo retries forever),
-    `undeclared-argument` (an argument the called template does not declare: Argo ignores it).
+    `undeclared-argument` (an argument the called template does not declare: Argo ignores it),
+    `template-defaults-ignored` (a templateRef into a WorkflowTemplate whose templateDefaults Argo
+    does not apply there).
     """
     errors: list[str] = []
     warnings: list[str] = []

@@ -29,7 +29,7 @@ NEWER_ARGO_FIELDS: dict[str, frozenset[str]] = {
     "Template": frozenset({"podResources", "resourceClaims"}),
 }
 # Argo template kinds the local executor does not run (each refused by name, once).
-UNSUPPORTED_BODIES = ("resource", "suspend", "http", "plugin", "containerSet", "data")
+UNSUPPORTED_BODIES = ("resource", "http", "plugin", "containerSet", "data")
 
 
 class WorkflowFileError(ValueError):
@@ -270,6 +270,7 @@ _TEMPLATE = {
     "script": {**_CONTAINER, "source": None},
     "steps": _STEP,
     "dag": {"tasks": _TASK, "failFast": None},
+    "suspend": {"duration": None},
     "retryStrategy": {
         "limit": None,
         "expression": None,
@@ -277,6 +278,7 @@ _TEMPLATE = {
         "backoff": {"duration": None, "factor": None, "maxDuration": None, "cap": None},
     },
     "activeDeadlineSeconds": None,
+    "timeout": None,
     "parallelism": None,
     "synchronization": _SYNCHRONIZATION,
     "memoize": {"key": None, "maxAge": None, "cache": {"configMap": {"name": None, "key": None}}},
@@ -373,16 +375,21 @@ def _check_allowed(value: Any, allowed: Any, path: str, errors: list[str]) -> No
 
 def _template_body_errors(template: dict[str, Any], path: str) -> list[str]:
     errors: list[str] = []
-    bodies = [kind for kind in ("container", "script", "steps", "dag") if kind in template]
+    bodies = [kind for kind in ("container", "script", "steps", "dag", "suspend") if kind in template]
     if len(bodies) != 1 and not any(kind in template for kind in UNSUPPORTED_BODIES):
         found = ", ".join(bodies) if bodies else "none"
         errors.append(
-            f"{path}: a template needs exactly one of container, script, steps, dag (found: {found})"
+            f"{path}: a template needs exactly one of container, script, steps, dag, suspend (found: {found})"
         )
     if "activeDeadlineSeconds" in template and not ({"container", "script"} & set(template)):
         errors.append(
             f"{path}.activeDeadlineSeconds: Argo applies it only to container templates; "
             "use spec.activeDeadlineSeconds or set it on the containers"
+        )
+    if "timeout" in template and not ({"container", "script"} & set(template)):
+        errors.append(
+            f"{path}.timeout: not supported by the local executor (mlops run) on a steps or dag template; "
+            "Argo accepts it but documents that it may not be applied there: set it on the containers"
         )
     for kind in ("container", "script"):
         body = template.get(kind)

@@ -1,10 +1,16 @@
-"""`{{...}}` substitution the way Argo does it for simple tags; an unresolved tag is an error."""
+"""`{{...}}` substitution the way Argo does it; an unresolved tag is an error.
+
+A simple tag (`{{inputs.parameters.x}}`) is looked up in the scope; an expression tag
+(`{{=asInt(inputs.parameters.x) + 1}}`) is evaluated by `mlops.argo.exprtag` against the same scope.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from mlops.argo.exprtag import evaluate_tag
 
 TAG = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
@@ -35,6 +41,8 @@ def substitute(text: str, scope: Mapping[str, str], where: str) -> str:
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name.startswith("="):
+            return evaluate_tag(name[1:], scope, where)
         if name not in scope:
             raise UnresolvedReference(name, where, list(scope))
         return scope[name]

@@ -55,8 +55,16 @@ class WorkflowDoc:
     @property
     def templates(self) -> dict[str, dict[str, Any]]:
         """Templates by name, each with `spec.templateDefaults` merged in (the template's own fields win)."""
+        return self.templates_with(self.spec.get("templateDefaults"))
+
+    def templates_with(self, defaults: Any) -> dict[str, dict[str, Any]]:
+        """Templates by name with the given templateDefaults merged in (none: as written).
+
+        Argo merges the *running* workflow's templateDefaults into every template it runs: a
+        template reached through templateRef gets the caller's, never its own WorkflowTemplate's
+        (argoproj/argo-workflows#5842).
+        """
         templates = self.spec.get("templates") or []
-        defaults = self.spec.get("templateDefaults")
         return {
             t["name"]: with_defaults(t, defaults) if isinstance(defaults, dict) else t
             for t in templates

@@ -4,6 +4,8 @@ executor, with the node phases and outputs Argo documents for it (each YAML cite
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -312,3 +314,304 @@ def test_template_defaults_are_merged_into_each_template(run: RunFn) -> None:
     assert flaky.outputs == {"seen": "yes,yes,own"}
     assert ran.result.root.kind == "Steps"  # main stays a steps template despite the default container
     assert flaky.kind == "Pod"
+
+
+# --- {{=...}} expression tags ----------------------------------------------------------------------
+
+
+def test_expression_tags_evaluate_expr_and_sprig_as_argo_does(run: RunFn) -> None:
+    ran = run(CASES / "expression-tags.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    assert ran.result.node("compute").outputs == {
+        "trimmed": "Resnet",
+        "shout": "RESNET",
+        "quiet": "resnet",
+        "fallback": "none",
+        "doubled": "13",
+        "sprig-sum": "10",
+        "sprig-sub": "-4",
+        "sprig-div": "3",
+        "half": "1.5",
+        "accuracy": "0.93",
+        "second": "dog",
+        "gate": "pass",
+        "compare": "true",
+        "as-json": '[6,"x"]',
+    }
+    assert phases(ran)["taken"] == "Succeeded"
+    assert ran.result.node("taken").outputs == {"value": "RESNET!"}
+    assert phases(ran)["not-taken"] == "Skipped"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("sprig.trim(workflow", "sprig.shuffle(workflow", "calls sprig.shuffle: not supported"),
+        ("{{=asInt(workflow", "{{=sum(workflow", "calls sum: not supported"),
+        (
+            "workflow.parameters.metrics, '$.accuracy')}}",
+            "workflow.parameters.metric, '$.accuracy')}}",
+            "metric",
+        ),
+        ("{{=sprig.div(7, 2)}}", "{{=sprig.div(7, 2}}", "cannot parse"),
+        ("{{=sprig.div(7, 2)}}", "{{=map([1], {# + 1})}}", "cannot parse"),
+    ],
+)
+def test_an_expression_outside_the_supported_subset_is_refused_by_lint_and_run(
+    tmp_path: Path, run: RunFn, old: str, new: str, named: str
+) -> None:
+    from mlops.argo.executor import preflight
+    from mlops.argo.parameters import WorkflowInvalid
+
+    text = (CASES / "expression-tags.yaml").read_text()
+    assert old in text
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace(old, new, 1))
+    with pytest.raises(WorkflowInvalid) as refused:
+        preflight(broken)
+    assert named in str(refused.value)
+    with pytest.raises(WorkflowInvalid):
+        run(broken, quiet=True)
+    assert not (tmp_path / "state" / "runs").exists()  # nothing ran
+
+
+def test_an_expression_failing_at_run_time_errors_its_node_naming_the_tag(tmp_path: Path, run: RunFn) -> None:
+    text = (CASES / "expression-tags.yaml").read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        text.replace("asInt(workflow.parameters['batch-size']) * 2", "asInt(workflow.parameters.name) * 2")
+    )
+    ran = run(broken, quiet=True)
+    assert ran.result.phase == "Failed"
+    compute = ran.result.node("compute")
+    assert compute.phase == "Error"
+    assert "{{=asInt(workflow.parameters.name) * 2 + 1}}" in compute.message
+    assert "is not an integer" in compute.message
+
+
+# --- template timeout --------------------------------------------------------------------------------
+
+
+def test_a_template_timeout_fails_each_attempt_that_runs_longer(run: RunFn) -> None:
+    started = time.monotonic()
+    ran = run(CASES / "timeout.yaml", quiet=True)
+    elapsed = time.monotonic() - started
+    assert ran.result.phase == "Failed"
+    assert phases(ran) == {"quick": "Succeeded", "slow": "Failed"}
+    slow = ran.result.node("slow")
+    assert "timeout=1s exceeded" in slow.message
+    assert [a.phase for a in slow.attempts] == ["Failed", "Failed"]  # the retry had its own timeout
+    assert all(0.9 <= a.duration < 10 for a in slow.attempts), slow.attempts
+    assert elapsed < 30  # not the 60 s the step sleeps
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("timeout: 1s", "timeout: '1'", "'1' is not a Go duration"),
+        ("timeout: 1s", "timeout: soon", "'soon' is not a Go duration"),
+    ],
+)
+def test_a_timeout_that_is_not_a_go_duration_errors_the_node(
+    tmp_path: Path, run: RunFn, old: str, new: str, named: str
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((CASES / "timeout.yaml").read_text().replace(old, new))
+    ran = run(broken, quiet=True)
+    slow = ran.result.node("slow")
+    assert slow.phase == "Error"
+    assert named in slow.message
+    assert not slow.attempts  # nothing was started
+
+
+def test_a_timeout_on_a_steps_template_is_refused_naming_it(tmp_path: Path) -> None:
+    from mlops.argo.executor import preflight
+    from mlops.argo.parameters import WorkflowInvalid
+
+    broken = tmp_path / "broken.yaml"
+    text = (CASES / "timeout.yaml").read_text()
+    broken.write_text(
+        text.replace("    - name: main\n      steps:", "    - name: main\n      timeout: 5s\n      steps:")
+    )
+    with pytest.raises(WorkflowInvalid) as refused:
+        preflight(broken)
+    assert "spec.templates[0].timeout: not supported by the local executor" in str(refused.value)
+
+
+# --- suspend: a manual approval gate ------------------------------------------------------------------
+
+
+def _in_background(run: RunFn, **kwargs: object) -> tuple[threading.Thread, list[Ran]]:
+    done: list[Ran] = []
+    thread = threading.Thread(target=lambda: done.append(run(CASES / "suspend.yaml", quiet=True, **kwargs)))
+    thread.start()
+    return thread, done
+
+
+def _suspended_run(runs_dir: Path, timeout: float = 30.0) -> str:
+    from mlops.argo.control import RunControl, active_runs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in active_runs(runs_dir):
+            if RunControl(runs_dir / name).suspended():
+                return name
+        time.sleep(0.05)
+    raise AssertionError("no run reached its suspend step")
+
+
+def test_a_suspend_step_waits_until_resumed(run: RunFn, environment: LocalEnvironment) -> None:
+    from mlops.argo.control import resume
+
+    thread, done = _in_background(run)
+    name = _suspended_run(environment.runs_dir)
+    time.sleep(0.5)
+    assert thread.is_alive()  # still waiting: nothing resumes it by itself
+    assert resume(environment.runs_dir, name) == ["approve"]
+    thread.join(30)
+    result = done[0].result
+    assert result.phase == "Succeeded", done[0].output
+    assert phases(done[0]) == {"approve": "Succeeded", "deploy": "Succeeded", "onExit": "Succeeded"}
+    assert result.node("approve").message == "resumed"
+    assert result.exit_handler is not None and result.exit_handler.outputs == {"status": "Succeeded"}
+
+
+def test_a_suspend_duration_resumes_by_itself(run: RunFn) -> None:
+    started = time.monotonic()
+    ran = run(CASES / "suspend.yaml", {"duration": "1"}, quiet=True)  # bare seconds, as Argo allows
+    assert ran.result.phase == "Succeeded"
+    assert 1.0 <= time.monotonic() - started < 20
+    assert ran.result.node("approve").message == "suspend.duration 1 elapsed"
+    ran = run(CASES / "suspend.yaml", {"duration": "300ms"}, quiet=True)
+    assert phases(ran) == {"approve": "Succeeded", "deploy": "Succeeded", "onExit": "Succeeded"}
+
+
+def test_a_gate_whose_when_is_false_is_skipped(run: RunFn) -> None:
+    ran = run(CASES / "suspend.yaml", {"require-approval": "false"}, quiet=True)
+    assert ran.result.phase == "Succeeded"
+    assert phases(ran) == {"approve": "Skipped", "deploy": "Succeeded", "onExit": "Succeeded"}
+
+
+def test_stop_fails_the_suspended_node_and_still_runs_the_exit_handler(
+    run: RunFn, environment: LocalEnvironment
+) -> None:
+    from mlops.argo.control import stop
+
+    thread, done = _in_background(run)
+    name = _suspended_run(environment.runs_dir)
+    stop(environment.runs_dir, name)
+    thread.join(30)
+    result = done[0].result
+    assert result.phase == "Failed"
+    assert result.message == "Stopped with strategy 'Stop'"
+    assert phases(done[0]) == {"approve": "Failed", "onExit": "Succeeded"}  # deploy never started
+    assert result.node("approve").message == "Stopped with strategy 'Stop'"
+    assert result.exit_handler is not None
+    assert result.exit_handler.phase == "Succeeded"
+    assert result.exit_handler.outputs == {"status": "Failed"}
+
+
+def test_resume_and_stop_refuse_a_run_that_is_not_running_or_not_suspended(
+    run: RunFn, environment: LocalEnvironment
+) -> None:
+    from mlops.argo.control import RunNotFound, resume, stop
+
+    with pytest.raises(RunNotFound, match="'nope' does not exist"):
+        resume(environment.runs_dir, "nope")
+    ran = run(CASES / "suspend.yaml", {"require-approval": "false"}, quiet=True)
+    with pytest.raises(RunNotFound, match="has finished"):
+        stop(environment.runs_dir, ran.result.name)
+    assert not (ran.result.run_dir / "control" / "stop").exists()  # nothing was asked of it
+
+
+def test_mlops_resume_from_another_terminal_lets_mlops_run_finish(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    state = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    cli = [sys.executable, "-m", "mlops"]
+    running = subprocess.Popen(
+        [*cli, "run", str(CASES / "suspend.yaml"), "--quiet", "--state-dir", str(state)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        name = _suspended_run(state / "runs", timeout=60)
+        resumed = subprocess.run(
+            [*cli, "resume", name, "--state-dir", str(state)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        assert f"{name} resumed (approve)" in resumed.stdout
+        output, _ = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 0, output
+    assert "suspended: `mlops resume" in output
+    again = subprocess.run(
+        [*cli, "stop", name, "--state-dir", str(state)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 1
+    assert f"run {name!r} has finished" in again.stderr
+
+
+def test_a_template_reached_through_template_ref_gets_the_callers_template_defaults(run: RunFn) -> None:
+    ran = run(CASES / "defaults-ref" / "caller.yaml", quiet=True)
+    assert ran.result.phase == "Succeeded", ran.output
+    assert ran.result.node("through-ref").outputs == {"seen": "FROM_CALLER=yes,FROM_CALLEE=-"}
+
+
+def test_lint_warns_that_a_referenced_templates_own_defaults_are_ignored() -> None:
+    from mlops.argo.lint import lint
+
+    report = lint(CASES / "defaults-ref")
+    assert not report.errors
+    assert len(report.warnings) == 1
+    assert report.warnings[0].endswith(
+        "caller.yaml: template main, step through-ref: [template-defaults-ignored] "
+        "conformance-defaults-callee has spec.templateDefaults, which Argo does not apply to its templates "
+        "called through templateRef (argoproj/argo-workflows#5842): show runs with "
+        "conformance-defaults-caller's templateDefaults instead"
+    )
+    assert not lint(CASES / "defaults-ref" / "callee.yaml").warnings  # nothing calls it from there
+
+
+def test_stop_kills_a_running_step_starts_nothing_new_and_runs_the_exit_handler(
+    tmp_path: Path, run: RunFn, environment: LocalEnvironment
+) -> None:
+    from mlops.argo.control import active_runs, stop
+
+    text = (CASES / "suspend.yaml").read_text()
+    text = text.replace(
+        '    - name: approval\n      suspend:\n        duration: "{{workflow.parameters.duration}}"',
+        '    - name: approval\n      container:\n        image: python:3.11-slim\n        command: [python, -c, "import time; time.sleep(60)"]',
+    )
+    wf = tmp_path / "busy.yaml"
+    wf.write_text(text)
+    done: list[Ran] = []
+    thread = threading.Thread(target=lambda: done.append(run(wf, quiet=True)))
+    started = time.monotonic()
+    thread.start()
+    while not active_runs(environment.runs_dir) and time.monotonic() - started < 30:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the sleeping step is running
+    stop(environment.runs_dir, active_runs(environment.runs_dir)[0])
+    thread.join(30)
+    result = done[0].result
+    assert time.monotonic() - started < 30  # not the 60 s the step sleeps
+    assert result.message == "Stopped with strategy 'Stop'"
+    assert phases(done[0]) == {"approve": "Failed", "onExit": "Succeeded"}
+    assert result.exit_handler is not None and result.exit_handler.outputs == {"status": "Failed"}

@@ -99,7 +99,7 @@ def test_retry_expressions(expression: str, exit_code: int | None, status: str, 
         ("lastRetry.code == 3", "unknown field lastRetry.code"),
         ("asInt(lastRetry.status) == 3", "is not an integer"),
         ("lastRetry.exitCode", "not to true or false"),
-        ("asInt(1, 2) == 1", "exactly one argument"),
+        ("asInt(1, 2) == 1", "asInt: wrong number of arguments (2)"),
         ("lastRetry.exitCode < 3", "cannot compare"),
     ],
 )
@@ -161,3 +161,65 @@ def test_depends_errors(expression: str, message: str) -> None:
     with pytest.raises(ExpressionError) as caught:
         depends_tasks(expression)
     assert message in str(caught.value)
+
+
+# --- {{=...}} expression tags ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (3.0, "3"),
+        (1.5, "1.5"),
+        (1e6, "1e+06"),
+        (123456.0, "123456"),
+        (1e-05, "1e-05"),
+        (True, "true"),
+        ([1, "a"], "[1 a]"),
+        ({"b": 1, "a": 2.5}, "map[a:2.5 b:1]"),
+        (7, "7"),
+    ],
+)
+def test_a_tag_value_is_written_as_go_percent_v(value: object, written: str) -> None:
+    from mlops.argo.exprtag import go_format
+
+    assert go_format(value) == written
+
+
+def test_tag_variables_nest_by_their_dots_and_a_prefix_is_a_map() -> None:
+    from mlops.argo.exprtag import expression_env
+
+    env = expression_env({"item": '{"a":"1"}', "item.a": "1", "inputs.parameters.my-p": "x"})
+    assert env == {"item": {"a": "1"}, "inputs": {"parameters": {"my-p": "x"}}}
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("jsonpath('{\"a\": 1}', '$.b')", "unknown key 'b'"),
+        ("jsonpath('{\"a\": 1}', '$..a')", "not supported by the local executor"),
+        ("jsonpath('nope', '$.a')", "is not JSON"),
+        ("sprig.div(1, 0)", "division by zero"),
+        ("sprig.ternary('a', 'b', 'yes')", "is not a boolean"),
+        ("nothing", "unknown identifier 'nothing'"),
+        ("sprig.nope(1)", "unknown function 'sprig.nope'"),
+    ],
+)
+def test_a_tag_that_cannot_be_evaluated_names_the_tag_and_why(expression: str, message: str) -> None:
+    from mlops.argo.exprtag import evaluate_tag
+
+    with pytest.raises(ExpressionError) as failed:
+        evaluate_tag(expression, {}, "step s")
+    assert str(failed.value).startswith(f"step s: {{{{={expression}}}}}")
+    assert message in str(failed.value)
+
+
+def test_sprig_integer_functions_convert_strings_as_sprig_does() -> None:
+    from mlops.argo.exprtag import evaluate_tag
+
+    scope = {"inputs.parameters.n": "6", "inputs.parameters.bad": "six"}
+    assert evaluate_tag("sprig.add(inputs.parameters.n, 1, 2)", scope, "w") == "9"
+    assert evaluate_tag("sprig.mul(inputs.parameters.n, 2)", scope, "w") == "12"
+    assert evaluate_tag("sprig.div(-7, 2)", scope, "w") == "-3"  # Go truncates toward zero
+    assert evaluate_tag("sprig.add(inputs.parameters.bad, 1)", scope, "w") == "1"  # cast.ToInt64: 0
+    assert evaluate_tag("sprig.default('x', inputs.parameters.n)", scope, "w") == "6"

@@ -160,7 +160,8 @@ def test_unsupported_fields_are_named_with_the_supported_alternatives() -> None:
             "outputs.artifacts",
         ),
         (lambda t: t["container"].pop("command"), "container.command: required locally"),
-        (lambda t: t.update(suspend={}), "spec.templates[0].suspend: not supported"),
+        (lambda t: t.update(resource={"action": "create"}), "spec.templates[0].resource: not supported"),
+        (lambda t: t.update(suspend={}), "exactly one of container, script, steps, dag, suspend"),
     ],
 )
 def test_unsupported_details(change: Any, expected: str) -> None:
