@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import BadInput
-from mlops.storage import COMMIT_MARKER, S3Store, S3Url
+from mlops.storage import S3Store, S3Url
 
 # Same text as training.llm.records.REFUSAL (a unit test keeps them equal).
 REFUSAL = "I cannot answer this question with the given context."
@@ -97,20 +97,8 @@ def fetch_eval_file(uri: str, workdir: Path, store: S3Store | None = None) -> Pa
             raise BadInput(f"{uri} is not a prepared dataset: no {EVAL_FILE}")
         return path
     store = store or S3Store()
-    prefix = S3Url.parse(uri.rstrip("/"))
-    marker = prefix.join(COMMIT_MARKER)
-    if not store.exists(marker):
-        raise BadInput(f"{uri} is not a committed prepared dataset (no {COMMIT_MARKER})")
-    manifest = json.loads(store.get_bytes(marker))
-    if EVAL_FILE not in manifest:
-        raise BadInput(f"{uri} has no {EVAL_FILE}")
-    target = workdir / EVAL_FILE
-    digest = store.download_file(prefix.join(EVAL_FILE), target)
-    if digest != manifest[EVAL_FILE]:
-        raise BadInput(
-            f"{uri}/{EVAL_FILE}: sha256 {digest} differs from the manifest's {manifest[EVAL_FILE]}"
-        )
-    return target
+    store.download_committed(S3Url.parse(uri.rstrip("/")), workdir, (EVAL_FILE,), what="prepared dataset")
+    return workdir / EVAL_FILE
 
 
 def select(items: list[EvalItem], limit: int, seed: int) -> list[EvalItem]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,3 +242,21 @@ def prepared_dir_records() -> list[dict[str, object]]:
         QARecord("ctx", "Cost?", REFUSAL, "unanswerable", 2),
     ]
     return [r.to_json(split="eval") for r in records]
+
+
+def test_the_evaluation_split_on_s3_is_checked_against_its_commit_manifest(s3: Any, tmp_path: Path) -> None:
+    from mlops.storage import S3Url
+
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "eval.jsonl").write_text('{"question": "q"}\n')
+    s3.ensure_bucket("data")
+    s3.publish_directory(folder, S3Url.parse("s3://data/ragqa/abc"))
+    assert (
+        fetch_eval_file("s3://data/ragqa/abc/", tmp_path / "a", store=s3).read_text() == '{"question": "q"}\n'
+    )
+    s3.put_bytes(S3Url.parse("s3://data/ragqa/abc/eval.jsonl"), b'{"question": "other"}\n')
+    with pytest.raises(BadInput, match="differs from the commit manifest"):
+        fetch_eval_file("s3://data/ragqa/abc", tmp_path / "b", store=s3)
+    with pytest.raises(BadInput, match="not a committed prepared dataset"):
+        fetch_eval_file("s3://data/ragqa/none", tmp_path / "c", store=s3)

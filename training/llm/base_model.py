@@ -190,20 +190,17 @@ def fetch_base(
     names = sorted(k[len(prefix.key) :].lstrip("/") for k in keys if k.startswith(prefix.key + "/"))
     if "config.json" not in names:
         raise BadInput(f"no base model at {uri}: no config.json there")
-    manifest: dict[str, str] = {}
-    if COMMIT_MARKER in names:
-        manifest = json.loads(store.get_bytes(prefix.join(COMMIT_MARKER)))
     wanted_names = {"config.json", *TOKENIZER_FILES, *OPTIONAL_TOKENIZER_FILES}
     wanted = [
         n for n in names if n != COMMIT_MARKER and "/" not in n and (not tokenizer_only or n in wanted_names)
     ]
     target = workdir / "base"
-    for name in wanted:
-        digest = store.download_file(prefix.join(name), target / name)
-        if manifest and name in manifest and manifest[name] != digest:
-            raise BadInput(
-                f"{uri}/{name}: sha256 {digest} differs from the commit manifest's {manifest[name]}"
-            )
+    if COMMIT_MARKER in names:
+        manifest = store.commit_manifest(prefix, what="base model")
+        store.download_committed(prefix, target, [n for n in wanted if n in manifest], what="base model")
+    else:  # a base placed by hand, without a manifest: only the per-object checksums apply
+        for name in wanted:
+            store.download_file(prefix.join(name), target / name)
     check_base_dir(target, need_weights=not tokenizer_only)
     return target
 

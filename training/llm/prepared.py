@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import BadInput
-from mlops.storage import COMMIT_MARKER, S3Store, S3Url
+from mlops.storage import S3Store, S3Url
 from training.llm.records import QARecord
 from training.llm.splitting import SPLITS
 
@@ -62,19 +62,10 @@ def fetch(uri: str, workdir: Path, store: S3Store | None = None, files: tuple[st
             raise BadInput(f"{uri} is not a prepared dataset: missing {', '.join(missing)}")
         return folder
     store = store or S3Store()
-    prefix = S3Url.parse(uri.rstrip("/"))
-    if not store.exists(prefix.join(COMMIT_MARKER)):
-        raise BadInput(f"{uri} is not a committed prepared dataset (no {COMMIT_MARKER}); run prepare_data")
-    manifest: dict[str, str] = json.loads(store.get_bytes(prefix.join(COMMIT_MARKER)))
     target = workdir / "dataset"
-    for name in wanted:
-        if name not in manifest:
-            raise BadInput(f"{uri} has no {name}")
-        digest = store.download_file(prefix.join(name), target / name)
-        if digest != manifest[name]:
-            raise BadInput(
-                f"{uri}/{name}: sha256 {digest} differs from the commit manifest's {manifest[name]}"
-            )
+    store.download_committed(
+        S3Url.parse(uri.rstrip("/")), target, wanted, what="prepared dataset (run prepare_data)"
+    )
     return target
 
 
