@@ -19,7 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-MODEL = "mistral-7b-lora"
+from mlops.models.names import LLM_MODEL
+
+MODEL = LLM_MODEL
 SLOT = "aws-rag-qa-live"
 FIGURES = (
     "request_throughput",

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlops.errors import BadInput, Transient
 
+TAG_VALUE_LIMIT = 4000  # longest tag value written (MLflow refuses longer ones); texts are cut to it
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 _UNAVAILABLE = (
     "TEMPORARILY_UNAVAILABLE",

@@ -26,6 +26,7 @@ from pydantic import Field
 from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
+from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url, sha256_file
 from mlops.tracking import configure_mlflow_client, mlflow_errors
@@ -76,7 +77,7 @@ class Config(StepConfig):
         description="torch CPU threads. 1 suits the tiny local model: on a busy 2-core machine two threads "
         "spin-wait on each other (measured 5-10x slower per step); raise it for a big base on a quiet CPU node",
     )
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the build run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the build run")
 
     @property
     def spec(self) -> base_model.TinyMistralSpec:

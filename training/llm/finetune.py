@@ -26,9 +26,10 @@ from pydantic import Field
 from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
+from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import sha256_file
-from mlops.tracking import configure_mlflow_client, mlflow_errors
+from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
 from training.llm import base_model, examples, lora, plots, prepared
 from training.llm.base_model import check_finite
 from training.llm.loop import fit
@@ -82,7 +83,7 @@ class Config(StepConfig):
         "spin-wait on each other (measured 5-10x slower per step); raise it for a big base on a quiet CPU node",
     )
     log_every_steps: int = Field(10, ge=1, description="log train_loss every N optimiser steps")
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the fine-tuning run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the fine-tuning run")
 
 
 def preflight(cfg: Config, has_cuda: Callable[[], bool] = lora.cuda_available) -> lora.LoraSettings:
@@ -220,7 +221,7 @@ def run(cfg: Config) -> StepResult:
                 scores = examples.evaluate(model, encoded["eval"][0], pad_id, device=device)
                 eval_loss = check_finite("eval loss", scores["loss"], "the final evaluation")
             except BadInput as exc:
-                mlflow.set_tag("failure_reason", str(exc)[:4000])
+                mlflow.set_tag("failure_reason", str(exc)[:TAG_VALUE_LIMIT])
                 raise
             final = {
                 "eval_loss": eval_loss,

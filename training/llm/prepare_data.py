@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput, MlopsError
+from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url
 from mlops.tracking import configure_mlflow_client, mlflow_errors
@@ -79,7 +80,7 @@ class Config(StepConfig):
         description="context 5-gram Jaccard at or above which contexts count as one (same split)",
     )
     min_rows: int = Field(30, ge=3, description="fewer rows than this after cleaning is bad input")
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the data-preparation run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the data-preparation run")
 
     @model_validator(mode="after")
     def _fractions_leave_training(self) -> Config:

@@ -20,7 +20,7 @@ from mlops.errors import BadInput
 from mlops.gates import Verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import artifact_uri, get_run, log_json, mlflow_errors, tracking_client
+from mlops.tracking import TAG_VALUE_LIMIT, artifact_uri, get_run, log_json, mlflow_errors, tracking_client
 
 ACCURACY_TAG = "best_val_accuracy"
 GATE_TAG = "gate.quality"
@@ -89,23 +89,17 @@ def decide_and_register(
     verdict = gates.quality_gate(
         accuracy, threshold, champion_accuracy(registry, model, before), min_improvement
     )
-    if not verdict.passed:
-        return GateOutcome(verdict, "", before, before)
-    tags = {
-        ACCURACY_TAG: repr(float(accuracy)),
-        GATE_TAG: verdict.label,
-        f"{GATE_TAG}.reason": verdict.reason[:4000],
-        **(extra_tags or {}),
-    }
-    version = registry.register(model, source, run_id, tags)
-    registry.move_alias(
-        model,
-        alias,
-        version,
+    version = registry.register_if_passed(
+        verdict,
+        gate_tag=GATE_TAG,
+        model=model,
+        alias=alias,
+        source=source,
+        run_id=run_id,
+        tags={ACCURACY_TAG: repr(float(accuracy)), **(extra_tags or {})},
         expect_version=before,
-        reason=f"quality gate passed ({verdict.reason}); was {before or 'unset'}",
     )
-    return GateOutcome(verdict, version, before, version)
+    return GateOutcome(verdict, version, before, version or before)
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
@@ -148,7 +142,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     log_json(client, cfg.run_id, record, "gates", "quality.json")
     with mlflow_errors(f"tagging run {cfg.run_id}"):
         client.set_tag(cfg.run_id, GATE_TAG, verdict.label)
-        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:4000])
+        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:TAG_VALUE_LIMIT])
         if outcome.version:
             client.set_tag(cfg.run_id, "registered_version", f"{cfg.model_name}/{outcome.version}")
     if outcome.version:
