@@ -1,7 +1,7 @@
 """Step (gate 1): register a trained model and make it `champion` only if it is good enough.
 
 Reads the run's `best_val_accuracy` and the current champion's (the version tag written here at
-registration), applies `mlops.gates.quality_gate`, and on pass registers a version whose source is
+registration), applies `mlops.resnet_gates.quality_gate`, and on pass registers a version whose source is
 the run's `checkpoint/` artifacts, then moves the alias guarded by the champion read before.
 On fail nothing is registered or moved. The verdict is logged to the training run either way.
 An accuracy given as a percent is bad input (exit 2) and changes nothing.
@@ -21,6 +21,7 @@ from mlops.gates import Verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
 from mlops.tracking import TAG_VALUE_LIMIT, artifact_uri, get_run, log_json, mlflow_errors, tracking_client
+from training.resnet import gates as resnet_gates
 
 ACCURACY_TAG = "best_val_accuracy"
 GATE_TAG = "gate.quality"
@@ -86,7 +87,7 @@ def decide_and_register(
 ) -> GateOutcome:
     """Gate `accuracy` against the threshold and the champion; on pass register + move the alias (guarded)."""
     before = registry.alias(model, alias)
-    verdict = gates.quality_gate(
+    verdict = resnet_gates.quality_gate(
         accuracy, threshold, champion_accuracy(registry, model, before), min_improvement
     )
     version = registry.register_if_passed(
