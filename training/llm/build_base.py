@@ -26,6 +26,7 @@ from pydantic import Field
 from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
+from mlops.models import hf_base
 from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url, sha256_file
@@ -166,7 +167,7 @@ def _versions() -> dict[str, str]:
 
 def _existing_base(cfg: Config, store: S3Store | None) -> StepResult:
     with tempfile.TemporaryDirectory(prefix="llm-base-") as tmp:
-        folder = base_model.fetch_base(cfg.source, Path(tmp), tokenizer_only=True, store=store)
+        folder = hf_base.fetch_base(cfg.source, Path(tmp), tokenizer_only=True, store=store)
         config = json.loads((folder / "config.json").read_text())
     uri = cfg.source if cfg.source.startswith("s3://") else str(Path(cfg.source).resolve())
     uri = uri.rstrip("/") + "/"

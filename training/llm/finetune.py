@@ -26,6 +26,7 @@ from pydantic import Field
 from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
+from mlops.models import hf_base
 from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import sha256_file
@@ -105,18 +106,18 @@ def load_for_training(cfg: Config, settings: lora.LoraSettings, base_dir: Path) 
 
     # peft asks transformers a deprecated question on every wrap; the answer is right, the warning noise.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    tokenizer = base_model.load_tokenizer(base_dir)
+    tokenizer = hf_base.load_tokenizer(base_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = base_model.load_model(
+        model = hf_base.load_model(
             base_dir, quantization_config=lora.qlora_quantization_config(), device_map={"": 0}
         )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     else:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        model = base_model.load_model(base_dir, dtype=dtype).to(device)
+        model = hf_base.load_model(base_dir, dtype=dtype).to(device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.enable_input_require_grads()
@@ -146,7 +147,7 @@ def run(cfg: Config) -> StepResult:
     with tempfile.TemporaryDirectory(prefix="llm-finetune-") as tmp:
         workdir = Path(tmp)
         folder = prepared.fetch(cfg.dataset_uri, workdir)
-        base_dir = base_model.fetch_base(cfg.base_uri, workdir)
+        base_dir = hf_base.fetch_base(cfg.base_uri, workdir)
         model, tokenizer, device = load_for_training(cfg, settings, base_dir)
         splits = {s: prepared.read_split(folder, s) for s in ("train", "val", "eval")}
         encoded = {

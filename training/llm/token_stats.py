@@ -20,9 +20,10 @@ from pydantic import Field
 from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
+from mlops.models import hf_base
 from mlops.step import StepResult
 from mlops.tracking import mlflow_errors, tracking_client
-from training.llm import base_model, datacard, plots, prepared
+from training.llm import datacard, plots, prepared
 from training.llm.examples import answer_ids, prompt_ids
 from training.llm.records import QARecord
 from training.llm.splitting import SPLITS
@@ -117,9 +118,7 @@ def run(cfg: Config) -> StepResult:
         workdir = Path(tmp)
         names = tuple(prepared.split_file(s) for s in SPLITS)
         folder = prepared.fetch(cfg.dataset_uri, workdir, files=(*names, prepared.CARD_NAME))
-        tokenizer = base_model.load_tokenizer(
-            base_model.fetch_base(cfg.base_uri, workdir, tokenizer_only=True)
-        )
+        tokenizer = hf_base.load_tokenizer(hf_base.fetch_base(cfg.base_uri, workdir, tokenizer_only=True))
         splits = {s: prepared.read_split(folder, s) for s in SPLITS}
         stats = statistics_for(tokenizer, splits, cfg.max_seq_length, cfg.base_uri)
         check_overlength(stats, cfg.max_overlength_fraction)

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from mlops.errors import BadInput
-from training.llm import base_model, datacard, prepared
+from mlops.models import hf_base
+from training.llm import datacard, prepared
 from training.llm.splitting import SPLITS
 from training.llm.token_stats import Config, check_overlength, run, statistics_for
 
 
 def test_statistics_cover_every_split(tiny_base: Path, prepared_dir: Path) -> None:
-    tokenizer = base_model.load_tokenizer(tiny_base)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
     splits = {s: prepared.read_split(prepared_dir, s) for s in SPLITS}
     stats = statistics_for(tokenizer, splits, 512, "tiny")
     for split in SPLITS:
@@ -26,7 +27,7 @@ def test_statistics_cover_every_split(tiny_base: Path, prepared_dir: Path) -> No
 
 
 def test_too_many_examples_over_max_seq_length_is_bad_input(tiny_base: Path, prepared_dir: Path) -> None:
-    tokenizer = base_model.load_tokenizer(tiny_base)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
     splits = {s: prepared.read_split(prepared_dir, s) for s in SPLITS}
     stats = statistics_for(tokenizer, splits, 40, "tiny")
     with pytest.raises(BadInput, match=r"longer than max_seq_length=40 tokens"):
