@@ -24,10 +24,11 @@ from typing import Any
 from pydantic import Field
 
 from evaluation.cache import AnswerCache
-from evaluation.dataset import EvalItem, fetch_eval_file, parse_items, select
+from evaluation.dataset import select
 from evaluation.runs import ANSWERS, ARTIFACT_DIR, TAG_LIVE, TAG_MODEL, TAG_STAGED, dump_jsonl
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets.ragqa import EvalItem, fetch_eval_file, parse_items
 from mlops.errors import BadInput, Transient
 from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry

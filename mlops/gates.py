@@ -88,3 +88,16 @@ def require_fraction(name: str, value: float) -> float:
         hint = " (looks like a percent; give a fraction 0..1)" if 1.0 < number <= 100.0 else ""
         raise BadInput(f"{name}={number} is outside 0..1{hint}")
     return number
+
+
+def equivalence_gate(max_abs_diff: float, tolerance: float, argmax_mismatches: int) -> Verdict:
+    """Gate 2: ONNX and PyTorch outputs agree within `tolerance` and predict the same classes."""
+    tolerance = require_finite("tolerance", tolerance)
+    if tolerance < 0:
+        raise BadInput(f"tolerance={tolerance} must be >= 0")
+    return verdict(
+        [
+            check("max_abs_diff", max_abs_diff, "<=", tolerance),
+            check("argmax_mismatches", float(argmax_mismatches), "==", 0.0),
+        ]
+    )

@@ -71,11 +71,11 @@ class Config(LoadSettings):
 
 def load_prompts(uri: str, split: str, max_prompts: int) -> list[Prompt]:
     """Prompts of one split of a prepared dataset (local folder or committed s3:// prefix)."""
-    from training.llm import prepared
+    from mlops.datasets import ragqa
 
     with tempfile.TemporaryDirectory(prefix="perf-prompts-") as tmp:
-        folder = prepared.fetch(uri, Path(tmp), files=(prepared.split_file(split),))
-        records = prepared.read_split(folder, split)
+        folder = ragqa.fetch(uri, Path(tmp), files=(ragqa.split_file(split),))
+        records = ragqa.read_split(folder, split)
     prompts = prompts_from_records(records)
     if not prompts:
         raise BadInput(f"{uri}: the {split} split holds no records to make prompts of")

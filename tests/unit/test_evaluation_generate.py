@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from evaluation.cache import AnswerCache
-from evaluation.dataset import REFUSAL, EvalItem, fetch_eval_file, parse_items, select
+from evaluation.dataset import select
 from evaluation.generate import Config, Slot, check_slots, generate_answers, run
+from mlops.datasets.ragqa import REFUSAL, EvalItem, fetch_eval_file, parse_items
 from mlops.errors import BadInput, Transient
 from mlops.registry import InMemoryBackend, Registry
 from mlops.serving.vllm import Completion, ServedModel, adapter_version
@@ -235,7 +236,7 @@ def test_prepared_records_of_the_training_pipeline_parse(
 
 @pytest.fixture
 def prepared_dir_records() -> list[dict[str, object]]:
-    from training.llm.records import QARecord
+    from mlops.datasets.ragqa import QARecord
 
     records = [
         QARecord("ctx", "Which port?", "Port 1.", "numeric", 1),

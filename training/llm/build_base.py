@@ -25,14 +25,15 @@ from pydantic import Field
 
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets import ragqa
+from mlops.datasets.ragqa import QARecord
 from mlops.errors import BadInput
 from mlops.models import hf_base
 from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url, sha256_file
 from mlops.tracking import configure_mlflow_client, mlflow_errors
-from training.llm import base_model, prepared
-from training.llm.records import QARecord
+from training.llm import base_model
 from training.llm.tokenizer import to_transformers, train_bpe
 
 LOCAL_TINY = "local-tiny"
@@ -188,10 +189,8 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
     store = store or S3Store()
     with tempfile.TemporaryDirectory(prefix="llm-base-") as tmp:
         workdir = Path(tmp)
-        folder = prepared.fetch(cfg.dataset_uri, workdir, store, files=(prepared.split_file("train"),))
-        dataset_sha = prepared.dataset_sha256(cfg.dataset_uri) or sha256_file(
-            folder / prepared.split_file("train")
-        )
+        folder = ragqa.fetch(cfg.dataset_uri, workdir, store, files=(ragqa.split_file("train"),))
+        dataset_sha = ragqa.dataset_sha256(cfg.dataset_uri) or sha256_file(folder / ragqa.split_file("train"))
         key = recipe_key(cfg, dataset_sha, _versions())
         target = S3Url.parse(cfg.base_prefix.rstrip("/")).join(cfg.base_name, key)
         uri = f"{target}/"
@@ -201,7 +200,7 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
                 outputs={"base-uri": uri, "base-run-id": str(info.get("run_id", "")), "reused": "true"},
                 summary=f"base already built for this recipe: {uri} (run {info.get('run_id')})",
             )
-        train = prepared.read_split(folder, "train")
+        train = ragqa.read_split(folder, "train")
         base_dir = workdir / "base"
         run_id, facts = _build_and_log(cfg, train, base_dir, uri, dataset_sha)
         (base_dir / BUILD_INFO).write_text(

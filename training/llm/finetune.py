@@ -25,13 +25,14 @@ from pydantic import Field
 
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets import ragqa
 from mlops.errors import BadInput
 from mlops.models import hf_base
 from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import sha256_file
 from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
-from training.llm import base_model, examples, lora, plots, prepared
+from training.llm import base_model, examples, lora, plots
 from training.llm.base_model import check_finite
 from training.llm.loop import fit
 
@@ -146,15 +147,15 @@ def run(cfg: Config) -> StepResult:
     configure_mlflow_client()
     with tempfile.TemporaryDirectory(prefix="llm-finetune-") as tmp:
         workdir = Path(tmp)
-        folder = prepared.fetch(cfg.dataset_uri, workdir)
+        folder = ragqa.fetch(cfg.dataset_uri, workdir)
         base_dir = hf_base.fetch_base(cfg.base_uri, workdir)
         model, tokenizer, device = load_for_training(cfg, settings, base_dir)
-        splits = {s: prepared.read_split(folder, s) for s in ("train", "val", "eval")}
+        splits = {s: ragqa.read_split(folder, s) for s in ("train", "val", "eval")}
         encoded = {
             s: examples.encode_all(tokenizer, records, cfg.max_seq_length) for s, records in splits.items()
         }
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        dataset_sha = prepared.dataset_sha256(cfg.dataset_uri)
+        dataset_sha = ragqa.dataset_sha256(cfg.dataset_uri)
         with mlflow_errors(f"starting a run in experiment {cfg.experiment}"):
             mlflow.set_experiment(cfg.experiment)
             active = mlflow.start_run(

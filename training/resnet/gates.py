@@ -1,6 +1,7 @@
-"""The two ResNet gates: quality (accuracy against a threshold and the champion) and ONNX equivalence.
+"""The ResNet quality gate: accuracy against a threshold and the champion.
 
-Pure functions over `mlops.gates` checks: metrics + thresholds -> Verdict, no I/O.
+A pure function over `mlops.gates` checks: metrics + thresholds -> Verdict, no I/O. The
+equivalence gate stays in `mlops.gates`: training and the Triton deployment both apply it.
 """
 
 from __future__ import annotations
@@ -35,16 +36,3 @@ def quality_gate(
         else:
             checks.append(check("improvement_over_champion", accuracy - champion, ">", 0.0))
     return verdict(checks)
-
-
-def equivalence_gate(max_abs_diff: float, tolerance: float, argmax_mismatches: int) -> Verdict:
-    """Gate 2: ONNX and PyTorch outputs agree within `tolerance` and predict the same classes."""
-    tolerance = require_finite("tolerance", tolerance)
-    if tolerance < 0:
-        raise BadInput(f"tolerance={tolerance} must be >= 0")
-    return verdict(
-        [
-            check("max_abs_diff", max_abs_diff, "<=", tolerance),
-            check("argmax_mismatches", float(argmax_mismatches), "==", 0.0),
-        ]
-    )

@@ -2,7 +2,7 @@
 
 Downloads the export run's `onnx/` artifacts (sha256 checked against meta.json), loads the
 graph (a corrupt file is bad input), loads the PyTorch checkpoint of the source version, runs
-both on the same preprocessed validation images and applies `mlops.resnet_gates.equivalence_gate` to
+both on the same preprocessed validation images and applies `mlops.gates.equivalence_gate` to
 the max absolute logit difference and the argmax mismatches. It also measures ONNX Runtime
 and PyTorch latency on this CPU, and stores golden samples (inputs, expected labels and
 probabilities) under the export run's `onnx/golden/` before anything is registered, so the
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from mlops import step
+from mlops import gates, step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
@@ -38,7 +38,6 @@ from mlops.tracking import (
     tracking_client,
 )
 from training.resnet import data, plots
-from training.resnet import gates as resnet_gates
 from training.resnet.model import ModelMeta, load_checkpoint, load_images, read_meta
 from training.resnet.onnx_export import INPUT_NAME, OUTPUT_NAME, load_onnx, ort_session
 from training.resnet.triton_config import validate_config
@@ -284,7 +283,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         targets = [meta.classes.index(s.label) for s in chosen]
 
         result = compare(model, session, inputs)
-        verdict = resnet_gates.equivalence_gate(result.max_abs_diff, cfg.tolerance, result.argmax_mismatches)
+        verdict = gates.equivalence_gate(result.max_abs_diff, cfg.tolerance, result.argmax_mismatches)
         latency = measure_latency(model, session, inputs, cfg.latency_iterations)
         target_array = np.asarray(targets)
         metrics = {

@@ -41,14 +41,14 @@ def tiny_base(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """A 1-layer Mistral with its tokenizer, pre-trained for one epoch, saved in HF format."""
     import torch
 
-    from training.llm import prepared
+    from mlops.datasets import ragqa
     from training.llm.build_base import Config, build_tiny
 
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     target = tmp_path_factory.mktemp("base") / "base"
     cfg = Config(pretrain_epochs=1, pretrain_window=64, **TEST_SPEC)
-    build_tiny(cfg, prepared.read_split(prepared_dir, "train"), target)
+    build_tiny(cfg, ragqa.read_split(prepared_dir, "train"), target)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
     return target

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops.datasets.ragqa import REFUSAL
 from mlops.errors import BadInput
 from mlops.models import hf_base
 from mlops.models.hf_base import check_base_dir
@@ -15,7 +16,6 @@ from tests.unit.llm.factories import record
 from training.llm import base_model
 from training.llm.base_model import TinyMistralSpec, pack_windows
 from training.llm.build_base import Config, pretraining_texts, recipe_key
-from training.llm.records import REFUSAL
 from training.llm.tokenizer import MIN_VOCAB, train_bpe
 
 
@@ -50,11 +50,11 @@ def test_any_text_encodes_without_unknown_tokens(tiny_base: Path) -> None:
 def test_the_base_loads_and_is_not_random(tiny_base: Path, prepared_dir: Path) -> None:
     import torch
 
-    from training.llm import prepared
+    from mlops.datasets import ragqa
 
     tokenizer = hf_base.load_tokenizer(tiny_base)
     model = hf_base.load_model(tiny_base)
-    text = pretraining_texts(prepared.read_split(prepared_dir, "train"))[0]
+    text = pretraining_texts(ragqa.read_split(prepared_dir, "train"))[0]
     ids = torch.tensor([tokenizer(text)["input_ids"][:64]])
     with torch.no_grad():
         loss = float(model(input_ids=ids, labels=ids).loss)

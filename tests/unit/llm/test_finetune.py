@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from mlops.datasets import ragqa
 from mlops.errors import BadInput
 from mlops.models import hf_base
-from training.llm import base_model, examples, lora, prepared
+from training.llm import base_model, examples, lora
 from training.llm.finetune import Config, run, save_adapter
 from training.llm.loop import fit, restore_state, trainable_state
 
@@ -26,8 +27,8 @@ def _setup(
     base_model.seed_everything(seed, 1)
     tokenizer = hf_base.load_tokenizer(tiny_base)
     model = get_peft_model(hf_base.load_model(tiny_base), PRESET.peft_config())
-    train, _ = examples.encode_all(tokenizer, prepared.read_split(prepared_dir, "train")[:48], 512)
-    val, _ = examples.encode_all(tokenizer, prepared.read_split(prepared_dir, "val")[:16], 512)
+    train, _ = examples.encode_all(tokenizer, ragqa.read_split(prepared_dir, "train")[:48], 512)
+    val, _ = examples.encode_all(tokenizer, ragqa.read_split(prepared_dir, "val")[:16], 512)
     return model, tokenizer, train, val
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from mlops import gates
 from mlops.errors import BadInput
 from tests.unit.training.factories import ExportedResnet, onnx_twin, save_onnx, tiny_net
-from training.resnet import gates as resnet_gates
 from training.resnet import validate_onnx
 from training.resnet.onnx_export import ort_session
 
@@ -30,7 +30,7 @@ def test_resnet_and_its_own_onnx_agree(exported_resnet: ExportedResnet) -> None:
     assert result.max_abs_diff <= 1e-5
     assert result.argmax_mismatches == 0
     assert 0.0 <= result.torch_fp32_max_abs_diff <= 1e-4
-    assert resnet_gates.equivalence_gate(result.max_abs_diff, 1e-5, result.argmax_mismatches).passed
+    assert gates.equivalence_gate(result.max_abs_diff, 1e-5, result.argmax_mismatches).passed
 
 
 def test_tiny_net_and_its_handmade_onnx_twin_agree(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_compare_measures_a_shift(net_and_session: tuple[Any, Any]) -> None:
     result = validate_onnx.compare(net, EditedSession(session, lambda x: x + 1e-3), inputs(6, 8))
     assert result.max_abs_diff == pytest.approx(1e-3, rel=1e-3)
     assert result.argmax_mismatches == 0
-    verdict = resnet_gates.equivalence_gate(result.max_abs_diff, 1e-5, result.argmax_mismatches)
+    verdict = gates.equivalence_gate(result.max_abs_diff, 1e-5, result.argmax_mismatches)
     assert not verdict.passed
     assert "max_abs_diff" in verdict.reason
 
