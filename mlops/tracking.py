@@ -81,6 +81,18 @@ def log_json(client: Any, run_id: str, data: Any, artifact_path: str, filename: 
             client.log_artifact(run_id, str(path), artifact_path)
 
 
+def tag_verdict(
+    client: Any, run_id: str, gate_tag: str, label: str, reason: str, registered: str = ""
+) -> None:
+    """Record a gate's verdict on the run it judged: `<gate_tag>`, `<gate_tag>.reason` (cut to the
+    tag limit) and, when the gate registered a version, `registered_version` (`<model>/<version>`)."""
+    with mlflow_errors(f"tagging run {run_id}"):
+        client.set_tag(run_id, gate_tag, label)
+        client.set_tag(run_id, f"{gate_tag}.reason", reason[:TAG_VALUE_LIMIT])
+        if registered:
+            client.set_tag(run_id, "registered_version", registered)
+
+
 def artifact_uri(run: Any, path: str) -> str:
     """The URI of one artifact folder of a run, used as a registered version's source."""
     return f"{run.info.artifact_uri.rstrip('/')}/{path.strip('/')}"

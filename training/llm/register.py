@@ -25,7 +25,14 @@ from mlops.gates import Verdict
 from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import TAG_VALUE_LIMIT, artifact_uri, get_run, log_json, mlflow_errors, tracking_client
+from mlops.tracking import (
+    artifact_uri,
+    get_run,
+    log_json,
+    mlflow_errors,
+    tag_verdict,
+    tracking_client,
+)
 from training.llm import lora
 from training.llm.gate import loss_gate
 
@@ -172,11 +179,8 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         "max_lora_rank": cfg.max_lora_rank,
     }
     log_json(client, cfg.run_id, record, "gates", "loss.json")
-    with mlflow_errors(f"tagging run {cfg.run_id}"):
-        client.set_tag(cfg.run_id, GATE_TAG, verdict.label)
-        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:TAG_VALUE_LIMIT])
-        if outcome.registered:
-            client.set_tag(cfg.run_id, "registered_version", f"{cfg.model_name}/{outcome.version}")
+    registered = f"{cfg.model_name}/{outcome.version}" if outcome.registered else ""
+    tag_verdict(client, cfg.run_id, GATE_TAG, verdict.label, verdict.reason, registered)
     if not verdict.passed:
         summary = f"fail: {verdict.reason}; {cfg.alias} stays at {outcome.alias_before or 'unset'}"
     elif outcome.registered:

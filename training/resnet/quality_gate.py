@@ -20,7 +20,14 @@ from mlops.errors import BadInput
 from mlops.gates import Verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import TAG_VALUE_LIMIT, artifact_uri, get_run, log_json, mlflow_errors, tracking_client
+from mlops.tracking import (
+    artifact_uri,
+    get_run,
+    log_json,
+    mlflow_errors,
+    tag_verdict,
+    tracking_client,
+)
 from training.resnet import gates as resnet_gates
 
 ACCURACY_TAG = "best_val_accuracy"
@@ -141,11 +148,8 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         "min_improvement": cfg.min_improvement,
     }
     log_json(client, cfg.run_id, record, "gates", "quality.json")
-    with mlflow_errors(f"tagging run {cfg.run_id}"):
-        client.set_tag(cfg.run_id, GATE_TAG, verdict.label)
-        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:TAG_VALUE_LIMIT])
-        if outcome.version:
-            client.set_tag(cfg.run_id, "registered_version", f"{cfg.model_name}/{outcome.version}")
+    registered = f"{cfg.model_name}/{outcome.version}" if outcome.version else ""
+    tag_verdict(client, cfg.run_id, GATE_TAG, verdict.label, verdict.reason, registered)
     if outcome.version:
         summary = f"pass: {cfg.model_name} v{outcome.version} is {cfg.alias} (was {outcome.champion_before or 'unset'})"
     else:

@@ -29,12 +29,12 @@ from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
 from mlops.storage import sha256_file
 from mlops.tracking import (
-    TAG_VALUE_LIMIT,
     artifact_uri,
     download_artifacts,
     get_run,
     log_json,
     mlflow_errors,
+    tag_verdict,
     tracking_client,
 )
 from training.resnet import data, plots
@@ -326,9 +326,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         "metrics": metrics,
     }
     log_json(client, cfg.run_id, record, "gates", "equivalence.json")
-    with mlflow_errors(f"tagging run {cfg.run_id}"):
-        client.set_tag(cfg.run_id, GATE_TAG, verdict.label)
-        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:TAG_VALUE_LIMIT])
+    tag_verdict(client, cfg.run_id, GATE_TAG, verdict.label, verdict.reason)
 
     version = registry.register_if_passed(
         verdict,
