@@ -47,10 +47,11 @@ test-integration: env ## integration tests against real local servers
 test-e2e: env ## whole workflows through `mlops run`
 	@$(IN_ENV) python -m pytest tests/e2e -ra $(PYTEST_ARGS)
 
-lint: env ## ruff + workflow lint
+lint: env ## ruff + workflow lint + the layering contracts (import-linter, own venv: --extras importlint)
 	@$(IN_ENV) ruff check .
 	@$(IN_ENV) ruff format --check .
 	@$(MLOPS) lint workflows
+	@venv="$$(python3 scripts/ensure_venv.py --extras importlint)" && PYTHONPATH=. "$$venv/bin/lint-imports" --no-cache
 
 typecheck: env ## mypy
 	@$(IN_ENV) mypy mlops training deployment evaluation performance benchmarks

@@ -19,7 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-MODEL = "mistral-7b-lora"
+from mlops.models.names import LLM_MODEL
+
+MODEL = LLM_MODEL
 SLOT = "aws-rag-qa-live"
 FIGURES = (
     "request_throughput",
@@ -38,7 +40,7 @@ PAIRS = 3
 def write_prompts(folder: Path) -> tuple[Path, int]:
     """The live adapter's evaluation prompts, one JSON object a line: vllm bench's `custom`
     dataset format, which performance.loadgen reads too (it takes `prompt`)."""
-    from evaluation.dataset import fetch_eval_file, parse_items
+    from mlops.datasets.ragqa import fetch_eval_file, parse_items
     from mlops.registry import mlflow_registry
 
     registry = mlflow_registry()

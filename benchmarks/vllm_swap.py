@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 
-MODEL = "mistral-7b-lora"
+from mlops.models.names import LLM_MODEL
+
+MODEL = LLM_MODEL
 SWAPS = 20
 CLIENTS = 4
 

@@ -1,116 +1,15 @@
-"""The evaluation split of a prepared RAG-QA dataset (`<dataset-uri>/eval.jsonl`) as evaluation items.
+"""Which evaluation items a run asks: a seeded, type-balanced selection.
 
-The prepared format is the one `training.llm.prepared` writes: one JSON record a line with
-`question`, `context`, `reference_answer`, `metadata.question_type` and `prompt_inference`
-(the exact text the served model is given). On S3 the file is checked against the dataset's
-`_COMMITTED` manifest before use.
+The items themselves (`EvalItem`, read from a prepared dataset's `eval.jsonl`) are the RAG-QA
+format of `mlops.datasets.ragqa`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections import defaultdict
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
-from mlops.errors import BadInput
-from mlops.storage import COMMIT_MARKER, S3Store, S3Url
-
-# Same text as training.llm.records.REFUSAL (a unit test keeps them equal).
-REFUSAL = "I cannot answer this question with the given context."
-UNANSWERABLE = "unanswerable"
-EVAL_FILE = "eval.jsonl"
-
-
-@dataclass(frozen=True)
-class EvalItem:
-    """One question to ask both slots, with what a judge needs to grade the answers."""
-
-    id: str  # sha256 of the prompt: the cache key of an answer, stable across runs
-    question: str
-    context: str
-    reference: str
-    question_type: str
-    prompt: str
-
-    @property
-    def unanswerable(self) -> bool:
-        return self.question_type == UNANSWERABLE or self.reference.strip() == REFUSAL
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EvalItem:
-        return cls(**{name: str(data[name]) for name in cls.__dataclass_fields__})
-
-
-def prompt_id(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:32]
-
-
-def inference_prompt(context: str, question: str) -> str:
-    """The served prompt, for records that do not carry `prompt_inference` (training.llm.records' format)."""
-    return f"[INST] {context}\n\nQuestion: {question} [/INST]"
-
-
-def item_from_record(record: dict[str, Any], where: str) -> EvalItem:
-    try:
-        question = str(record["question"])
-        context = str(record["context"])
-        reference = str(record["reference_answer"])
-    except (KeyError, TypeError) as exc:
-        raise BadInput(f"{where}: not a prepared RAG-QA record (missing {exc})") from exc
-    metadata = record.get("metadata") or {}
-    question_type = str(metadata.get("question_type") or "") if isinstance(metadata, dict) else ""
-    if not question_type:
-        raise BadInput(f"{where}: record without metadata.question_type")
-    prompt = str(record.get("prompt_inference") or inference_prompt(context, question))
-    return EvalItem(prompt_id(prompt), question, context, reference, question_type, prompt)
-
-
-def parse_items(text: str, name: str = EVAL_FILE) -> list[EvalItem]:
-    items: list[EvalItem] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"{name} line {number} is not JSON: {exc}") from exc
-        if not isinstance(record, dict):
-            raise BadInput(f"{name} line {number} is not a JSON object")
-        items.append(item_from_record(record, f"{name} line {number}"))
-    return items
-
-
-def fetch_eval_file(uri: str, workdir: Path, store: S3Store | None = None) -> Path:
-    """A local copy of `<uri>/eval.jsonl` (s3:// prefix, checksum-verified, or a local folder)."""
-    if not uri:
-        raise BadInput("no dataset URI: pass --dataset-uri or tag the staged version with dataset_uri")
-    if not uri.startswith("s3://"):
-        path = Path(uri) / EVAL_FILE
-        if not path.is_file():
-            raise BadInput(f"{uri} is not a prepared dataset: no {EVAL_FILE}")
-        return path
-    store = store or S3Store()
-    prefix = S3Url.parse(uri.rstrip("/"))
-    marker = prefix.join(COMMIT_MARKER)
-    if not store.exists(marker):
-        raise BadInput(f"{uri} is not a committed prepared dataset (no {COMMIT_MARKER})")
-    manifest = json.loads(store.get_bytes(marker))
-    if EVAL_FILE not in manifest:
-        raise BadInput(f"{uri} has no {EVAL_FILE}")
-    target = workdir / EVAL_FILE
-    digest = store.download_file(prefix.join(EVAL_FILE), target)
-    if digest != manifest[EVAL_FILE]:
-        raise BadInput(
-            f"{uri}/{EVAL_FILE}: sha256 {digest} differs from the manifest's {manifest[EVAL_FILE]}"
-        )
-    return target
+from mlops.datasets.ragqa import EvalItem
 
 
 def select(items: list[EvalItem], limit: int, seed: int) -> list[EvalItem]:

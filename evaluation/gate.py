@@ -11,9 +11,9 @@ confidence", not merely "not measurably worse on this sample".
 The step reads the evaluation run's `evaluation/grades.jsonl`, refuses (exit 2, nothing moved)
 when `staged` or `live` moved since the answers were generated, when too many judge replies did
 not parse, or when there is nothing to judge; logs metrics, `summary.json`, `verdict.json` and
-`report.html` to the run; tags the staged version (`eval.verdict`, `eval.a_rate`, ...); then moves
-`eval-passed` or `eval-failed` to it (guarded), and takes the other verdict alias off it if it
-was there. A rejection exits 0 with `verdict=fail`. Outputs: `verdict`, `reason`, `version`, `run-id`.
+`report.html` to the run; tags the staged version (`eval.verdict`, `eval.a_rate`, ...); takes the
+other verdict alias off it if it was there (back to the version it was at before, or unset), then
+moves `eval-passed` or `eval-failed` to it (both guarded: `Registry.record_verdict`). A rejection exits 0 with `verdict=fail`. Outputs: `verdict`, `reason`, `version`, `run-id`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import AliasConflict, BadInput
 from mlops.gates import Check, Verdict, check, require_finite, require_fraction, verdict
+from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import mlflow_errors, tracking_client
+from mlops.tracking import TAG_VALUE_LIMIT, mlflow_errors, tracking_client
 
 PASSED, FAILED = "eval-passed", "eval-failed"
 
@@ -128,7 +129,7 @@ def evaluation_gate(summary: Summary, thresholds: Thresholds) -> Verdict:
 
 class Config(StepConfig):
     run_id: str = Field("", description="the evaluation run (run-id output of evaluation.generate / judge)")
-    model_name: str = Field("mistral-7b-lora", description="registered model of the adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the adapters")
     min_refusal_accuracy: float = Field(
         0.9, description="fraction of unanswerable questions refused (0: no check)"
     )
@@ -166,7 +167,7 @@ def version_tags(summary: Summary, verdict: Verdict, run_id: str, judge: str) ->
     candidate = summary.roles["candidate"]
     tags = {
         "eval.verdict": verdict.label,
-        "eval.reason": verdict.reason[:4000],
+        "eval.reason": verdict.reason[:TAG_VALUE_LIMIT],
         "eval.run_id": run_id,
         "eval.judge": judge,
         "eval.questions": str(summary.questions),
@@ -218,18 +219,15 @@ def metrics(summary: Summary) -> dict[str, float]:
 def record_verdict(
     registry: Registry, *, model: str, version: str, verdict: Verdict, tags: dict[str, str]
 ) -> Outcome:
-    """Tag the version, move the verdict alias to it (guarded), take the opposite alias off it."""
-    alias, other = (PASSED, FAILED) if verdict.passed else (FAILED, PASSED)
-    before = registry.alias(model, alias)
-    registry.tag_version(model, version, tags)
-    # the opposite verdict comes off first: a version never holds both, and a re-evaluation that
-    # now fails never leaves a window in which promote still sees `eval-passed` on it
-    if registry.alias(model, other) == version:
-        registry.move_alias(
-            model, other, None, expect_version=version, reason=f"re-evaluated v{version}: {verdict.label}"
-        )
-    registry.move_alias(
-        model, alias, version, expect_version=before, reason=f"evaluation {verdict.label}: {verdict.reason}"
+    """Tag the version, take the opposite verdict alias off it, move the verdict alias to it (guarded)."""
+    alias, before = registry.record_verdict(
+        verdict,
+        model=model,
+        version=version,
+        tags=tags,
+        pass_alias=PASSED,
+        fail_alias=FAILED,
+        gate="evaluation",
     )
     return Outcome(verdict, version, alias, before)
 
@@ -290,7 +288,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         for name, value in metrics(summary).items():
             client.log_metric(cfg.run_id, name, value)
         client.set_tag(cfg.run_id, "eval.verdict", decision.label)
-        client.set_tag(cfg.run_id, "eval.reason", decision.reason[:4000])
+        client.set_tag(cfg.run_id, "eval.reason", decision.reason[:TAG_VALUE_LIMIT])
     outcome = record_verdict(
         registry,
         model=cfg.model_name,

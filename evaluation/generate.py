@@ -24,11 +24,13 @@ from typing import Any
 from pydantic import Field
 
 from evaluation.cache import AnswerCache
-from evaluation.dataset import EvalItem, fetch_eval_file, parse_items, select
+from evaluation.dataset import select
 from evaluation.runs import ANSWERS, ARTIFACT_DIR, TAG_LIVE, TAG_MODEL, TAG_STAGED, dump_jsonl
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets.ragqa import EvalItem, fetch_eval_file, parse_items
 from mlops.errors import BadInput, Transient
+from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.vllm import VllmServer, adapter_version, adapters
 from mlops.step import StepResult
@@ -36,7 +38,7 @@ from mlops.tracking import mlflow_errors, tracking_client
 
 
 class Config(StepConfig):
-    model_name: str = Field("mistral-7b-lora", description="registered model of the adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the adapters")
     endpoints: str = Field(
         "127.0.0.1:8010",
         description="vLLM replicas: host:port list or k8s://<namespace>/<selector>:<port>; questions are spread over them",
@@ -60,7 +62,7 @@ class Config(StepConfig):
         "/tmp/eval-cache", description="answer cache folder (resumes a killed or retried run)"
     )
     verify_slots: bool = Field(True, description="require each slot to hold the version its alias names")
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the evaluation run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the evaluation run")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from evaluation.dataset import EvalItem
+from mlops.datasets.ragqa import EvalItem
 
 GRADES = ("A", "B", "C")
 ROLES = ("candidate", "live")

@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from evaluation.dataset import EvalItem
 from evaluation.grades import Grade, Judge, PairwiseJudge, pairwise_outcome
 from evaluation.llm_judge import ChatEndpoint, LlmJudge
 from evaluation.reference_judge import ReferenceJudge
@@ -28,6 +27,7 @@ from evaluation.runs import ANSWERS, GRADES, dump_jsonl, evaluation_run, log_tex
 from evaluation.summary import GradedRow
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets.ragqa import EvalItem
 from mlops.errors import BadInput, Transient
 from mlops.step import StepResult
 from mlops.tracking import mlflow_errors, tracking_client

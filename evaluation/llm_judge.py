@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from evaluation.dataset import EvalItem
 from evaluation.grades import GRADES, Grade, parse_verdict
 from evaluation.refusal import is_refusal
+from mlops.datasets.ragqa import EvalItem
 from mlops.errors import BadInput, Transient
 
 RUBRIC_SYSTEM = (

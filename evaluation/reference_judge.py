@@ -16,9 +16,9 @@ import string
 from collections import Counter
 from dataclasses import dataclass
 
-from evaluation.dataset import EvalItem
 from evaluation.grades import Grade
 from evaluation.refusal import is_refusal
+from mlops.datasets.ragqa import EvalItem
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from evaluation.dataset import EvalItem
 from evaluation.grades import INCONSISTENT, LOSS, ROLES, TIE, UNPARSEABLE, WIN, Grade
 from evaluation.stats import Interval, paired_bootstrap, wilson
+from mlops.datasets.ragqa import EvalItem
 
 _RANK = {"A": 0, "B": 1, "C": 2}
 

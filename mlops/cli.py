@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT, BadInput, Transient
+from mlops.models.names import LLM_MODEL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +30,6 @@ def default_state_dir() -> Path:
 
 
 PORT_FLAGS = ("mlflow", "s3", "triton_http", "triton_grpc", "triton_metrics", "vllm", "prometheus")
-LLM_MODEL = "mistral-7b-lora"
 
 
 def _manager(args: argparse.Namespace, serving_python: str | None = None, vllm=None):  # type: ignore[no-untyped-def]

@@ -1,6 +1,7 @@
-"""Pure gate functions: metrics + thresholds -> Verdict(passed, checks, reason).
+"""What every gate is built of: checks, a Verdict(passed, checks, reason), domain guards.
 
-No I/O here: a step loads the metrics, calls a gate, and records the verdict. Fractions are
+A gate (e.g. `training.resnet.gates`, `evaluation.gate`) is a pure function over these, no I/O:
+a step loads the metrics, calls its gate, and records the verdict. Fractions are
 0..1 everywhere; a value outside its domain (NaN, a percent where a fraction belongs) is bad
 input, raised as BadInput, never compared.
 """
@@ -87,34 +88,6 @@ def require_fraction(name: str, value: float) -> float:
         hint = " (looks like a percent; give a fraction 0..1)" if 1.0 < number <= 100.0 else ""
         raise BadInput(f"{name}={number} is outside 0..1{hint}")
     return number
-
-
-def quality_gate(
-    accuracy: float,
-    threshold: float,
-    champion_accuracy: float | None = None,
-    min_improvement: float = 0.0,
-) -> Verdict:
-    """Gate 1: `accuracy >= threshold` and, if a champion exists, `accuracy >= champion + min_improvement`.
-
-    With `min_improvement == 0` an equal model is not an improvement: the candidate must beat the
-    champion strictly, so retraining the same model never moves `champion`. A negative value
-    accepts a regression of at most that much (-1: any model above the threshold), for a
-    deliberate replacement.
-    """
-    accuracy = require_fraction("best_val_accuracy", accuracy)
-    threshold = require_fraction("threshold", threshold)
-    min_improvement = require_finite("min_improvement", min_improvement)
-    if not -1.0 <= min_improvement < 1.0:
-        raise BadInput(f"min_improvement={min_improvement} must be a fraction in -1..1")
-    checks = [check("best_val_accuracy", accuracy, ">=", threshold)]
-    if champion_accuracy is not None:
-        champion = require_fraction("champion best_val_accuracy", champion_accuracy)
-        if min_improvement != 0:
-            checks.append(check("improvement_over_champion", accuracy - champion, ">=", min_improvement))
-        else:
-            checks.append(check("improvement_over_champion", accuracy - champion, ">", 0.0))
-    return verdict(checks)
 
 
 def equivalence_gate(max_abs_diff: float, tolerance: float, argmax_mismatches: int) -> Verdict:

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from mlops.errors import AliasConflict, BadInput
-from mlops.tracking import configure_mlflow_client, mlflow_errors
+from mlops.gates import Verdict
+from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
 
 AUDIT_PREFIX = "audit."
 UNSET: Any = object()  # sentinel: "do not check the current state"
@@ -149,11 +150,82 @@ class Registry:
                 {
                     f"alias.{alias}.set_by": self.actor,
                     f"alias.{alias}.set_at": f"{time.time():.3f}",
-                    f"alias.{alias}.reason": reason[:4000],
+                    f"alias.{alias}.reason": reason[:TAG_VALUE_LIMIT],
                     f"alias.{alias}.from": current or "",
                 },
             )
         return self._record(model, alias, current, version, reason)
+
+    def register_if_passed(
+        self,
+        verdict: Verdict,
+        *,
+        model: str,
+        alias: str,
+        source: str,
+        run_id: str | None,
+        tags: dict[str, str],
+        gate_tag: str,
+        expect_version: str | None,
+    ) -> str:
+        """On a passing `verdict`: register a version carrying it and move `alias` there; "" on fail.
+
+        The version gets `tags` plus `<gate_tag>` (pass) and `<gate_tag>.reason`; the alias move is
+        guarded by `expect_version` (where the caller read `alias` before deciding).
+        """
+        if not verdict.passed:
+            return ""
+        version = self.register(
+            model,
+            source,
+            run_id,
+            {**tags, gate_tag: verdict.label, f"{gate_tag}.reason": verdict.reason[:TAG_VALUE_LIMIT]},
+        )
+        gate = gate_tag.removeprefix("gate.")
+        self.move_alias(
+            model,
+            alias,
+            version,
+            expect_version=expect_version,
+            reason=f"{gate} gate passed ({verdict.reason}); was {expect_version or 'unset'}",
+        )
+        return version
+
+    def record_verdict(
+        self,
+        verdict: Verdict,
+        *,
+        model: str,
+        version: str,
+        tags: dict[str, str],
+        pass_alias: str,
+        fail_alias: str,
+        gate: str,
+    ) -> tuple[str, str | None]:
+        """Tag `version`, take the opposite verdict alias off it, then move the verdict alias to it.
+
+        Each move is guarded, and the opposite verdict comes off first, so a version never holds
+        both and a re-test that now fails leaves no moment in which it still reads as passed.
+        Returns the alias moved and the version it was at before.
+        """
+        target, opposite = (pass_alias, fail_alias) if verdict.passed else (fail_alias, pass_alias)
+        before = self.alias(model, target)
+        self.tag_version(model, version, tags)
+        self.take_back(model, opposite, version, reason=f"v{version} now {target}: {verdict.reason}")
+        self.move_alias(
+            model, target, version, expect_version=before, reason=f"{gate} {verdict.label}: {verdict.reason}"
+        )
+        return target, before
+
+    def take_back(self, model: str, alias: str, version: str, reason: str) -> str | None:
+        """If `alias` is at `version`, move it back to where it was before (or unset it); the new holder."""
+        if self.alias(model, alias) != version:
+            return self.alias(model, alias)
+        previous = self.tags(model, version).get(f"alias.{alias}.from") or None
+        if previous == version or (previous is not None and not self.backend.version_exists(model, previous)):
+            previous = None
+        self.move_alias(model, alias, previous, expect_version=version, reason=reason)
+        return previous
 
     def history(self, model: str) -> list[AuditEntry]:
         """The model's audit log, oldest first."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,3 +280,38 @@ class S3Store:
 
     def is_committed(self, url: S3Url) -> bool:
         return self.exists(url.join(COMMIT_MARKER))
+
+    def commit_manifest(self, url: S3Url, what: str = "folder") -> dict[str, str]:
+        """The manifest `publish_directory` wrote for `url` (relative name -> sha256).
+
+        Raises `BadInput` naming `what` when `url` has no commit marker: it is not there yet.
+        """
+        if not self.is_committed(url):
+            raise BadInput(
+                f"{url} is not a committed {what}: it has no {COMMIT_MARKER} "
+                "(the step that writes it did not finish)"
+            )
+        manifest = json.loads(self.get_bytes(url.join(COMMIT_MARKER)))
+        if not isinstance(manifest, dict):
+            raise BadInput(f"{url}/{COMMIT_MARKER} is not a manifest (a JSON object of sha256s)")
+        return {str(name): str(digest) for name, digest in manifest.items()}
+
+    def download_committed(
+        self, url: S3Url, destination: Path, names: Iterable[str] | None = None, what: str = "folder"
+    ) -> dict[str, str]:
+        """The files of the committed folder at `url` (all, or only `names`) into `destination`.
+
+        The reader beside `publish_directory`: every file is checked against the commit manifest,
+        so a file changed after publishing is refused (`BadInput`), never used. Returns the manifest.
+        """
+        manifest = self.commit_manifest(url, what)
+        for name in sorted(manifest) if names is None else list(names):
+            if name not in manifest:
+                raise BadInput(f"{url} has no {name} (not in its {COMMIT_MARKER} manifest)")
+            digest = self.download_file(url.join(name), destination / name)
+            if digest != manifest[name]:
+                (destination / name).unlink(missing_ok=True)
+                raise BadInput(
+                    f"{url}/{name}: sha256 {digest} differs from the commit manifest's {manifest[name]}"
+                )
+        return manifest

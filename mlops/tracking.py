@@ -17,6 +17,7 @@ from typing import Any
 
 from mlops.errors import BadInput, Transient
 
+TAG_VALUE_LIMIT = 4000  # longest tag value written (MLflow refuses longer ones); texts are cut to it
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 _UNAVAILABLE = (
     "TEMPORARILY_UNAVAILABLE",
@@ -78,6 +79,18 @@ def log_json(client: Any, run_id: str, data: Any, artifact_path: str, filename: 
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         with mlflow_errors(f"logging {artifact_path}/{filename} to run {run_id}"):
             client.log_artifact(run_id, str(path), artifact_path)
+
+
+def tag_verdict(
+    client: Any, run_id: str, gate_tag: str, label: str, reason: str, registered: str = ""
+) -> None:
+    """Record a gate's verdict on the run it judged: `<gate_tag>`, `<gate_tag>.reason` (cut to the
+    tag limit) and, when the gate registered a version, `registered_version` (`<model>/<version>`)."""
+    with mlflow_errors(f"tagging run {run_id}"):
+        client.set_tag(run_id, gate_tag, label)
+        client.set_tag(run_id, f"{gate_tag}.reason", reason[:TAG_VALUE_LIMIT])
+        if registered:
+            client.set_tag(run_id, "registered_version", registered)
 
 
 def artifact_uri(run: Any, path: str) -> str:

@@ -33,9 +33,10 @@ from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import AliasConflict, BadInput
 from mlops.gates import Check, Verdict, check, require_finite, require_fraction, verdict
+from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import get_run, log_json, mlflow_errors, tracking_client
+from mlops.tracking import TAG_VALUE_LIMIT, get_run, log_json, mlflow_errors, tracking_client
 
 GATE_TAG = "perf.verdict"
 # run metric (performance.loadtest) -> version tag
@@ -218,17 +219,6 @@ def find_baseline(
     return Baseline(holder, p95, rps, ttft, success), ""
 
 
-def take_back(registry: Registry, model: str, alias: str, version: str, reason: str) -> str | None:
-    """If `alias` is at `version`, move it back to where it was before (or delete it); the new holder."""
-    if registry.alias(model, alias) != version:
-        return registry.alias(model, alias)
-    previous = registry.tags(model, version).get(f"alias.{alias}.from") or None
-    if previous == version or (previous is not None and not registry.backend.version_exists(model, previous)):
-        previous = None
-    registry.move_alias(model, alias, previous, expect_version=version, reason=reason)
-    return previous
-
-
 def record_verdict(
     registry: Registry,
     *,
@@ -240,16 +230,14 @@ def record_verdict(
     fail_alias: str,
 ) -> None:
     """Tags first, then the opposite alias taken back, then the verdict alias moved (each guarded)."""
-    target, opposite = (pass_alias, fail_alias) if result.passed else (fail_alias, pass_alias)
-    expected = registry.alias(model, target)
-    registry.tag_version(model, version, tags)
-    take_back(registry, model, opposite, version, reason=f"v{version} now {target}: {result.reason}"[:2000])
-    registry.move_alias(
-        model,
-        target,
-        version,
-        expect_version=expected,
-        reason=f"performance gate {result.label}: {result.reason}"[:2000],
+    registry.record_verdict(
+        result,
+        model=model,
+        version=version,
+        tags=tags,
+        pass_alias=pass_alias,
+        fail_alias=fail_alias,
+        gate="performance gate",
     )
 
 
@@ -260,7 +248,7 @@ class Config(StepConfig):
     run_id: str = Field(
         "", description="MLflow run of the load test (the run-id output of performance.loadtest)"
     )
-    model_name: str = Field("mistral-7b-lora", description="registered model of the adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the adapters")
     staged_alias: str = Field("staged", description="the alias the tested version must still carry")
     pass_alias: str = Field("perf-passed", description="moved to the version on pass; the baseline")
     fail_alias: str = Field("perf-failed", description="moved to the version on fail")
@@ -346,7 +334,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     tags.update(
         {
             GATE_TAG: result.label,
-            "perf.reason": result.reason[:4000],
+            "perf.reason": result.reason[:TAG_VALUE_LIMIT],
             "perf.run_id": cfg.run_id,
             "perf.baseline_version": baseline.version if baseline else "",
             "perf.server_metrics_source": run_tags.get("server_metrics_source", ""),
@@ -371,7 +359,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     log_json(client, cfg.run_id, record, "gates", "performance.json")
     with mlflow_errors(f"tagging run {cfg.run_id}"):
         client.set_tag(cfg.run_id, GATE_TAG, result.label)
-        client.set_tag(cfg.run_id, "perf.reason", result.reason[:4000])
+        client.set_tag(cfg.run_id, "perf.reason", result.reason[:TAG_VALUE_LIMIT])
     alias = cfg.pass_alias if result.passed else cfg.fail_alias
     return StepResult(
         outputs={

@@ -28,16 +28,17 @@ from pydantic import Field
 
 from mlops import step
 from mlops.errors import BadInput
+from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import configure_mlflow_client, mlflow_errors
+from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
 from performance.loadgen import LoadResult, LoadSettings, LoadSpec, Prompt, prompts_from_records, run_load
 from performance.prometheus import MetricsSampler, server_figures
 from performance.summary import one_line
 
 
 class Config(LoadSettings):
-    model_name: str = Field("mistral-7b-lora", description="registered model of the adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the adapters")
     alias: str = Field("staged", description="the alias of the version under test")
     served_model: str = Field("aws-rag-qa-candidate", description="served name of the slot holding it")
     vllm_url: str = Field(
@@ -61,7 +62,7 @@ class Config(LoadSettings):
     sample_interval_s: float = Field(
         2.0, gt=0, description="seconds between /metrics samples during the test"
     )
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the run")
     warmup_s: float = Field(5.0, ge=0.0, description="seconds of load at the start left out of the figures")
 
     def spec(self) -> LoadSpec:
@@ -70,11 +71,11 @@ class Config(LoadSettings):
 
 def load_prompts(uri: str, split: str, max_prompts: int) -> list[Prompt]:
     """Prompts of one split of a prepared dataset (local folder or committed s3:// prefix)."""
-    from training.llm import prepared
+    from mlops.datasets import ragqa
 
     with tempfile.TemporaryDirectory(prefix="perf-prompts-") as tmp:
-        folder = prepared.fetch(uri, Path(tmp), files=(prepared.split_file(split),))
-        records = prepared.read_split(folder, split)
+        folder = ragqa.fetch(uri, Path(tmp), files=(ragqa.split_file(split),))
+        records = ragqa.read_split(folder, split)
     prompts = prompts_from_records(records)
     if not prompts:
         raise BadInput(f"{uri}: the {split} split holds no records to make prompts of")
@@ -154,9 +155,9 @@ def log_run(
                 **context,
                 "mode": result.spec.mode,
                 "server_metrics_source": str(server.get("source", "")),
-                "server_metrics_note": str(server.get("note", ""))[:4000],
-                "aborted": result.aborted[:4000],
-                "failure_reasons": json.dumps(figures["failure_reasons"])[:4000],
+                "server_metrics_note": str(server.get("note", ""))[:TAG_VALUE_LIMIT],
+                "aborted": result.aborted[:TAG_VALUE_LIMIT],
+                "failure_reasons": json.dumps(figures["failure_reasons"])[:TAG_VALUE_LIMIT],
             },
         )
     with (

@@ -21,7 +21,6 @@ from pathlib import Path
 from pydantic import Field
 
 from deployment.trtllm import gpu
-from deployment.trtllm.artifacts import download_committed
 from deployment.trtllm.commands import BuildSettings, build_command, engine_config, run_command
 from deployment.trtllm.settings import TrtllmSettings, work_url
 from mlops import step
@@ -84,7 +83,8 @@ def run(
     target = work_url(cfg, "engine")
     with tempfile.TemporaryDirectory(prefix="trtllm-build-") as tmp:
         workdir = Path(tmp)
-        checkpoint = download_committed(store, S3Url.parse(cfg.checkpoint_uri), workdir / "checkpoint")
+        checkpoint = workdir / "checkpoint"
+        store.download_committed(S3Url.parse(cfg.checkpoint_uri), checkpoint, what="checkpoint")
         output = workdir / "engine"
         runner(build_command(checkpoint, output, build, TRTLLM_BUILD), TRTLLM_BUILD)
         limits = engine_config(output)["build_config"]

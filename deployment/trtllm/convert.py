@@ -19,7 +19,6 @@ from typing import Literal
 from pydantic import Field
 
 from deployment.trtllm import gpu
-from deployment.trtllm.artifacts import download_committed
 from deployment.trtllm.commands import convert_command, run_command
 from deployment.trtllm.settings import TrtllmSettings, work_url
 from mlops import step
@@ -60,7 +59,8 @@ def run(
     target = work_url(cfg, "checkpoint")
     with tempfile.TemporaryDirectory(prefix="trtllm-convert-") as tmp:
         workdir = Path(tmp)
-        merged = download_committed(store, S3Url.parse(cfg.merged_uri), workdir / "merged")
+        merged = workdir / "merged"
+        store.download_committed(S3Url.parse(cfg.merged_uri), merged, what="merged checkpoint")
         output = workdir / "checkpoint"
         runner(command(cfg, merged, output), "convert_checkpoint.py")
         if not (output / "config.json").is_file():

@@ -90,11 +90,11 @@ def merge_checkpoint(base_dir: Path, adapter_dir: Path, output_dir: Path, *, dty
     import torch
     from peft import PeftModel
 
-    from training.llm import base_model
+    from mlops.models import hf_base
 
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    tokenizer = base_model.load_tokenizer(base_dir)
-    model = base_model.load_model(base_dir, dtype=torch_dtype).to(device)
+    tokenizer = hf_base.load_tokenizer(base_dir)
+    model = hf_base.load_model(base_dir, dtype=torch_dtype).to(device)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     output_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(output_dir), safe_serialization=True)
@@ -125,7 +125,7 @@ def run(
     store: S3Store | None = None,
     has_cuda: Callable[[], bool] = cuda_available,
 ) -> StepResult:
-    from training.llm import base_model
+    from mlops.models import hf_base
 
     registry = registry or mlflow_registry()
     version = cfg.version or registry.require_alias(cfg.model_name, cfg.alias)
@@ -139,7 +139,7 @@ def run(
     outputs = {"merged-uri": str(target), "version": version, "adapter-sha256": tags.get(SHA_TAG, "")}
     with tempfile.TemporaryDirectory(prefix="trtllm-merge-") as tmp:
         workdir = Path(tmp)
-        head = base_model.fetch_base(base_uri, workdir / "head", tokenizer_only=True, store=store)
+        head = hf_base.fetch_base(base_uri, workdir / "head", tokenizer_only=True, store=store)
         parameters = estimate_parameters(json.loads((head / "config.json").read_text()))
         check_cpu_merge(parameters, cfg.max_cpu_parameters, cuda)
         store.ensure_bucket(target.bucket)
@@ -149,7 +149,7 @@ def run(
                 summary=f"{target} is already committed by this run: nothing to merge again",
             )
         adapter = fetch_adapter(registry, cfg.model_name, version, workdir / "adapter")
-        base = base_model.fetch_base(base_uri, workdir / "full", store=store)
+        base = hf_base.fetch_base(base_uri, workdir / "full", store=store)
         dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if cuda else "float32")
         merged = workdir / "merged"
         count = merge_checkpoint(base, adapter, merged, dtype=dtype, device="cuda" if cuda else "cpu")

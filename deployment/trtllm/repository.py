@@ -18,7 +18,6 @@ nothing again. Run under the repository's mutex: release numbers are chosen here
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +26,6 @@ from pydantic import Field
 
 from deployment.triton.repository import version_metadata
 from deployment.trtllm import release
-from deployment.trtllm.artifacts import download_committed
 from deployment.trtllm.commands import engine_config
 from deployment.trtllm.settings import ServerSettings, TrtllmSettings, workflow_name
 from deployment.trtllm.triton_models import (
@@ -83,21 +81,17 @@ def ensemble_settings(cfg: Config, engine: dict[str, object], version: int) -> E
 
 def download_engine(store: S3Store, url: S3Url, destination: Path) -> tuple[Path, str]:
     """The engine folder and the sha256 of its commit manifest (which names every file's sha256)."""
-    folder = download_committed(store, url, destination)
-    return folder, hashlib.sha256(store.get_bytes(url.join(COMMIT_MARKER))).hexdigest()
+    store.download_committed(url, destination, what="engine")
+    return destination, hashlib.sha256(store.get_bytes(url.join(COMMIT_MARKER))).hexdigest()
 
 
 def download_tokenizer(store: S3Store, merged: S3Url, destination: Path) -> Path:
     """The tokenizer files of the merged checkpoint (checked against its commit manifest)."""
-    if not store.is_committed(merged):
-        raise BadInput(f"{merged} has no {COMMIT_MARKER}: the merge step did not finish")
-    manifest: dict[str, str] = json.loads(store.get_bytes(merged.join(COMMIT_MARKER)))
+    manifest = store.commit_manifest(merged, what="merged checkpoint")
     wanted = [name for name in TOKENIZER_FILES if name in manifest]
     if "tokenizer.json" not in wanted:
         raise BadInput(f"{merged} has no tokenizer.json (a Hugging Face fast tokenizer)")
-    for name in wanted:
-        if store.download_file(merged.join(name), destination / name) != manifest[name]:
-            raise BadInput(f"{merged}/{name} differs from its commit manifest")
+    store.download_committed(merged, destination, wanted, what="merged checkpoint")
     return destination
 
 

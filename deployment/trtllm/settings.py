@@ -5,12 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from mlops.config import StepConfig
+from mlops.models.names import LLM_MODEL
 from mlops.step import workflow_name as workflow_name  # re-exported for the steps
 from mlops.storage import S3Url
 
 
 class TrtllmSettings(StepConfig):
-    model_name: str = Field("mistral-7b-lora", description="registered model of the LoRA adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the LoRA adapters")
     work_prefix: str = Field(
         "s3://mlops-models/trtllm-work",
         description="S3 prefix for the merged checkpoint, the TensorRT-LLM checkpoint and the engine, "

@@ -24,6 +24,7 @@ from deployment.trtllm.triton_models import ENSEMBLE
 from mlops import step
 from mlops.errors import BadInput
 from mlops.gates import Verdict, check, verdict
+from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.discovery import resolve
 from mlops.serving.triton import TritonServer, connect
@@ -35,7 +36,7 @@ TRITON_VERSION_TAG = "trtllm.triton_version"
 
 
 class Config(ServerSettings):
-    model_name: str = Field("mistral-7b-lora", description="registered model of the LoRA adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the LoRA adapters")
     version: str = Field("", description="the adapter version in the release (tagged on pass; '' = no tag)")
     triton_version: int = Field(0, ge=0, description="the release expected to serve (deploy's input)")
     prompt: str = Field(

@@ -6,13 +6,14 @@ from pydantic import Field
 
 from mlops.config import StepConfig
 from mlops.errors import BadInput
+from mlops.models.names import LLM_MODEL
 from mlops.serving.discovery import resolve
 from mlops.serving.vllm import HttpVllmServer, connect
 from mlops.step import workflow_name as workflow_name  # re-exported for the steps
 
 
 class VllmSettings(StepConfig):
-    model_name: str = Field("mistral-7b-lora", description="registered model of the LoRA adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the LoRA adapters")
     served_name: str = Field(
         "aws-rag-qa",
         description="vLLM's --served-model-name of the base; slots are <name>-live / <name>-candidate",

@@ -21,8 +21,8 @@ from pydantic import Field
 from deployment.vllm.adapters import adapter_path
 from deployment.vllm.settings import VllmSettings, connect_all, workflow_name
 from deployment.vllm.slots import CANDIDATE, agreed_root, slot_name
-from evaluation.dataset import EvalItem, fetch_eval_file, parse_items
 from mlops import step
+from mlops.datasets.ragqa import EvalItem, fetch_eval_file, parse_items
 from mlops.errors import BadInput
 from mlops.gates import Check, Verdict, check, verdict
 from mlops.registry import Registry, mlflow_registry

@@ -9,13 +9,12 @@ base and vLLM is not started (`mlops up` says so; run vllm-training, then `mlops
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from mlops.errors import BadInput
 from mlops.registry import Registry
-from mlops.storage import COMMIT_MARKER, S3Store, S3Url
+from mlops.storage import S3Store, S3Url
 
 BASE_ALIASES = ("live", "staged", "candidate")
 
@@ -38,16 +37,9 @@ def download_base(uri: str, target: Path, store: S3Store | None = None) -> None:
     """The files directly under the s3:// prefix `uri` into `target`, verified against `_COMMITTED`."""
     store = store or S3Store()
     prefix = S3Url.parse(uri.rstrip("/"))
-    marker = prefix.join(COMMIT_MARKER)
-    if not store.exists(marker):
-        raise BadInput(f"no committed base model at {uri} (no {COMMIT_MARKER})")
-    manifest: dict[str, str] = json.loads(store.get_bytes(marker))
-    if "config.json" not in manifest:
+    if "config.json" not in store.commit_manifest(prefix, what="base model"):
         raise BadInput(f"base {uri} has no config.json")
-    for name, expected in sorted(manifest.items()):
-        digest = store.download_file(prefix.join(name), target / name)
-        if digest != expected:
-            raise BadInput(f"{uri}/{name}: sha256 {digest} differs from the commit manifest's {expected}")
+    store.download_committed(prefix, target, what="base model")
 
 
 def local_base(uri: str, cache_dir: Path) -> Path:

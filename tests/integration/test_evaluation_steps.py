@@ -15,8 +15,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from evaluation.dataset import REFUSAL, EvalItem, prompt_id
 from evaluation.runs import TAG_LIVE, TAG_MODEL, TAG_STAGED, dump_jsonl
+from mlops.datasets.ragqa import REFUSAL, EvalItem, prompt_id
 from mlops.registry import Registry, mlflow_registry
 from tests.conftest import LocalStack
 from tests.integration.steps import StepRun, assert_bad_input, assert_transient, run_module

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from mlops.datasets.ragqa import QARecord
 from mlops.registry import Registry, mlflow_registry
 from mlops.stack.manager import free_port
 from tests.conftest import LocalStack
 from tests.integration.steps import EXIT_BAD_INPUT, EXIT_TRANSIENT, StepRun, run_module
 from tests.integration.test_performance_loadgen import FakeServer
-from training.llm.records import QARecord
 
 pytestmark = pytest.mark.integration
 

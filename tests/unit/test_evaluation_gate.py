@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.dataset import REFUSAL, EvalItem, prompt_id
 from evaluation.gate import FAILED, PASSED, Thresholds, evaluation_gate, metrics, record_verdict, version_tags
 from evaluation.grades import LOSS, WIN, Grade
 from evaluation.report import render
 from evaluation.summary import GradedRow, summarize
+from mlops.datasets.ragqa import REFUSAL, EvalItem, prompt_id
 from mlops.errors import AliasConflict, BadInput
 from mlops.registry import InMemoryBackend, Registry
 

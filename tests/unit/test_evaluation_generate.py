@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from evaluation.cache import AnswerCache
-from evaluation.dataset import REFUSAL, EvalItem, fetch_eval_file, parse_items, select
+from evaluation.dataset import select
 from evaluation.generate import Config, Slot, check_slots, generate_answers, run
+from mlops.datasets.ragqa import REFUSAL, EvalItem, fetch_eval_file, parse_items
 from mlops.errors import BadInput, Transient
 from mlops.registry import InMemoryBackend, Registry
 from mlops.serving.vllm import Completion, ServedModel, adapter_version
@@ -234,10 +236,28 @@ def test_prepared_records_of_the_training_pipeline_parse(
 
 @pytest.fixture
 def prepared_dir_records() -> list[dict[str, object]]:
-    from training.llm.records import QARecord
+    from mlops.datasets.ragqa import QARecord
 
     records = [
         QARecord("ctx", "Which port?", "Port 1.", "numeric", 1),
         QARecord("ctx", "Cost?", REFUSAL, "unanswerable", 2),
     ]
     return [r.to_json(split="eval") for r in records]
+
+
+def test_the_evaluation_split_on_s3_is_checked_against_its_commit_manifest(s3: Any, tmp_path: Path) -> None:
+    from mlops.storage import S3Url
+
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (folder / "eval.jsonl").write_text('{"question": "q"}\n')
+    s3.ensure_bucket("data")
+    s3.publish_directory(folder, S3Url.parse("s3://data/ragqa/abc"))
+    assert (
+        fetch_eval_file("s3://data/ragqa/abc/", tmp_path / "a", store=s3).read_text() == '{"question": "q"}\n'
+    )
+    s3.put_bytes(S3Url.parse("s3://data/ragqa/abc/eval.jsonl"), b'{"question": "other"}\n')
+    with pytest.raises(BadInput, match="differs from the commit manifest"):
+        fetch_eval_file("s3://data/ragqa/abc", tmp_path / "b", store=s3)
+    with pytest.raises(BadInput, match="not a committed prepared dataset"):
+        fetch_eval_file("s3://data/ragqa/none", tmp_path / "c", store=s3)

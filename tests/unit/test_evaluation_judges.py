@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
-from evaluation.dataset import REFUSAL, EvalItem, prompt_id
 from evaluation.grades import INCONSISTENT, LOSS, TIE, UNPARSEABLE, WIN, pairwise_outcome, parse_verdict
 from evaluation.judge import Config, build_judge, grade_rows
 from evaluation.llm_judge import ChatEndpoint, LlmJudge
 from evaluation.reference_judge import ReferenceJudge, token_f1
+from mlops.datasets.ragqa import REFUSAL, EvalItem, prompt_id
 from mlops.errors import BadInput, Transient
 
 

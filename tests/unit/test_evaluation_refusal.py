@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.dataset import REFUSAL
 from evaluation.refusal import is_refusal
+from mlops.datasets.ragqa import REFUSAL
 
 REFUSALS = [
     REFUSAL,
@@ -55,12 +55,3 @@ def test_refusals_and_close_paraphrases_are_refusals(answer: str) -> None:
 @pytest.mark.parametrize("answer", NOT_REFUSALS)
 def test_answers_that_merely_contain_refusal_words_are_not(answer: str) -> None:
     assert not is_refusal(answer)
-
-
-def test_the_canonical_refusal_is_the_training_one() -> None:
-    from evaluation.dataset import UNANSWERABLE as EVAL_UNANSWERABLE
-    from training.llm.records import REFUSAL as TRAINING_REFUSAL
-    from training.llm.records import UNANSWERABLE
-
-    assert REFUSAL == TRAINING_REFUSAL
-    assert EVAL_UNANSWERABLE == UNANSWERABLE

@@ -86,3 +86,30 @@ def test_log_json_logs_the_data_under_its_name() -> None:
 def test_artifact_uri_joins_cleanly() -> None:
     run = SimpleNamespace(info=SimpleNamespace(artifact_uri="mlflow-artifacts:/1/abc/artifacts/"))
     assert tracking.artifact_uri(run, "/checkpoint/") == "mlflow-artifacts:/1/abc/artifacts/checkpoint"
+
+
+class TagRecorder:
+    """FAKE (unit tests only): the `set_tag` of an MLflow client, kept in a dict."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.tags: dict[str, str] = {}
+        self.fail_with = fail_with
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.tags[f"{run_id}:{key}"] = value
+
+
+def test_tag_verdict_records_the_verdict_cut_to_the_limit_and_the_registered_version() -> None:
+    client = TagRecorder()
+    tracking.tag_verdict(client, "r1", "gate.loss", "fail", "x" * (tracking.TAG_VALUE_LIMIT + 1))
+    assert client.tags == {"r1:gate.loss": "fail", "r1:gate.loss.reason": "x" * tracking.TAG_VALUE_LIMIT}
+    tracking.tag_verdict(client, "r2", "gate.quality", "pass", "ok", registered="m/3")
+    assert client.tags["r2:registered_version"] == "m/3" and client.tags["r2:gate.quality"] == "pass"
+
+
+def test_tag_verdict_on_an_unreachable_server_is_transient() -> None:
+    client = TagRecorder(fail_with=mlflow_exception("down", "TEMPORARILY_UNAVAILABLE"))
+    with pytest.raises(Transient):
+        tracking.tag_verdict(client, "r1", "gate.loss", "pass", "ok")

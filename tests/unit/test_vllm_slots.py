@@ -13,7 +13,7 @@ from deployment.vllm.promote import check_verdicts
 from deployment.vllm.reconcile import converge
 from deployment.vllm.slots import agreed_root, fill
 from deployment.vllm.smoke_test import answer_checks, pick_questions
-from evaluation.dataset import EvalItem
+from mlops.datasets.ragqa import EvalItem
 from mlops.errors import BadInput, Transient
 from mlops.registry import InMemoryBackend, Registry
 from mlops.serving.vllm import Completion, HttpVllmServer, ServedModel, adapter_version

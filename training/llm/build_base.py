@@ -25,12 +25,15 @@ from pydantic import Field
 
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets import ragqa
+from mlops.datasets.ragqa import QARecord
 from mlops.errors import BadInput
+from mlops.models import hf_base
+from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url, sha256_file
 from mlops.tracking import configure_mlflow_client, mlflow_errors
-from training.llm import base_model, prepared
-from training.llm.records import QARecord
+from training.llm import base_model
 from training.llm.tokenizer import to_transformers, train_bpe
 
 LOCAL_TINY = "local-tiny"
@@ -76,7 +79,7 @@ class Config(StepConfig):
         description="torch CPU threads. 1 suits the tiny local model: on a busy 2-core machine two threads "
         "spin-wait on each other (measured 5-10x slower per step); raise it for a big base on a quiet CPU node",
     )
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the build run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the build run")
 
     @property
     def spec(self) -> base_model.TinyMistralSpec:
@@ -165,7 +168,7 @@ def _versions() -> dict[str, str]:
 
 def _existing_base(cfg: Config, store: S3Store | None) -> StepResult:
     with tempfile.TemporaryDirectory(prefix="llm-base-") as tmp:
-        folder = base_model.fetch_base(cfg.source, Path(tmp), tokenizer_only=True, store=store)
+        folder = hf_base.fetch_base(cfg.source, Path(tmp), tokenizer_only=True, store=store)
         config = json.loads((folder / "config.json").read_text())
     uri = cfg.source if cfg.source.startswith("s3://") else str(Path(cfg.source).resolve())
     uri = uri.rstrip("/") + "/"
@@ -186,10 +189,8 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
     store = store or S3Store()
     with tempfile.TemporaryDirectory(prefix="llm-base-") as tmp:
         workdir = Path(tmp)
-        folder = prepared.fetch(cfg.dataset_uri, workdir, store, files=(prepared.split_file("train"),))
-        dataset_sha = prepared.dataset_sha256(cfg.dataset_uri) or sha256_file(
-            folder / prepared.split_file("train")
-        )
+        folder = ragqa.fetch(cfg.dataset_uri, workdir, store, files=(ragqa.split_file("train"),))
+        dataset_sha = ragqa.dataset_sha256(cfg.dataset_uri) or sha256_file(folder / ragqa.split_file("train"))
         key = recipe_key(cfg, dataset_sha, _versions())
         target = S3Url.parse(cfg.base_prefix.rstrip("/")).join(cfg.base_name, key)
         uri = f"{target}/"
@@ -199,7 +200,7 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
                 outputs={"base-uri": uri, "base-run-id": str(info.get("run_id", "")), "reused": "true"},
                 summary=f"base already built for this recipe: {uri} (run {info.get('run_id')})",
             )
-        train = prepared.read_split(folder, "train")
+        train = ragqa.read_split(folder, "train")
         base_dir = workdir / "base"
         run_id, facts = _build_and_log(cfg, train, base_dir, uri, dataset_sha)
         (base_dir / BUILD_INFO).write_text(

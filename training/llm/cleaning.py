@@ -15,8 +15,8 @@ import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
+from mlops.datasets.ragqa import QARecord
 from mlops.errors import BadInput
-from training.llm.records import QARecord
 
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from training.llm.records import REFUSAL, UNANSWERABLE
+from mlops.datasets.ragqa import REFUSAL, UNANSWERABLE
 
 SYLLABLES = (
     "ar", "bel", "cor", "dax", "el", "fen", "gal", "hol", "ist", "jun", "kel", "lor", "mar", "nev",
@@ -202,7 +202,7 @@ def _reworded(question: str) -> str:
 
 
 def generate(documents: int = 120, seed: int = 42, noise: float = 0.05) -> list[dict[str, Any]]:
-    """The corpus as JSON-ready records (schema of training.llm.records), in a seeded order."""
+    """The corpus as JSON-ready records (the schema of mlops.datasets.ragqa), in a seeded order."""
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     for doc_index, name in enumerate(_component_names(rng, documents)):

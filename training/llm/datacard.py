@@ -10,10 +10,9 @@ import statistics
 from collections import Counter
 from typing import Any
 
+from mlops.datasets.ragqa import SPLITS, QARecord
 from training.llm.cleaning import CleanResult
 from training.llm.ingest import IngestResult
-from training.llm.records import QARecord
-from training.llm.splitting import SPLITS
 
 EXAMPLES_PER_REASON = 3
 

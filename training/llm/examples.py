@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from training.llm.records import QARecord
+from mlops.datasets.ragqa import QARecord
 
 IGNORE = -100
 

@@ -25,11 +25,14 @@ from pydantic import Field
 
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets import ragqa
 from mlops.errors import BadInput
+from mlops.models import hf_base
+from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import sha256_file
-from mlops.tracking import configure_mlflow_client, mlflow_errors
-from training.llm import base_model, examples, lora, plots, prepared
+from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
+from training.llm import base_model, examples, lora, plots
 from training.llm.base_model import check_finite
 from training.llm.loop import fit
 
@@ -82,7 +85,7 @@ class Config(StepConfig):
         "spin-wait on each other (measured 5-10x slower per step); raise it for a big base on a quiet CPU node",
     )
     log_every_steps: int = Field(10, ge=1, description="log train_loss every N optimiser steps")
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the fine-tuning run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the fine-tuning run")
 
 
 def preflight(cfg: Config, has_cuda: Callable[[], bool] = lora.cuda_available) -> lora.LoraSettings:
@@ -104,18 +107,18 @@ def load_for_training(cfg: Config, settings: lora.LoraSettings, base_dir: Path) 
 
     # peft asks transformers a deprecated question on every wrap; the answer is right, the warning noise.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    tokenizer = base_model.load_tokenizer(base_dir)
+    tokenizer = hf_base.load_tokenizer(base_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = base_model.load_model(
+        model = hf_base.load_model(
             base_dir, quantization_config=lora.qlora_quantization_config(), device_map={"": 0}
         )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     else:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        model = base_model.load_model(base_dir, dtype=dtype).to(device)
+        model = hf_base.load_model(base_dir, dtype=dtype).to(device)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.enable_input_require_grads()
@@ -144,15 +147,15 @@ def run(cfg: Config) -> StepResult:
     configure_mlflow_client()
     with tempfile.TemporaryDirectory(prefix="llm-finetune-") as tmp:
         workdir = Path(tmp)
-        folder = prepared.fetch(cfg.dataset_uri, workdir)
-        base_dir = base_model.fetch_base(cfg.base_uri, workdir)
+        folder = ragqa.fetch(cfg.dataset_uri, workdir)
+        base_dir = hf_base.fetch_base(cfg.base_uri, workdir)
         model, tokenizer, device = load_for_training(cfg, settings, base_dir)
-        splits = {s: prepared.read_split(folder, s) for s in ("train", "val", "eval")}
+        splits = {s: ragqa.read_split(folder, s) for s in ("train", "val", "eval")}
         encoded = {
             s: examples.encode_all(tokenizer, records, cfg.max_seq_length) for s, records in splits.items()
         }
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        dataset_sha = prepared.dataset_sha256(cfg.dataset_uri)
+        dataset_sha = ragqa.dataset_sha256(cfg.dataset_uri)
         with mlflow_errors(f"starting a run in experiment {cfg.experiment}"):
             mlflow.set_experiment(cfg.experiment)
             active = mlflow.start_run(
@@ -220,7 +223,7 @@ def run(cfg: Config) -> StepResult:
                 scores = examples.evaluate(model, encoded["eval"][0], pad_id, device=device)
                 eval_loss = check_finite("eval loss", scores["loss"], "the final evaluation")
             except BadInput as exc:
-                mlflow.set_tag("failure_reason", str(exc)[:4000])
+                mlflow.set_tag("failure_reason", str(exc)[:TAG_VALUE_LIMIT])
                 raise
             final = {
                 "eval_loss": eval_loss,

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops.datasets.ragqa import QARecord
 from mlops.errors import BadInput
 from mlops.storage import ObjectStore, S3Store, S3Url
-from training.llm.records import QARecord, RowError, validate_row
+from training.llm.records import RowError, validate_row
 
 FORMATS = {
     ".jsonl": "jsonl",

@@ -20,15 +20,18 @@ from pydantic import Field, model_validator
 
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets import ragqa
+from mlops.datasets.ragqa import SPLITS
 from mlops.errors import BadInput, MlopsError
+from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url
 from mlops.tracking import configure_mlflow_client, mlflow_errors
-from training.llm import corpus, datacard, plots, prepared
+from training.llm import corpus, datacard, plots
 from training.llm.cleaning import Limits, clean
 from training.llm.generate_corpus import write_records
 from training.llm.ingest import ingest
-from training.llm.splitting import SPLITS, Fractions, stratified_group_split
+from training.llm.splitting import Fractions, stratified_group_split
 
 SYNTHETIC = "synthetic"
 
@@ -79,7 +82,7 @@ class Config(StepConfig):
         description="context 5-gram Jaccard at or above which contexts count as one (same split)",
     )
     min_rows: int = Field(30, ge=3, description="fewer rows than this after cleaning is bad input")
-    experiment: str = Field("mistral-7b-lora", description="MLflow experiment of the data-preparation run")
+    experiment: str = Field(LLM_MODEL, description="MLflow experiment of the data-preparation run")
 
     @model_validator(mode="after")
     def _fractions_leave_training(self) -> Config:
@@ -141,13 +144,13 @@ def prepare(cfg: Config, workdir: Path, store: S3Store | None = None) -> tuple[d
     ):
         raise MlopsError("a context cluster landed in two splits: a bug in the group split")
     folder = workdir / "prepared"
-    sha256 = prepared.write_splits(splits, folder)
+    sha256 = ragqa.write_splits(splits, folder)
     card = {
         "sha256": sha256,
-        "format_version": prepared.FORMAT_VERSION,
+        "format_version": ragqa.FORMAT_VERSION,
         **datacard.build_card(ingested, cleaned, splits, _settings(cfg)),
     }
-    (folder / prepared.CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    (folder / ragqa.CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     figures = workdir / "figures"
     figures.mkdir()
     kept = [r for s in SPLITS for r in splits[s]]
@@ -188,7 +191,7 @@ def _log_run(cfg: Config, card: dict[str, Any], uri: str, workdir: Path) -> str:
                 },
             }
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-            mlflow.log_artifact(str(workdir / "prepared" / prepared.CARD_NAME), "data_card")
+            mlflow.log_artifact(str(workdir / "prepared" / ragqa.CARD_NAME), "data_card")
             mlflow.log_artifacts(str(workdir / "figures"), "data_card")
             return str(active.info.run_id)
 
@@ -198,7 +201,7 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
     with tempfile.TemporaryDirectory(prefix="llm-prepare-") as tmp:
         workdir = Path(tmp)
         card, folder = prepare(cfg, workdir, store)
-        target, uploaded = prepared.publish(store or S3Store(), prefix, folder, card["sha256"])
+        target, uploaded = ragqa.publish(store or S3Store(), prefix, folder, card["sha256"])
         uri = f"{target}/"
         run_id = _log_run(cfg, card, uri, workdir)
     splits = ", ".join(f"{s} {card['splits'][s]['rows']}" for s in SPLITS)

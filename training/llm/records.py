@@ -1,4 +1,4 @@
-"""The RAG-QA record: schema, validation of one raw row, and the two prompt formats.
+"""Validation of one raw RAG-QA row into a `mlops.datasets.ragqa.QARecord` (the format lives there).
 
 A record has `context`, `question`, `reference_answer` and `metadata.question_type`. Training
 text is `[INST] {context}\n\nQuestion: {question} [/INST] {answer}`; inference text is the same
@@ -11,75 +11,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-REFUSAL = "I cannot answer this question with the given context."
-UNANSWERABLE = "unanswerable"
-QUESTION_TYPES = ("factual", "numeric", "yes_no", UNANSWERABLE)
-REQUIRED_TEXT_FIELDS = ("context", "question", "reference_answer")
-INST_OPEN, INST_CLOSE = "[INST]", "[/INST]"
-
-
-def prompt_inference(context: str, question: str) -> str:
-    """What the served model is given: the instruction block, ending right before the answer."""
-    return f"{INST_OPEN} {context}\n\nQuestion: {question} {INST_CLOSE}"
-
-
-def prompt_training(context: str, question: str, answer: str) -> str:
-    """The inference prompt followed by the answer (one space after `[/INST]`)."""
-    return f"{prompt_inference(context, question)} {answer}"
-
-
-@dataclass(frozen=True)
-class QARecord:
-    """One validated question about one context."""
-
-    context: str
-    question: str
-    reference_answer: str
-    question_type: str
-    source_line: int = 0  # where it came from: line of a JSONL/CSV file, row of a Parquet file
-    extra_metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def prompt_inference(self) -> str:
-        return prompt_inference(self.context, self.question)
-
-    @property
-    def prompt_training(self) -> str:
-        return prompt_training(self.context, self.question, self.reference_answer)
-
-    def to_json(self, **extra: Any) -> dict[str, Any]:
-        """The prepared form: source fields, metadata, and both derived prompts."""
-        metadata = {
-            **self.extra_metadata,
-            "question_type": self.question_type,
-            "source_line": self.source_line,
-        }
-        return {
-            "context": self.context,
-            "question": self.question,
-            "reference_answer": self.reference_answer,
-            "metadata": dict(sorted(metadata.items())),
-            "prompt_training": self.prompt_training,
-            "prompt_inference": self.prompt_inference,
-            **extra,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> QARecord:
-        metadata = dict(data.get("metadata") or {})
-        question_type = str(metadata.pop("question_type", ""))
-        source_line = int(metadata.pop("source_line", 0) or 0)
-        return cls(
-            context=str(data["context"]),
-            question=str(data["question"]),
-            reference_answer=str(data["reference_answer"]),
-            question_type=question_type,
-            source_line=source_line,
-            extra_metadata=metadata,
-        )
+from mlops.datasets.ragqa import REFUSAL, REQUIRED_TEXT_FIELDS, UNANSWERABLE, QARecord
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,17 @@ from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
 from mlops.gates import Verdict
+from mlops.models.names import LLM_MODEL
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import artifact_uri, get_run, log_json, mlflow_errors, tracking_client
+from mlops.tracking import (
+    artifact_uri,
+    get_run,
+    log_json,
+    mlflow_errors,
+    tag_verdict,
+    tracking_client,
+)
 from training.llm import lora
 from training.llm.gate import loss_gate
 
@@ -35,7 +43,7 @@ RUN_TAGS_KEPT = ("dataset_uri", "dataset_sha256", "base_uri", "method", "lora_pr
 
 class Config(StepConfig):
     run_id: str = Field("", description="MLflow run of the fine-tuning (the run-id output of finetune)")
-    model_name: str = Field("mistral-7b-lora", description="registered model of the adapters")
+    model_name: str = Field(LLM_MODEL, description="registered model of the adapters")
     alias: str = Field("candidate", description="alias moved to the new version on pass")
     max_eval_loss: float = Field(
         1.0, gt=0.0, description="largest eval_loss (nats per answer token) that passes"
@@ -92,25 +100,20 @@ def decide_and_register(
         and registry.tags(model, before).get("adapter_sha256") == adapter_sha256
     ):
         return Outcome(verdict, before, False, before)
-    version = registry.register(
-        model,
-        source,
-        run_id,
-        {
+    version = registry.register_if_passed(
+        verdict,
+        gate_tag=GATE_TAG,
+        model=model,
+        alias=alias,
+        source=source,
+        run_id=run_id,
+        tags={
             **tags,
             "eval_loss": repr(float(eval_loss)),
             "perplexity": repr(float(perplexity)),
             "adapter_sha256": adapter_sha256,
-            GATE_TAG: verdict.label,
-            f"{GATE_TAG}.reason": verdict.reason[:4000],
         },
-    )
-    registry.move_alias(
-        model,
-        alias,
-        version,
         expect_version=before,
-        reason=f"loss gate passed ({verdict.reason}); was {before or 'unset'}",
     )
     return Outcome(verdict, version, True, before)
 
@@ -176,11 +179,8 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         "max_lora_rank": cfg.max_lora_rank,
     }
     log_json(client, cfg.run_id, record, "gates", "loss.json")
-    with mlflow_errors(f"tagging run {cfg.run_id}"):
-        client.set_tag(cfg.run_id, GATE_TAG, verdict.label)
-        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:4000])
-        if outcome.registered:
-            client.set_tag(cfg.run_id, "registered_version", f"{cfg.model_name}/{outcome.version}")
+    registered = f"{cfg.model_name}/{outcome.version}" if outcome.registered else ""
+    tag_verdict(client, cfg.run_id, GATE_TAG, verdict.label, verdict.reason, registered)
     if not verdict.passed:
         summary = f"fail: {verdict.reason}; {cfg.alias} stays at {outcome.alias_before or 'unset'}"
     elif outcome.registered:

@@ -12,10 +12,8 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from mlops.datasets.ragqa import SPLITS, QARecord
 from mlops.errors import BadInput
-from training.llm.records import QARecord
-
-SPLITS = ("train", "val", "eval")
 
 
 @dataclass(frozen=True)

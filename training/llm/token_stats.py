@@ -19,13 +19,14 @@ from pydantic import Field
 
 from mlops import step
 from mlops.config import StepConfig
+from mlops.datasets import ragqa
+from mlops.datasets.ragqa import SPLITS, QARecord
 from mlops.errors import BadInput
+from mlops.models import hf_base
 from mlops.step import StepResult
 from mlops.tracking import mlflow_errors, tracking_client
-from training.llm import base_model, datacard, plots, prepared
+from training.llm import datacard, plots
 from training.llm.examples import answer_ids, prompt_ids
-from training.llm.records import QARecord
-from training.llm.splitting import SPLITS
 
 
 class Config(StepConfig):
@@ -115,16 +116,14 @@ def run(cfg: Config) -> StepResult:
         raise BadInput("--dataset-uri and --base-uri are required (outputs of prepare_data and build_base)")
     with tempfile.TemporaryDirectory(prefix="llm-tokens-") as tmp:
         workdir = Path(tmp)
-        names = tuple(prepared.split_file(s) for s in SPLITS)
-        folder = prepared.fetch(cfg.dataset_uri, workdir, files=(*names, prepared.CARD_NAME))
-        tokenizer = base_model.load_tokenizer(
-            base_model.fetch_base(cfg.base_uri, workdir, tokenizer_only=True)
-        )
-        splits = {s: prepared.read_split(folder, s) for s in SPLITS}
+        names = tuple(ragqa.split_file(s) for s in SPLITS)
+        folder = ragqa.fetch(cfg.dataset_uri, workdir, files=(*names, ragqa.CARD_NAME))
+        tokenizer = hf_base.load_tokenizer(hf_base.fetch_base(cfg.base_uri, workdir, tokenizer_only=True))
+        splits = {s: ragqa.read_split(folder, s) for s in SPLITS}
         stats = statistics_for(tokenizer, splits, cfg.max_seq_length, cfg.base_uri)
         check_overlength(stats, cfg.max_overlength_fraction)
         if cfg.data_run_id:
-            _log(cfg, stats, prepared.read_card(folder), workdir)
+            _log(cfg, stats, ragqa.read_card(folder), workdir)
     longest = max(info["prompt_training"]["max"] for info in stats["splits"].values())
     over = sum(info["over_max_seq_length"] for info in stats["splits"].values())
     train = stats["splits"]["train"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from training.llm.records import INST_CLOSE, INST_OPEN
+from mlops.datasets.ragqa import INST_CLOSE, INST_OPEN
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, INST_OPEN, INST_CLOSE)

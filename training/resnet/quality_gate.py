@@ -1,7 +1,7 @@
 """Step (gate 1): register a trained model and make it `champion` only if it is good enough.
 
 Reads the run's `best_val_accuracy` and the current champion's (the version tag written here at
-registration), applies `mlops.gates.quality_gate`, and on pass registers a version whose source is
+registration), applies `mlops.resnet_gates.quality_gate`, and on pass registers a version whose source is
 the run's `checkpoint/` artifacts, then moves the alias guarded by the champion read before.
 On fail nothing is registered or moved. The verdict is logged to the training run either way.
 An accuracy given as a percent is bad input (exit 2) and changes nothing.
@@ -20,7 +20,15 @@ from mlops.errors import BadInput
 from mlops.gates import Verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
-from mlops.tracking import artifact_uri, get_run, log_json, mlflow_errors, tracking_client
+from mlops.tracking import (
+    artifact_uri,
+    get_run,
+    log_json,
+    mlflow_errors,
+    tag_verdict,
+    tracking_client,
+)
+from training.resnet import gates as resnet_gates
 
 ACCURACY_TAG = "best_val_accuracy"
 GATE_TAG = "gate.quality"
@@ -86,26 +94,20 @@ def decide_and_register(
 ) -> GateOutcome:
     """Gate `accuracy` against the threshold and the champion; on pass register + move the alias (guarded)."""
     before = registry.alias(model, alias)
-    verdict = gates.quality_gate(
+    verdict = resnet_gates.quality_gate(
         accuracy, threshold, champion_accuracy(registry, model, before), min_improvement
     )
-    if not verdict.passed:
-        return GateOutcome(verdict, "", before, before)
-    tags = {
-        ACCURACY_TAG: repr(float(accuracy)),
-        GATE_TAG: verdict.label,
-        f"{GATE_TAG}.reason": verdict.reason[:4000],
-        **(extra_tags or {}),
-    }
-    version = registry.register(model, source, run_id, tags)
-    registry.move_alias(
-        model,
-        alias,
-        version,
+    version = registry.register_if_passed(
+        verdict,
+        gate_tag=GATE_TAG,
+        model=model,
+        alias=alias,
+        source=source,
+        run_id=run_id,
+        tags={ACCURACY_TAG: repr(float(accuracy)), **(extra_tags or {})},
         expect_version=before,
-        reason=f"quality gate passed ({verdict.reason}); was {before or 'unset'}",
     )
-    return GateOutcome(verdict, version, before, version)
+    return GateOutcome(verdict, version, before, version or before)
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
@@ -146,11 +148,8 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         "min_improvement": cfg.min_improvement,
     }
     log_json(client, cfg.run_id, record, "gates", "quality.json")
-    with mlflow_errors(f"tagging run {cfg.run_id}"):
-        client.set_tag(cfg.run_id, GATE_TAG, verdict.label)
-        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:4000])
-        if outcome.version:
-            client.set_tag(cfg.run_id, "registered_version", f"{cfg.model_name}/{outcome.version}")
+    registered = f"{cfg.model_name}/{outcome.version}" if outcome.version else ""
+    tag_verdict(client, cfg.run_id, GATE_TAG, verdict.label, verdict.reason, registered)
     if outcome.version:
         summary = f"pass: {cfg.model_name} v{outcome.version} is {cfg.alias} (was {outcome.champion_before or 'unset'})"
     else:

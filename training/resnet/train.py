@@ -29,7 +29,7 @@ from mlops import step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
 from mlops.step import StepResult
-from mlops.tracking import mlflow_errors
+from mlops.tracking import TAG_VALUE_LIMIT, mlflow_errors
 from training.resnet import data, plots
 from training.resnet.model import (
     LabelledImages,
@@ -296,7 +296,7 @@ def run(cfg: Config) -> StepResult:
                     on_epoch=log_epoch,
                 )
             except BadInput as exc:
-                mlflow.set_tag("failure_reason", str(exc)[:4000])
+                mlflow.set_tag("failure_reason", str(exc)[:TAG_VALUE_LIMIT])
                 raise
             mlflow.log_metrics(
                 {"best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch}

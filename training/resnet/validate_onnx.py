@@ -25,7 +25,6 @@ from pydantic import Field
 from mlops import gates, step
 from mlops.config import StepConfig
 from mlops.errors import BadInput
-from mlops.gates import Verdict
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
 from mlops.storage import sha256_file
@@ -35,6 +34,7 @@ from mlops.tracking import (
     get_run,
     log_json,
     mlflow_errors,
+    tag_verdict,
     tracking_client,
 )
 from training.resnet import data, plots
@@ -199,33 +199,6 @@ def write_golden(
     return directory
 
 
-def register_if_passed(
-    registry: Registry,
-    verdict: Verdict,
-    *,
-    model: str,
-    alias: str,
-    expect_version: str | None,
-    source: str,
-    run_id: str | None,
-    tags: dict[str, str],
-) -> str:
-    """On pass register a version and move `alias` to it (guarded by `expect_version`); returns it or ""."""
-    if not verdict.passed:
-        return ""
-    version = registry.register(
-        model, source, run_id, {**tags, GATE_TAG: verdict.label, f"{GATE_TAG}.reason": verdict.reason[:4000]}
-    )
-    registry.move_alias(
-        model,
-        alias,
-        version,
-        expect_version=expect_version,
-        reason=f"equivalence gate passed ({verdict.reason}); was {expect_version or 'unset'}",
-    )
-    return version
-
-
 def pick_evenly(items: list[Any], count: int) -> list[Any]:
     """`count` items spread evenly over `items` (all of them if there are fewer)."""
     if count >= len(items):
@@ -353,13 +326,11 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         "metrics": metrics,
     }
     log_json(client, cfg.run_id, record, "gates", "equivalence.json")
-    with mlflow_errors(f"tagging run {cfg.run_id}"):
-        client.set_tag(cfg.run_id, GATE_TAG, verdict.label)
-        client.set_tag(cfg.run_id, f"{GATE_TAG}.reason", verdict.reason[:4000])
+    tag_verdict(client, cfg.run_id, GATE_TAG, verdict.label, verdict.reason)
 
-    version = register_if_passed(
-        registry,
+    version = registry.register_if_passed(
         verdict,
+        gate_tag=GATE_TAG,
         model=cfg.onnx_model_name,
         alias=cfg.alias,
         expect_version=deploy_before,

@@ -41,14 +41,14 @@ def tiny_base(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """A 1-layer Mistral with its tokenizer, pre-trained for one epoch, saved in HF format."""
     import torch
 
-    from training.llm import prepared
+    from mlops.datasets import ragqa
     from training.llm.build_base import Config, build_tiny
 
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     target = tmp_path_factory.mktemp("base") / "base"
     cfg = Config(pretrain_epochs=1, pretrain_window=64, **TEST_SPEC)
-    build_tiny(cfg, prepared.read_split(prepared_dir, "train"), target)
+    build_tiny(cfg, ragqa.read_split(prepared_dir, "train"), target)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
     return target
@@ -64,22 +64,3 @@ def torch_global_state() -> Iterator[None]:
     yield
     torch.use_deterministic_algorithms(deterministic)
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The real S3Store over moto's in-process S3 (no server, no network)."""
-    import boto3
-    from moto import mock_aws
-
-    from mlops.storage import S3Store
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield S3Store(client=boto3.client("s3", region_name="us-east-1"))

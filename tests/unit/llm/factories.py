@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.llm.records import REFUSAL, QARecord
+from mlops.datasets.ragqa import REFUSAL, QARecord
 
 CONTEXT = "Orbel gateway is the gateway service of the Skyloom platform. It listens on port 8443."
 

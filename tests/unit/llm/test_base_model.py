@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from mlops.datasets.ragqa import REFUSAL
 from mlops.errors import BadInput
+from mlops.models import hf_base
+from mlops.models.hf_base import check_base_dir
 from tests.unit.llm.factories import record
 from training.llm import base_model
-from training.llm.base_model import TinyMistralSpec, check_base_dir, pack_windows
+from training.llm.base_model import TinyMistralSpec, pack_windows
 from training.llm.build_base import Config, pretraining_texts, recipe_key
-from training.llm.records import REFUSAL
 from training.llm.tokenizer import MIN_VOCAB, train_bpe
 
 
@@ -28,7 +30,7 @@ def test_the_base_is_a_standard_mistral_in_safetensors(tiny_base: Path) -> None:
 
 
 def test_the_tokenizer_speaks_the_instruction_format(tiny_base: Path) -> None:
-    tokenizer = base_model.load_tokenizer(tiny_base)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
     assert (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
     ids = tokenizer("[INST] context\n\nQuestion: q? [/INST]")["input_ids"]
     assert ids[:2] == [1, tokenizer.convert_tokens_to_ids("[INST]")]  # <s> added, [INST] one token
@@ -39,7 +41,7 @@ def test_the_tokenizer_speaks_the_instruction_format(tiny_base: Path) -> None:
 
 
 def test_any_text_encodes_without_unknown_tokens(tiny_base: Path) -> None:
-    tokenizer = base_model.load_tokenizer(tiny_base)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
     text = "Ünïcödé, emoji 🚀 and 数字"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text
@@ -48,11 +50,11 @@ def test_any_text_encodes_without_unknown_tokens(tiny_base: Path) -> None:
 def test_the_base_loads_and_is_not_random(tiny_base: Path, prepared_dir: Path) -> None:
     import torch
 
-    from training.llm import prepared
+    from mlops.datasets import ragqa
 
-    tokenizer = base_model.load_tokenizer(tiny_base)
-    model = base_model.load_model(tiny_base)
-    text = pretraining_texts(prepared.read_split(prepared_dir, "train"))[0]
+    tokenizer = hf_base.load_tokenizer(tiny_base)
+    model = hf_base.load_model(tiny_base)
+    text = pretraining_texts(ragqa.read_split(prepared_dir, "train"))[0]
     ids = torch.tensor([tokenizer(text)["input_ids"][:64]])
     with torch.no_grad():
         loss = float(model(input_ids=ids, labels=ids).loss)
@@ -94,7 +96,7 @@ def test_the_recipe_key_covers_data_settings_and_versions() -> None:
 def test_a_diverging_pretraining_is_bad_input(tiny_base: Path, torch_global_state: None) -> None:
     import torch
 
-    model = base_model.load_model(tiny_base)
+    model = hf_base.load_model(tiny_base)
     with torch.no_grad():
         model.model.embed_tokens.weight.fill_(float("nan"))
     with pytest.raises(BadInput, match="pre-training loss became nan"):
@@ -128,14 +130,14 @@ def test_fetch_base_from_s3_verifies_checksums(tiny_base: Path, s3: object, tmp_
     target = S3Url.parse("s3://models/base/tiny/r1")
     s3.ensure_bucket("models")  # type: ignore[attr-defined]
     s3.publish_directory(tiny_base, target)  # type: ignore[attr-defined]
-    tokenizer_only = base_model.fetch_base(f"{target}/", tmp_path / "t", tokenizer_only=True, store=s3)  # type: ignore[arg-type]
+    tokenizer_only = hf_base.fetch_base(f"{target}/", tmp_path / "t", tokenizer_only=True, store=s3)  # type: ignore[arg-type]
     assert (
         not (tokenizer_only / "model.safetensors").exists() and (tokenizer_only / "tokenizer.json").exists()
     )
-    full = base_model.fetch_base(f"{target}/", tmp_path / "f", store=s3)  # type: ignore[arg-type]
+    full = hf_base.fetch_base(f"{target}/", tmp_path / "f", store=s3)  # type: ignore[arg-type]
     assert (full / "model.safetensors").read_bytes() == (tiny_base / "model.safetensors").read_bytes()
     s3.put_bytes(target.join("model.safetensors"), b"tampered")  # type: ignore[attr-defined]
     with pytest.raises(BadInput, match="differs from the commit manifest"):
-        base_model.fetch_base(f"{target}/", tmp_path / "g", store=s3)  # type: ignore[arg-type]
+        hf_base.fetch_base(f"{target}/", tmp_path / "g", store=s3)  # type: ignore[arg-type]
     with pytest.raises(BadInput, match="no base model"):
-        base_model.fetch_base("s3://models/base/none/", tmp_path / "h", store=s3)  # type: ignore[arg-type]
+        hf_base.fetch_base("s3://models/base/none/", tmp_path / "h", store=s3)  # type: ignore[arg-type]

@@ -7,9 +7,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mlops.datasets.ragqa import REFUSAL, UNANSWERABLE, QARecord
 from training.llm import corpus
 from training.llm.generate_corpus import Config, run
-from training.llm.records import REFUSAL, UNANSWERABLE, QARecord, validate_row
+from training.llm.records import validate_row
 
 
 def test_the_same_seed_gives_the_same_corpus() -> None:

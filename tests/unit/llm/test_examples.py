@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mlops.models import hf_base
 from tests.unit.llm.factories import record
-from training.llm import base_model, examples
+from training.llm import examples
 from training.llm.examples import IGNORE
 
 
 def test_labels_score_the_answer_and_eos_only(tiny_base: Path) -> None:
-    tokenizer = base_model.load_tokenizer(tiny_base)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
     rec = record()
     example = examples.encode(tokenizer, rec)
     prompt = tokenizer(rec.prompt_inference)["input_ids"]
@@ -25,7 +26,7 @@ def test_labels_score_the_answer_and_eos_only(tiny_base: Path) -> None:
 
 
 def test_examples_over_the_limit_are_left_out_and_counted(tiny_base: Path) -> None:
-    tokenizer = base_model.load_tokenizer(tiny_base)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
     kept, over = examples.encode_all(tokenizer, [record(), record(context="word " * 200)], max_seq_length=128)
     assert len(kept) == 1 and over == 1
 
@@ -43,8 +44,8 @@ def test_collate_pads_without_scoring_padding() -> None:
 def test_evaluate_is_the_token_weighted_answer_loss(tiny_base: Path) -> None:
     import torch
 
-    tokenizer = base_model.load_tokenizer(tiny_base)
-    model = base_model.load_model(tiny_base)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
+    model = hf_base.load_model(tiny_base)
     encoded = [
         examples.encode(tokenizer, record(question=q)) for q in ("Where?", "Which port is it on today?")
     ]

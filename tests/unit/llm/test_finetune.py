@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from mlops.datasets import ragqa
 from mlops.errors import BadInput
-from training.llm import base_model, examples, lora, prepared
+from mlops.models import hf_base
+from training.llm import base_model, examples, lora
 from training.llm.finetune import Config, run, save_adapter
 from training.llm.loop import fit, restore_state, trainable_state
 
@@ -23,10 +25,10 @@ def _setup(
     from peft import get_peft_model
 
     base_model.seed_everything(seed, 1)
-    tokenizer = base_model.load_tokenizer(tiny_base)
-    model = get_peft_model(base_model.load_model(tiny_base), PRESET.peft_config())
-    train, _ = examples.encode_all(tokenizer, prepared.read_split(prepared_dir, "train")[:48], 512)
-    val, _ = examples.encode_all(tokenizer, prepared.read_split(prepared_dir, "val")[:16], 512)
+    tokenizer = hf_base.load_tokenizer(tiny_base)
+    model = get_peft_model(hf_base.load_model(tiny_base), PRESET.peft_config())
+    train, _ = examples.encode_all(tokenizer, ragqa.read_split(prepared_dir, "train")[:48], 512)
+    val, _ = examples.encode_all(tokenizer, ragqa.read_split(prepared_dir, "val")[:16], 512)
     return model, tokenizer, train, val
 
 
@@ -122,7 +124,7 @@ def test_the_adapter_is_saved_in_peft_format_and_loads_back(
     assert set(config["target_modules"]) == set(PRESET.target_modules)
     tensors = load_file(str(folder / "adapter_model.safetensors"))
     assert tensors and all(".lora_A." in k or ".lora_B." in k for k in tensors)
-    reloaded = PeftModel.from_pretrained(base_model.load_model(tiny_base), str(folder))
+    reloaded = PeftModel.from_pretrained(hf_base.load_model(tiny_base), str(folder))
     model.eval()  # no dropout: the two must compute the same function
     reloaded.eval()
     batch = examples.collate(val[:2], tokenizer.eos_token_id)

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from mlops.datasets import ragqa
+from mlops.datasets.ragqa import SPLITS
 from mlops.errors import BadInput
 from mlops.storage import S3Url
 from tests.unit.llm.factories import distinct_rows, row, write_jsonl
-from training.llm import prepared
 from training.llm.prepare_data import Config, prepare
-from training.llm.splitting import SPLITS
 
 
 def test_the_card_accounts_for_every_row(tmp_path: Path) -> None:
@@ -22,14 +22,14 @@ def test_the_card_accounts_for_every_row(tmp_path: Path) -> None:
     assert card["rows_dropped"] == sum(card["dropped_by_reason"].values()) > 0  # the corpus carries noise
     assert sum(info["rows"] for info in card["splits"].values()) == card["rows_kept"]
     for split in SPLITS:
-        assert len(prepared.read_split(folder, split)) == card["splits"][split]["rows"] > 0
-    assert json.loads((folder / prepared.CARD_NAME).read_text())["sha256"] == card["sha256"]
+        assert len(ragqa.read_split(folder, split)) == card["splits"][split]["rows"] > 0
+    assert json.loads((folder / ragqa.CARD_NAME).read_text())["sha256"] == card["sha256"]
     assert (tmp_path / "figures" / "length_histogram.png").stat().st_size > 1000
     assert "## Dropped rows" in (tmp_path / "figures" / "data_card.md").read_text()
 
 
 def test_no_context_is_shared_between_splits(prepared_dir: Path) -> None:
-    contexts = {s: {r.context for r in prepared.read_split(prepared_dir, s)} for s in SPLITS}
+    contexts = {s: {r.context for r in ragqa.read_split(prepared_dir, s)} for s in SPLITS}
     assert not (
         contexts["train"] & contexts["val"]
         or contexts["train"] & contexts["eval"]
@@ -47,25 +47,25 @@ def test_the_address_is_the_content(tmp_path: Path) -> None:
 def test_publishing_twice_uploads_once(s3: Any, tmp_path: Path) -> None:
     card, folder = prepare(Config(synthetic_documents=30), tmp_path)
     prefix = S3Url.parse("s3://data/rag-qa")
-    target, uploaded = prepared.publish(s3, prefix, folder, card["sha256"])
+    target, uploaded = ragqa.publish(s3, prefix, folder, card["sha256"])
     assert uploaded and str(target).endswith(card["sha256"])
-    assert prepared.publish(s3, prefix, folder, card["sha256"]) == (target, False)
-    fetched = prepared.fetch(f"{target}/", tmp_path / "fetched", s3)
-    assert prepared.read_split(fetched, "eval") == prepared.read_split(folder, "eval")
+    assert ragqa.publish(s3, prefix, folder, card["sha256"]) == (target, False)
+    fetched = ragqa.fetch(f"{target}/", tmp_path / "fetched", s3)
+    assert ragqa.read_split(fetched, "eval") == ragqa.read_split(folder, "eval")
 
 
 def test_a_tampered_split_is_refused_on_fetch(s3: Any, tmp_path: Path) -> None:
     card, folder = prepare(Config(synthetic_documents=30), tmp_path)
-    target, _ = prepared.publish(s3, S3Url.parse("s3://data/rag-qa"), folder, card["sha256"])
+    target, _ = ragqa.publish(s3, S3Url.parse("s3://data/rag-qa"), folder, card["sha256"])
     s3.put_bytes(target.join("train.jsonl"), b"{}\n")
     with pytest.raises(BadInput, match="differs from the commit manifest"):
-        prepared.fetch(f"{target}/", tmp_path / "fetched", s3)
+        ragqa.fetch(f"{target}/", tmp_path / "fetched", s3)
 
 
 def test_an_uncommitted_prefix_is_not_a_dataset(s3: Any, tmp_path: Path) -> None:
     s3.ensure_bucket("data")
     with pytest.raises(BadInput, match="not a committed prepared dataset"):
-        prepared.fetch("s3://data/rag-qa/nothing/", tmp_path, s3)
+        ragqa.fetch("s3://data/rag-qa/nothing/", tmp_path, s3)
 
 
 # --- bad input: exit 2 before anything is stored ---------------------------------------------------

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from mlops.datasets.ragqa import REFUSAL, QARecord, prompt_inference, prompt_training
 from tests.unit.llm.factories import row
-from training.llm.records import REFUSAL, QARecord, prompt_inference, prompt_training, validate_row
+from training.llm.records import validate_row
 
 
 def test_a_valid_row_becomes_a_record_with_its_line() -> None:

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
+from mlops.datasets.ragqa import SPLITS, QARecord
 from mlops.errors import BadInput
 from tests.unit.llm.factories import record
-from training.llm.records import QARecord
-from training.llm.splitting import SPLITS, Fractions, stratified_group_split
+from training.llm.splitting import Fractions, stratified_group_split
 
 
 def _dataset(groups: int = 60) -> tuple[list[QARecord], list[int]]:

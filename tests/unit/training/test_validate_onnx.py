@@ -10,7 +10,6 @@ import pytest
 
 from mlops import gates
 from mlops.errors import BadInput
-from mlops.registry import InMemoryBackend, Registry
 from tests.unit.training.factories import ExportedResnet, onnx_twin, save_onnx, tiny_net
 from training.resnet import validate_onnx
 from training.resnet.onnx_export import ort_session
@@ -152,24 +151,3 @@ def test_measure_latency_reports_both_runtimes_at_both_batch_sizes(net_and_sessi
                 metrics[f"latency_ms_{runtime}_b{batch}_p95"],
             )
             assert 0.0 < p50 <= p95
-
-
-def test_register_only_after_a_pass() -> None:
-    registry = Registry(InMemoryBackend(), actor="test")
-    failed = gates.equivalence_gate(1e-3, 1e-5, 0)
-    passed = gates.equivalence_gate(1e-7, 1e-5, 0)
-    common: dict[str, Any] = {
-        "model": "m-onnx",
-        "alias": "deploy",
-        "expect_version": None,
-        "source": "s3://x",
-        "run_id": "r",
-        "tags": {"k": "v"},
-    }
-    assert validate_onnx.register_if_passed(registry, failed, **common) == ""
-    assert registry.alias("m-onnx", "deploy") is None
-    version = validate_onnx.register_if_passed(registry, passed, **common)
-    assert version == "1"
-    assert registry.alias("m-onnx", "deploy") == "1"
-    tags = registry.tags("m-onnx", "1")
-    assert (tags["k"], tags[validate_onnx.GATE_TAG]) == ("v", "pass")

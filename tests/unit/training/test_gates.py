@@ -1,4 +1,4 @@
-"""Gates are pure: every check listed, percents and NaN refused rather than compared."""
+"""The ResNet gates: quality (training.resnet.gates) and ONNX equivalence (mlops.gates)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 
 from mlops.errors import BadInput
-from mlops.gates import equivalence_gate, quality_gate
+from mlops.gates import equivalence_gate
+from training.resnet.gates import quality_gate
 
 
 def test_first_model_needs_only_the_threshold() -> None:

@@ -1,0 +1,1 @@
+"""The data formats the pipelines hand to each other."""

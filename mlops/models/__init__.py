@@ -1,0 +1,1 @@
+"""Formats and names of the models the pipelines hand to each other."""
