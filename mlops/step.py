@@ -1,6 +1,6 @@
 """The one step shape: parse config -> run(cfg) -> StepResult -> Argo outputs + exit code.
 
-Exit codes (see ARCHITECTURE.md): 0 the step finished (a gate that rejects still exits 0
+Exit codes (docs/steps.md, docs/architecture.md): 0 the step finished (a gate that rejects still exits 0
 with `verdict=fail`), 2 bad input (never retried), 3 transient infrastructure failure
 (retried by the WorkflowTemplate's `retryStrategy`). Only `main` here calls for an exit code;
 step modules return it from their own `main()` to `sys.exit`.
