@@ -40,7 +40,7 @@ from mlops.argo.expr import (
     retry_bindings,
 )
 from mlops.argo.locks import MutexWaitAborted, hold_mutexes
-from mlops.argo.loops import aggregate_outputs, item_label, item_scope, loop_items
+from mlops.argo.loops import aggregate_outputs, item_label, item_scope, loop_items, parameter_list
 from mlops.argo.memo import Memo, memo_for
 from mlops.argo.nodes import (
     ERROR,
@@ -698,6 +698,7 @@ class _Run:
             self._wait([pool.submit(one, m, item) for m, item in zip(members, items, strict=True)])
         child.template = members[0].template
         child.outputs, child.result = _aggregate(members)
+        child.parameter_list = parameter_list([m.outputs for m in members])
         failed = [m for m in members if m.phase in UNSUCCESSFUL]
         if failed:
             self._phase(child, FAILED, f"{failed[0].name} {failed[0].phase.lower()}")
@@ -995,6 +996,9 @@ def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
     variables = {f"{prefix}.{name}.status": node.phase}
     if node.exit_code is not None:
         variables[f"{prefix}.{name}.exitCode"] = str(node.exit_code)
+        variables[f"{prefix}.{name}.outputs.exitCode"] = str(node.exit_code)
+    if node.parameter_list is not None:
+        variables[f"{prefix}.{name}.outputs.parameters"] = node.parameter_list
     if node.result is not None:
         variables[f"{prefix}.{name}.outputs.result"] = node.result
     for key, value in node.outputs.items():

@@ -85,7 +85,8 @@ def test_free_form_maps_and_root_models_are_not_mistaken_for_fields() -> None:
 def test_singular_mutex_removed_in_argo_v4_is_rejected() -> None:
     doc = minimal(synchronization={"mutex": {"name": "old-style"}})
     assert validate_strict(doc) == [
-        "spec.templates[0].synchronization.mutex: unknown field (did you mean 'mutexes'?)"
+        "spec.templates[0].synchronization.mutex: removed in Argo v4: use 'mutexes' (a list); "
+        "`argo convert` rewrites a file to the current syntax"
     ]
 
 
