@@ -427,7 +427,10 @@ def _template_body_errors(template: dict[str, Any], path: str) -> list[str]:
     for kind in ("container", "script"):
         body = template.get(kind)
         if isinstance(body, dict) and not body.get("command"):
-            errors.append(f"{path}.{kind}.command: required locally (the image's entrypoint is unknown here)")
+            errors.append(
+                f"{path}.{kind}.command: required by the local executor (mlops run); Argo accepts a "
+                "container without one and runs its image's entrypoint, which is unknown here"
+            )
     retry = template.get("retryStrategy")
     if isinstance(retry, dict) and retry.get("retryPolicy") not in (None, *RETRY_POLICIES):
         errors.append(

@@ -160,7 +160,10 @@ def test_unsupported_fields_are_named_with_the_supported_alternatives() -> None:
             lambda t: t.update(outputs={"artifacts": [{"name": "model", "path": "/tmp/m"}]}),
             "outputs.artifacts",
         ),
-        (lambda t: t["container"].pop("command"), "container.command: required locally"),
+        (
+            lambda t: t["container"].pop("command"),
+            "container.command: required by the local executor (mlops run); Argo accepts",
+        ),
         (lambda t: t.update(resource={"action": "create"}), "spec.templates[0].resource: not supported"),
         (lambda t: t.update(suspend={}), "exactly one of container, script, steps, dag, suspend"),
     ],
