@@ -850,6 +850,23 @@ class _Run:
 
     # --- the whole workflow -----------------------------------------------------------------
 
+    def _entry_arguments(self, entry: str) -> dict[str, str]:
+        """The entrypoint's arguments: an input nobody supplied keeps its own `value`, substituted when bound.
+
+        Argo evaluates `{{...}}` in an entrypoint input's `value` (`{{=jsonpath(workflow.parameters.x, '$.a')}}`,
+        its `expression-destructure-json` example); passed on as a submitted value it would stay literal.
+        """
+        arguments = dict(self.parameters)
+        declared = {str(p.get("name")) for p in self.wf.parameters}
+        for param in (self.wf.templates[entry].get("inputs") or {}).get("parameters") or []:
+            name = str(param.get("name"))
+            own = param.get("value", param.get("default"))
+            if name in declared or own is None or name not in arguments:
+                continue
+            if "{{" in arguments[name] and arguments[name] == as_text(own):
+                del arguments[name]
+        return arguments
+
     def run(self) -> WorkflowResult:
         spec = self.wf.spec
         entry = str(spec["entrypoint"])
@@ -868,7 +885,7 @@ class _Run:
             mutexes = self._mutex_names(spec.get("synchronization"), self.scope, ctx)
             with self._holding(mutexes, root, ctx):
                 held = _Context(ctx.deadline, frozenset(mutexes))
-                self.execute(root, self.wf.templates[entry], self.wf, self.parameters, held)
+                self.execute(root, self.wf.templates[entry], self.wf, self._entry_arguments(entry), held)
                 if self.stopped:
                     # `argo stop` still runs the exit handlers: a fresh cancel event for them
                     self.cancel = threading.Event()

@@ -293,3 +293,37 @@ def test_an_expression_tag_over_several_lines_is_checked_and_evaluated(tmp_path:
     assert any("not supported by the local executor (mlops run)" in p and "Argo" in p for p in problems), (
         problems
     )
+
+
+DESTRUCTURE = """apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: destructure-
+spec:
+  entrypoint: main
+  arguments:
+    parameters:
+      - name: config
+        value: '{"lr": "0.1", "epochs": "3"}'
+  templates:
+    - name: main
+      inputs:
+        parameters:
+          - name: lr
+            value: "{{=jsonpath(workflow.parameters.config, '$.lr')}}"
+      container:
+        image: python:3.11-slim
+        command: [python, STEP, --out, "lr={{inputs.parameters.lr}}"]
+      outputs:
+        parameters:
+          - {name: lr, valueFrom: {path: /tmp/outputs/lr}}
+""".replace("STEP", STEP)
+
+
+def test_an_entrypoint_inputs_own_value_is_substituted_and_a_submitted_one_wins(
+    tmp_path: Path, run: Any
+) -> None:
+    path = _write(tmp_path, "destructure.yaml", DESTRUCTURE)
+    assert _lint(path) == []
+    assert run(path, quiet=True).result.root.outputs == {"lr": "0.1"}
+    assert run(path, {"lr": "0.5"}, quiet=True).result.root.outputs == {"lr": "0.5"}
