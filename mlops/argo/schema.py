@@ -217,6 +217,10 @@ def _type_errors(doc: dict[str, Any], model: type[BaseModel]) -> list[str]:
             if _is_numeric_quantity(error):
                 continue
             where = _format_location(doc, tuple(error["loc"]))
+            if error["type"] == "missing" and error["loc"] and isinstance(error["loc"][-1], str):
+                # the missing field is not in the document, so name it after the place it belongs
+                parent = _format_location(doc, tuple(error["loc"][:-1]))
+                where = error["loc"][-1] if parent == "(document)" else f"{parent}.{error['loc'][-1]}"
             message = error["msg"]
             if error["type"] == "string_type" and isinstance(error.get("input"), (int, float, bool)):
                 message += f" (quote it: '{error['input']}')"

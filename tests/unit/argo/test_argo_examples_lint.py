@@ -58,6 +58,7 @@ def test_a_cron_workflow_is_checked_against_argos_schema_and_refused_as_unsuppor
         _write(tmp_path / "c", "cron.yaml", CRON.replace('schedules: ["0 2 * * *"]', 'schedule: "0 2 * * *"'))
     )
     assert any("spec.schedule: removed in Argo v4: use 'schedules'" in p for p in old), old
+    assert any("spec.schedules: Field required" in p for p in old), old
     other = _lint(
         _write(tmp_path / "d", "cron.yaml", CRON.replace("kind: CronWorkflow", "kind: CronWorkflw"))
     )
