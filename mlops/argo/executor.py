@@ -40,7 +40,7 @@ from mlops.argo.expr import (
     retry_bindings,
 )
 from mlops.argo.locks import MutexWaitAborted, hold_mutexes
-from mlops.argo.loops import aggregate_outputs, item_label, item_scope, loop_items
+from mlops.argo.loops import aggregate_outputs, item_label, item_scope, loop_items, parameter_list
 from mlops.argo.memo import Memo, memo_for
 from mlops.argo.nodes import (
     ERROR,
@@ -698,6 +698,7 @@ class _Run:
             self._wait([pool.submit(one, m, item) for m, item in zip(members, items, strict=True)])
         child.template = members[0].template
         child.outputs, child.result = _aggregate(members)
+        child.parameter_list = parameter_list([m.outputs for m in members])
         failed = [m for m in members if m.phase in UNSUCCESSFUL]
         if failed:
             self._phase(child, FAILED, f"{failed[0].name} {failed[0].phase.lower()}")
@@ -849,6 +850,23 @@ class _Run:
 
     # --- the whole workflow -----------------------------------------------------------------
 
+    def _entry_arguments(self, entry: str) -> dict[str, str]:
+        """The entrypoint's arguments: an input nobody supplied keeps its own `value`, substituted when bound.
+
+        Argo evaluates `{{...}}` in an entrypoint input's `value` (`{{=jsonpath(workflow.parameters.x, '$.a')}}`,
+        its `expression-destructure-json` example); passed on as a submitted value it would stay literal.
+        """
+        arguments = dict(self.parameters)
+        declared = {str(p.get("name")) for p in self.wf.parameters}
+        for param in (self.wf.templates[entry].get("inputs") or {}).get("parameters") or []:
+            name = str(param.get("name"))
+            own = param.get("value", param.get("default"))
+            if name in declared or own is None or name not in arguments:
+                continue
+            if "{{" in arguments[name] and arguments[name] == as_text(own):
+                del arguments[name]
+        return arguments
+
     def run(self) -> WorkflowResult:
         spec = self.wf.spec
         entry = str(spec["entrypoint"])
@@ -867,7 +885,7 @@ class _Run:
             mutexes = self._mutex_names(spec.get("synchronization"), self.scope, ctx)
             with self._holding(mutexes, root, ctx):
                 held = _Context(ctx.deadline, frozenset(mutexes))
-                self.execute(root, self.wf.templates[entry], self.wf, self.parameters, held)
+                self.execute(root, self.wf.templates[entry], self.wf, self._entry_arguments(entry), held)
                 if self.stopped:
                     # `argo stop` still runs the exit handlers: a fresh cancel event for them
                     self.cancel = threading.Event()
@@ -995,6 +1013,9 @@ def _node_variables(prefix: str, name: str, node: Node) -> dict[str, str]:
     variables = {f"{prefix}.{name}.status": node.phase}
     if node.exit_code is not None:
         variables[f"{prefix}.{name}.exitCode"] = str(node.exit_code)
+        variables[f"{prefix}.{name}.outputs.exitCode"] = str(node.exit_code)
+    if node.parameter_list is not None:
+        variables[f"{prefix}.{name}.outputs.parameters"] = node.parameter_list
     if node.result is not None:
         variables[f"{prefix}.{name}.outputs.result"] = node.result
     for key, value in node.outputs.items():

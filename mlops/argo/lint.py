@@ -117,36 +117,28 @@ def lint(
     params += [Path(p) for p in params_files if Path(p).resolve() not in {q.resolve() for q in params}]
     report.workflow_files, report.params_files = files, params
     library = Library(folder)
+    declared = library.declared_parameters()
     for file in files:
         try:
-            wf = library.load(file)
+            documents = library.load_all(file)
         except WorkflowFileError as exc:
             report.errors.append(str(exc))
             continue
-        problems = check_document(wf.doc)
-        warnings: list[str] = []
-        if not problems:
-            problems, warnings = reference_findings(wf, library)
-            problems += check_step_flags(wf, root)
-        report.errors.extend(f"{file}: {problem}" for problem in problems)
-        report.warnings.extend(f"{file}: {warning}" for warning in warnings)
-    declared = library.declared_parameters()
-    for file in files:
-        if _loads(library, file):
-            declared |= {str(p.get("name")) for p in library.load(file).parameters}
+        for wf in documents:
+            where = f"{file} ({wf.kind} {wf.name})" if len(documents) > 1 else str(file)
+            problems = check_document(wf.doc)
+            warnings: list[str] = []
+            if not problems:
+                problems, warnings = reference_findings(wf, library)
+                problems += check_step_flags(wf, root)
+            report.errors.extend(f"{where}: {problem}" for problem in problems)
+            report.warnings.extend(f"{where}: {warning}" for warning in warnings)
+            declared |= {str(p.get("name")) for p in wf.parameters}
     for file in params:
         values, problems = params_file_errors(file)
         report.errors.extend(problems)
         report.errors.extend(unknown_file_keys(values, declared, source=str(file), where=str(folder)))
     return report
-
-
-def _loads(library: Library, path: Path) -> bool:
-    try:
-        library.load(path)
-    except WorkflowFileError:
-        return False
-    return True
 
 
 def _params_files(directory: Path) -> list[Path]:

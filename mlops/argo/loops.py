@@ -115,3 +115,13 @@ def aggregate_outputs(
             results.append(_json_or_text(result))
     aggregated = {name: json.dumps(found, separators=(",", ":")) for name, found in values.items()}
     return aggregated, (json.dumps(results, separators=(",", ":")) if results else None)
+
+
+def parameter_list(members: Sequence[Mapping[str, str]]) -> str:
+    """A loop group's whole `outputs.parameters`: a JSON list of each item's {name: value}, as Argo writes it.
+
+    Items without output parameters are left out, keys are sorted and values stay strings
+    (Go's json.Marshal of the controller's []map[string]string).
+    """
+    found = [dict(outputs) for outputs in members if outputs]
+    return json.dumps(found, separators=(",", ":"), sort_keys=True)

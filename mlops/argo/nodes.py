@@ -44,6 +44,7 @@ class Node:
     exit_code: int | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     result: str | None = None  # stdout, Argo's outputs.result
+    parameter_list: str | None = None  # a loop group's `outputs.parameters`: JSON list of each item's outputs
     attempts: list[Attempt] = field(default_factory=list)
     retry_limit: int | None = None
     children: list[Node] = field(default_factory=list)

@@ -31,7 +31,14 @@ WORKFLOW_VARIABLES = {
     "workflow.mainEntrypoint",
 }
 EXIT_HANDLER_VARIABLES = {"workflow.status", "workflow.failures", "workflow.duration"}
-NODE_ATTRIBUTES = ("outputs.parameters.<name>", "outputs.result", "status", "exitCode")
+NODE_ATTRIBUTES = (
+    "outputs.parameters.<name>",
+    "outputs.parameters",
+    "outputs.result",
+    "status",
+    "exitCode",
+    "outputs.exitCode",
+)
 
 
 def _strings(value: Any, skip: tuple[str, ...] = ()) -> Iterator[str]:
@@ -73,6 +80,7 @@ class _TemplateChecker:
         self.params = {str(p.get("name")) for p in wf.parameters}
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        self.looped: set[str] = set()  # steps/tasks of the template being checked that fan out
 
     def check(self, template: dict[str, Any]) -> list[str]:
         name = str(template.get("name"))
@@ -138,6 +146,8 @@ class _TemplateChecker:
                 self.errors.append(f"{step_where}: duplicate step name")
             all_steps[step_name] = self._target(step, step_where)
             groups[step_name] = g
+            if _loops(step):
+                self.looped.add(step_name)
         for g, _, step in iter_steps(template):
             step_where = f"{where}, step {step.get('name')}"
             visible = {n: t for n, t in all_steps.items() if groups[n] < g}
@@ -157,6 +167,8 @@ class _TemplateChecker:
             if task_name in targets:
                 self.errors.append(f"{task_where}: duplicate task name")
             targets[task_name] = self._target(task, task_where)
+            if _loops(task):
+                self.looped.add(task_name)
             if task.get("depends") and task.get("dependencies"):
                 self.errors.append(f"{task_where}: use either depends or dependencies, not both")
             try:
@@ -299,8 +311,16 @@ class _TemplateChecker:
             order = "an earlier step group" if what == "step" else "a dependency of this task"
             return f"uses {what} {name!r} before it ran: it must be {order}"
         target = existing[name]
-        if attribute in ("outputs.result", "status", "exitCode"):
+        if attribute in ("outputs.result", "status", "exitCode", "outputs.exitCode"):
             return None
+        if attribute == "outputs.parameters":
+            # Argo aggregates a fanned-out step's outputs into a JSON list of {name: value} maps
+            if name in self.looped:
+                return None
+            return (
+                f"is only set for a {what} with withItems, withParam or withSequence "
+                "(the JSON list of each item's outputs); use outputs.parameters.<name>"
+            )
         if len(parts) == 5 and parts[2:4] == ["outputs", "parameters"]:
             if target is None or parts[4] in output_names(target):
                 return None

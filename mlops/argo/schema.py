@@ -21,12 +21,22 @@ import yaml
 from pydantic import BaseModel, RootModel, ValidationError
 
 KINDS = ("WorkflowTemplate", "Workflow", "ClusterWorkflowTemplate")
+# Kinds lint validates against Argo's schema but the local executor does not run: a CronWorkflow
+# is a schedule that submits its spec.workflowSpec (argo cron create), refused as unsupported.
+SCHEDULED_KIND = "CronWorkflow"
+SCHEMA_KINDS = (*KINDS, SCHEDULED_KIND)
 API_VERSION = "argoproj.io/v1alpha1"
 # Fields Argo (v3.7 / v4) defines that hera 7.1's models predate, by hera model: valid Argo, so
 # never "unknown field"; the local executor does not emulate them, and says so.
 NEWER_ARGO_FIELDS: dict[str, frozenset[str]] = {
     "WorkflowSpec": frozenset({"podResources", "resourceClaims"}),
     "Template": frozenset({"podResources", "resourceClaims"}),
+}
+# Fields Argo v4 removed (docs/deprecations.md, "Removed features"), by hera model: still an error,
+# naming the field that replaced them (`argo convert` rewrites a file to the modern syntax).
+REMOVED_ARGO_FIELDS: dict[str, dict[str, str]] = {
+    "Synchronization": {"mutex": "mutexes", "semaphore": "semaphores"},
+    "CronWorkflowSpec": {"schedule": "schedules"},
 }
 # Argo template kinds the local executor does not run (each refused by name, once).
 UNSUPPORTED_BODIES = ("resource", "http", "plugin", "containerSet", "data")
@@ -36,8 +46,8 @@ class WorkflowFileError(ValueError):
     """A workflow or parameters file that cannot be read or parsed."""
 
 
-def load_workflow(path: str | Path) -> dict[str, Any]:
-    """Read one YAML document (a WorkflowTemplate, Workflow or ClusterWorkflowTemplate)."""
+def load_documents(path: str | Path) -> list[dict[str, Any]]:
+    """Every YAML document of a file (`---` separated, as `kubectl apply` and `argo lint` read it)."""
     file = Path(path)
     try:
         text = file.read_text()
@@ -47,12 +57,26 @@ def load_workflow(path: str | Path) -> dict[str, Any]:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise WorkflowFileError(f"{file}: not valid YAML: {exc}") from exc
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, dict):
+            where = f" (document {i + 1})" if len(documents) > 1 else ""
+            raise WorkflowFileError(
+                f"{file}{where}: expected a mapping at the top level, found {type(doc).__name__}"
+            )
+    return documents
+
+
+def load_workflow(path: str | Path) -> dict[str, Any]:
+    """Read one YAML document (a WorkflowTemplate, Workflow or ClusterWorkflowTemplate)."""
+    documents = load_documents(path)
     if len(documents) != 1:
-        raise WorkflowFileError(f"{file}: expected exactly one YAML document, found {len(documents)}")
-    doc = documents[0]
-    if not isinstance(doc, dict):
-        raise WorkflowFileError(f"{file}: expected a mapping at the top level, found {type(doc).__name__}")
-    return doc
+        raise WorkflowFileError(f"{path}: expected exactly one YAML document, found {len(documents)}")
+    return documents[0]
+
+
+def is_argo_document(doc: Mapping[str, Any]) -> bool:
+    """An Argo object (`argoproj.io/...`), not a ConfigMap or Secret shipped beside it in one file."""
+    return str(doc.get("apiVersion", "")).startswith("argoproj.io/") or doc.get("kind") in SCHEMA_KINDS
 
 
 def _model_for_kind(kind: str) -> type[BaseModel]:
@@ -140,12 +164,19 @@ def _walk(value: Any, annotation: Any, path: str, errors: list[str]) -> None:
     if not fields:
         return  # a free-form Argo object (an executor plugin's settings, an item): any keys
     newer = NEWER_ARGO_FIELDS.get(annotation.__name__, frozenset())
+    removed = REMOVED_ARGO_FIELDS.get(annotation.__name__, {})
     for key, item in value.items():
         where = f"{path}.{key}" if path else str(key)
         if key in newer:
             errors.append(
                 f"{where}: not supported by the local executor (mlops run); Argo supports it "
                 "(a field newer than the schema lint checks against)"
+            )
+            continue
+        if key in removed and key not in fields:
+            errors.append(
+                f"{where}: removed in Argo v4: use {removed[key]!r} (a list); "
+                "`argo convert` rewrites a file to the current syntax"
             )
             continue
         if key not in fields:
@@ -186,6 +217,10 @@ def _type_errors(doc: dict[str, Any], model: type[BaseModel]) -> list[str]:
             if _is_numeric_quantity(error):
                 continue
             where = _format_location(doc, tuple(error["loc"]))
+            if error["type"] == "missing" and error["loc"] and isinstance(error["loc"][-1], str):
+                # the missing field is not in the document, so name it after the place it belongs
+                parent = _format_location(doc, tuple(error["loc"][:-1]))
+                where = error["loc"][-1] if parent == "(document)" else f"{parent}.{error['loc'][-1]}"
             message = error["msg"]
             if error["type"] == "string_type" and isinstance(error.get("input"), (int, float, bool)):
                 message += f" (quote it: '{error['input']}')"
@@ -201,8 +236,8 @@ def validate_strict(doc: Mapping[str, Any]) -> list[str]:
         return ["(document): expected a mapping"]
     document = dict(doc)
     kind = document.get("kind")
-    if kind not in KINDS:
-        return [f"kind: expected one of {', '.join(KINDS)}, found {kind!r}"]
+    if kind not in SCHEMA_KINDS:
+        return [f"kind: expected one of {', '.join(SCHEMA_KINDS)}, found {kind!r}"]
     errors: list[str] = []
     if document.get("apiVersion") != API_VERSION:
         errors.append(f"apiVersion: expected {API_VERSION!r}, found {document.get('apiVersion')!r}")
@@ -213,6 +248,8 @@ def validate_strict(doc: Mapping[str, Any]) -> list[str]:
     if not isinstance(metadata, dict) or not (metadata.get("name") or metadata.get("generateName")):
         errors.append("metadata: needs a name or a generateName")
     spec = document.get("spec")
+    if kind == SCHEDULED_KIND:
+        spec = spec.get("workflowSpec") if isinstance(spec, dict) else None
     referenced = isinstance(spec, dict) and spec.get("workflowTemplateRef") is not None
     if not referenced and (not isinstance(spec, dict) or not spec.get("templates")):
         errors.append("spec.templates: at least one template is required (or a spec.workflowTemplateRef)")
@@ -394,7 +431,10 @@ def _template_body_errors(template: dict[str, Any], path: str) -> list[str]:
     for kind in ("container", "script"):
         body = template.get(kind)
         if isinstance(body, dict) and not body.get("command"):
-            errors.append(f"{path}.{kind}.command: required locally (the image's entrypoint is unknown here)")
+            errors.append(
+                f"{path}.{kind}.command: required by the local executor (mlops run); Argo accepts a "
+                "container without one and runs its image's entrypoint, which is unknown here"
+            )
     retry = template.get("retryStrategy")
     if isinstance(retry, dict) and retry.get("retryPolicy") not in (None, *RETRY_POLICIES):
         errors.append(
@@ -422,6 +462,12 @@ def check_document(doc: Mapping[str, Any]) -> list[str]:
     errors = validate_strict(doc)
     if errors and errors[0].startswith("kind:"):
         return errors
+    if doc.get("kind") == SCHEDULED_KIND:
+        return [
+            *errors,
+            f"kind: {SCHEDULED_KIND} not supported by the local executor (mlops run); Argo supports it "
+            "(a schedule that submits spec.workflowSpec): run that spec as a kind: Workflow",
+        ]
     reported = {error.split(":", 1)[0] for error in errors}
     for error in check_supported(doc):
         if error.split(":", 1)[0] not in reported:

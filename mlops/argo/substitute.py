@@ -12,7 +12,8 @@ from typing import Any
 
 from mlops.argo.exprtag import evaluate_tag
 
-TAG = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+# DOTALL: an expression tag may span lines (`{{=\n  a ? b : c\n}}` in a folded YAML value), as in Argo
+TAG = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.DOTALL)
 
 
 class UnresolvedReference(ValueError):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops.argo.schema import KINDS, WorkflowFileError, load_workflow
+from mlops.argo.schema import KINDS, WorkflowFileError, is_argo_document, load_documents, load_workflow
 
 KUSTOMIZE_API = "kustomize.config.k8s.io/"
 
@@ -125,37 +125,49 @@ class Library:
     """The WorkflowTemplates in one folder, by `metadata.name`, for resolving `templateRef`."""
 
     directory: Path
-    _index: dict[tuple[str, bool], Path] | None = field(default=None, repr=False)
+    _index: dict[tuple[str, bool], WorkflowDoc] | None = field(default=None, repr=False)
     _loaded: dict[Path, WorkflowDoc] = field(default_factory=dict, repr=False)
+    _documents: dict[Path, list[WorkflowDoc]] = field(default_factory=dict, repr=False)
 
-    def _build_index(self) -> dict[tuple[str, bool], Path]:
-        index: dict[tuple[str, bool], Path] = {}
+    def _build_index(self) -> dict[tuple[str, bool], WorkflowDoc]:
+        index: dict[tuple[str, bool], WorkflowDoc] = {}
         for path in workflow_files(self.directory):
             try:
-                wf = self.load(path)
+                documents = self.load_all(path)
             except WorkflowFileError:
                 continue  # an unreadable neighbour only matters if referenced, and then it is "not found"
-            if wf.kind in KINDS and wf.metadata.get("name"):
-                index.setdefault((str(wf.metadata["name"]), wf.kind == "ClusterWorkflowTemplate"), path)
+            for wf in documents:  # a file may hold several WorkflowTemplates, `---` separated
+                if wf.kind in KINDS and wf.metadata.get("name"):
+                    index.setdefault((str(wf.metadata["name"]), wf.kind == "ClusterWorkflowTemplate"), wf)
         return index
 
     def load(self, path: Path) -> WorkflowDoc:
+        """The one workflow a file holds (WorkflowFileError for a file of several documents)."""
         resolved = path.resolve()
         if resolved not in self._loaded:
             self._loaded[resolved] = WorkflowDoc(path, load_workflow(path))
         return self._loaded[resolved]
 
+    def load_all(self, path: Path) -> list[WorkflowDoc]:
+        """Every document of a file; in a file of several, objects shipped beside the Argo ones (a ConfigMap) are left out."""
+        resolved = path.resolve()
+        if resolved not in self._documents:
+            documents = load_documents(path)
+            if len(documents) > 1:
+                documents = [doc for doc in documents if is_argo_document(doc)]
+            self._documents[resolved] = [WorkflowDoc(path, doc) for doc in documents]
+        return self._documents[resolved]
+
     def get(self, name: str, cluster_scope: bool = False) -> WorkflowDoc | None:
         if self._index is None:
             self._index = self._build_index()
-        path = self._index.get((name, cluster_scope))
-        return self.load(path) if path is not None else None
+        return self._index.get((name, cluster_scope))
 
     def declared_parameters(self) -> set[str]:
         """Every `spec.arguments.parameters` name of every workflow in the folder."""
         if self._index is None:
             self._index = self._build_index()
-        return {str(p.get("name")) for path in self._index.values() for p in self.load(path).parameters}
+        return {str(p.get("name")) for wf in self._index.values() for p in wf.parameters}
 
     def names(self, cluster_scope: bool = False) -> list[str]:
         if self._index is None:

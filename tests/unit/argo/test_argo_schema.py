@@ -85,7 +85,8 @@ def test_free_form_maps_and_root_models_are_not_mistaken_for_fields() -> None:
 def test_singular_mutex_removed_in_argo_v4_is_rejected() -> None:
     doc = minimal(synchronization={"mutex": {"name": "old-style"}})
     assert validate_strict(doc) == [
-        "spec.templates[0].synchronization.mutex: unknown field (did you mean 'mutexes'?)"
+        "spec.templates[0].synchronization.mutex: removed in Argo v4: use 'mutexes' (a list); "
+        "`argo convert` rewrites a file to the current syntax"
     ]
 
 
@@ -159,7 +160,10 @@ def test_unsupported_fields_are_named_with_the_supported_alternatives() -> None:
             lambda t: t.update(outputs={"artifacts": [{"name": "model", "path": "/tmp/m"}]}),
             "outputs.artifacts",
         ),
-        (lambda t: t["container"].pop("command"), "container.command: required locally"),
+        (
+            lambda t: t["container"].pop("command"),
+            "container.command: required by the local executor (mlops run); Argo accepts",
+        ),
         (lambda t: t.update(resource={"action": "create"}), "spec.templates[0].resource: not supported"),
         (lambda t: t.update(suspend={}), "exactly one of container, script, steps, dag, suspend"),
     ],
