@@ -186,27 +186,41 @@ COPIED = [
 ]
 
 
-def test_each_check_reports_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    for entry in COPIED:
+def copy_repository(root: Path, entries: list[str] = COPIED) -> Path:
+    """What the checks read, copied to `root` (to be broken there)."""
+    for entry in entries:
         source, target = REPO_ROOT / entry, root / entry
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         elif source.exists():
             shutil.copy2(source, target)
-    for file, good, bad, _, _ in BREAKAGES:
+    return root
+
+
+def break_copy(root: Path, breakages: list[tuple[Any, ...]]) -> None:
+    """Each (file, good, bad, check, expected): `good` replaced by `bad` (`good` None: the file is `bad`)."""
+    for file, good, bad, _, _ in breakages:
         if good is None:
             (root / file).write_text(bad)
             continue
         text = (root / file).read_text()
         assert good in text, f"{file} no longer contains {good!r}: update this test's breakage"
         (root / file).write_text(text.replace(good, bad, 1))
-    run, report = run_checks(infra_python, root, tmp_path / "report.json")
-    assert run.returncode == 1
-    for file, _, _, check, expected in BREAKAGES:
+
+
+def assert_each_break_reported(report: dict[str, Any], breakages: list[tuple[Any, ...]]) -> None:
+    for file, _, _, check, expected in breakages:
         messages = [f"{f['where']}: {f['message']}" for f in report[check]["findings"]]
         assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"
+
+
+def test_each_check_reports_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
+    root = copy_repository(tmp_path / "repo")
+    break_copy(root, BREAKAGES)
+    run, report = run_checks(infra_python, root, tmp_path / "report.json")
+    assert run.returncode == 1
+    assert_each_break_reported(report, BREAKAGES)
 
 
 # --- each image carries the code its workflow steps import -------------------------------------
@@ -318,26 +332,14 @@ ROLLOUT_BREAKAGES: list[tuple[str, str, str, str, str]] = [
 
 
 def test_rollout_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    for entry in COPIED:
-        source, target = REPO_ROOT / entry, root / entry
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, target)
-    for file, good, bad, _, _ in ROLLOUT_BREAKAGES:
-        text = (root / file).read_text()
-        assert good in text, f"{file} no longer contains {good!r}: update this test's breakage"
-        (root / file).write_text(text.replace(good, bad, 1))
+    root = copy_repository(tmp_path / "repo")
+    break_copy(root, ROLLOUT_BREAKAGES)
     checks = sorted({check for *_, check, _ in ROLLOUT_BREAKAGES})
     run, report = run_checks(
         infra_python, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
     )
     assert run.returncode == 1
-    for file, _, _, check, expected in ROLLOUT_BREAKAGES:
-        messages = [f"{f['where']}: {f['message']}" for f in report[check]["findings"]]
-        assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"
+    assert_each_break_reported(report, ROLLOUT_BREAKAGES)
 
 
 # --- the cluster simulation: each defect it exists for, put back into a copy -------------------
@@ -474,13 +476,9 @@ SIMULATION_BREAKAGES: list[tuple[str, str, str, str, str, str]] = [
 def test_simulation_reports_a_broken_copy(
     infra_python: Path, tmp_path: Path, file: str, good: str, bad: str, check: str, expected: str
 ) -> None:
-    root = tmp_path / "repo"
-    for entry in ["infra", "workflows", "docker", ".github"]:
-        shutil.copytree(REPO_ROOT / entry, root / entry, ignore=shutil.ignore_patterns("__pycache__"))
-    text = (root / file).read_text()
-    assert good in text, f"{file} no longer contains {good!r}: update this test's breakage"
-    (root / file).write_text(text.replace(good, bad, 1))
+    root = copy_repository(tmp_path / "repo", ["infra", "workflows", "docker", ".github"])
+    breakage = [(file, good, bad, check, expected)]
+    break_copy(root, breakage)
     run, report = run_checks(infra_python, root, tmp_path / "report.json", "--check", check)
     assert run.returncode == 1, run.stdout
-    messages = [f"{f['where']}: {f['message']}" for f in report[check]["findings"]]
-    assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"
+    assert_each_break_reported(report, breakage)

@@ -7,7 +7,6 @@ explains it) on a copy of the repository with one defect per row, and expects ea
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -15,7 +14,14 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST
 
-from tests.unit.test_infra import COPIED, REPO_ROOT, infra_python, run_checks
+from tests.unit.test_infra import (
+    REPO_ROOT,
+    assert_each_break_reported,
+    break_copy,
+    copy_repository,
+    infra_python,
+    run_checks,
+)
 
 __all__ = ["infra_python"]  # the session fixture, shared with test_infra.py
 
@@ -253,26 +259,14 @@ AUTH_BREAKAGES: list[tuple[str, str, str, str, str]] = [
 
 
 def test_identity_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    for entry in COPIED:
-        source, target = REPO_ROOT / entry, root / entry
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, target)
-    for file, good, bad, _, _ in AUTH_BREAKAGES:
-        text = (root / file).read_text()
-        assert good in text, f"{file} no longer contains {good!r}: update this test's breakage"
-        (root / file).write_text(text.replace(good, bad, 1))
+    root = copy_repository(tmp_path / "repo")
+    break_copy(root, AUTH_BREAKAGES)
     checks = sorted({check for *_, check, _ in AUTH_BREAKAGES})
     run, report = run_checks(
         infra_python, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
     )
     assert run.returncode == 1
-    for file, _, _, check, expected in AUTH_BREAKAGES:
-        messages = [f"{f['where']}: {f['message']}" for f in report[check]["findings"]]
-        assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"
+    assert_each_break_reported(report, AUTH_BREAKAGES)
 
 
 def test_the_repository_passes_the_identities_check(infra_python: Path, tmp_path: Path) -> None:
