@@ -11,17 +11,7 @@ import pytest
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The real S3Store over moto's in-process S3 (no server, no network)."""
-    import boto3
-    from moto import mock_aws
+    from tests.unit.moto_s3 import moto_store
 
-    from mlops.storage import S3Store
-
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield S3Store(client=boto3.client("s3", region_name="us-east-1"))
+    with moto_store(monkeypatch) as store:
+        yield store

@@ -18,7 +18,7 @@ from deployment.trtllm.commands import (
     engine_config,
 )
 from mlops.errors import BadInput
-from tests.unit.trtllm_fixtures import moto_store
+from tests.unit.moto_s3 import moto_store
 
 
 def flags(argv: Sequence[str]) -> dict[str, str]:

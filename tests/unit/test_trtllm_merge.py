@@ -14,7 +14,7 @@ from deployment.trtllm import merge
 from mlops.errors import BadInput
 from mlops.registry import InMemoryBackend, Registry
 from mlops.storage import COMMIT_MARKER, S3Store, S3Url, sha256_file
-from tests.unit.trtllm_fixtures import moto_store
+from tests.unit.moto_s3 import moto_store
 
 MODEL = "mistral-7b-lora"
 # Mistral-7B-v0.1's config.json (the sizes that matter)

@@ -27,7 +27,7 @@ from deployment.trtllm.triton_models import (
 )
 from mlops.errors import BadInput
 from mlops.storage import COMMIT_MARKER, S3Store, S3Url
-from tests.unit.trtllm_fixtures import moto_store
+from tests.unit.moto_s3 import moto_store
 
 ROOT = "s3://models/trtllm"
 

@@ -19,7 +19,7 @@ from mlops.errors import BadInput
 from mlops.registry import InMemoryBackend, Registry
 from mlops.serving.triton import IndexEntry
 from mlops.storage import S3Store, S3Url
-from tests.unit.trtllm_fixtures import moto_store
+from tests.unit.moto_s3 import moto_store
 
 ROOT = "s3://models/trtllm"
 

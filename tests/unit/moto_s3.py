@@ -1,4 +1,4 @@
-"""What the TensorRT-LLM unit tests share: the real S3Store over moto's in-process S3."""
+"""The real S3Store over moto's in-process S3, for unit tests (no server, no network)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from mlops.storage import S3Store
 
 
 @contextmanager
-def moto_store(monkeypatch: pytest.MonkeyPatch, workflow: str, *buckets: str) -> Iterator[S3Store]:
-    """An S3Store on moto (no server, no network), these buckets made, MLOPS_WORKFLOW_NAME=`workflow`.
-
-    The workflow name is the run folder the steps write under `<work-prefix>/<workflow>/`.
-    """
+def moto_store(monkeypatch: pytest.MonkeyPatch, workflow: str = "", *buckets: str) -> Iterator[S3Store]:
+    """An S3Store on moto (no server, no network), these buckets made, and, when given,
+    MLOPS_WORKFLOW_NAME=`workflow` (the run folder steps write under `<work-prefix>/<workflow>/`)."""
     import boto3
     from moto import mock_aws
 
@@ -26,7 +24,8 @@ def moto_store(monkeypatch: pytest.MonkeyPatch, workflow: str, *buckets: str) ->
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MLOPS_WORKFLOW_NAME", workflow)
+    if workflow:
+        monkeypatch.setenv("MLOPS_WORKFLOW_NAME", workflow)
     with mock_aws():
         store = S3Store(client=boto3.client("s3", region_name="us-east-1"))
         for bucket in buckets:
