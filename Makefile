@@ -5,6 +5,8 @@ IN_ENV := scripts/in-env
 MLOPS := bin/mlops
 PARAMS := workflows/params/local.yaml
 PYTEST_ARGS ?=
+# the 20 slowest tests are printed after every run, so a slow one stays visible
+DURATIONS := --durations=20
 
 .PHONY: help env demo test test-unit test-integration test-e2e lint typecheck infra-check kfp-check ci up down status bench clean
 
@@ -36,16 +38,16 @@ demo: up ## set up, start the stack, run both pipelines end to end, print where 
 	@eval "$$($(MLOPS) env)" && $(MLOPS) models
 
 test: env ## install and run the whole test suite (unit, integration, e2e)
-	@$(IN_ENV) python -m pytest tests -ra $(PYTEST_ARGS)
+	@$(IN_ENV) python -m pytest tests -ra $(DURATIONS) $(PYTEST_ARGS)
 
 test-unit: env ## unit tests only (no services)
-	@$(IN_ENV) python -m pytest tests/unit -q $(PYTEST_ARGS)
+	@$(IN_ENV) python -m pytest tests/unit -q $(DURATIONS) $(PYTEST_ARGS)
 
 test-integration: env ## integration tests against real local servers
-	@$(IN_ENV) python -m pytest tests/integration -ra $(PYTEST_ARGS)
+	@$(IN_ENV) python -m pytest tests/integration -ra $(DURATIONS) $(PYTEST_ARGS)
 
 test-e2e: env ## whole workflows through `mlops run`
-	@$(IN_ENV) python -m pytest tests/e2e -ra $(PYTEST_ARGS)
+	@$(IN_ENV) python -m pytest tests/e2e -ra $(DURATIONS) $(PYTEST_ARGS)
 
 lint: env ## ruff + workflow lint + the layering contracts (import-linter, own venv: --extras importlint)
 	@$(IN_ENV) ruff check .
