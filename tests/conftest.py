@@ -148,7 +148,8 @@ def mlops_run(
     }
     for key, value in merged.items():
         command += ["-p", f"{key.replace('_', '-')}={value}"]
-    env = {**os.environ, **local_stack.env, "PYTHONPATH": str(REPO_ROOT)}
+    # Argo's retry decisions with 1/100 of its backoff waits: a retried step costs no minutes of sleep
+    env = {**os.environ, **local_stack.env, "PYTHONPATH": str(REPO_ROOT), "MLOPS_RETRY_BACKOFF_SCALE": "0.01"}
     return subprocess.run(
         command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1500, check=False
     )

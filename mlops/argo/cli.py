@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 IMAGE_MAP_ENV = "MLOPS_IMAGE_MAP"
+BACKOFF_SCALE_ENV = "MLOPS_RETRY_BACKOFF_SCALE"
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -37,6 +38,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="do not stream the steps' output, only phases")
     parser.add_argument(
+        "--retry-backoff-scale",
+        type=_backoff_scale,
+        default=os.environ.get(BACKOFF_SCALE_ENV) or "1",  # argparse converts a string default too
+        metavar="FACTOR",
+        help=(
+            "wait FACTOR times each retryStrategy backoff (default 1: Argo's timing; also read from "
+            f"${BACKOFF_SCALE_ENV}); retry decisions, backoff.maxDuration included, stay Argo's. "
+            "The test suite runs with 0.01"
+        ),
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -52,6 +64,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             f"also read from ${IMAGE_MAP_ENV} as comma-separated pairs; unmapped images use the current Python"
         ),
     )
+
+
+def _backoff_scale(text: str) -> float:
+    """A backoff scale: a number from 0 to 1 (a run never waits longer than Argo would)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..1")
+    return value
 
 
 def add_lint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         image_map = parse_image_map(args.image_map)
         file_params = load_params_file(args.params) if args.params else {}
         cli_params = parse_parameter_pairs(args.parameters)
-        environment = LocalEnvironment(state_dir=args.state_dir, image_map=image_map)
+        environment = LocalEnvironment(
+            state_dir=args.state_dir, image_map=image_map, retry_backoff_scale=args.retry_backoff_scale
+        )
         result = run_workflow(
             workflow,
             cli_params,

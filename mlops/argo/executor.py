@@ -419,6 +419,9 @@ class _Run:
         limit = _int_value(retry.get("limit"), scope, "retryStrategy.limit") if retry else 0
         node.retry_limit = limit if retry else None
         first_start = time.monotonic()
+        # a shortened backoff (LocalEnvironment.retry_backoff_scale) still counts in full towards
+        # backoff.maxDuration, so every retry decision is the one Argo would make
+        first_start_argo = first_start
         attempt = 0
         while True:
             attempt_scope = {**scope, "retries": str(attempt)}
@@ -444,15 +447,19 @@ class _Run:
             if retry is None or outcome.phase == SUCCEEDED:
                 self._phase(node, outcome.phase, outcome.message)
                 return
-            blocker = self._retry_blocker(retry, limit, attempt, outcome, duration, ctx, first_start, scope)
+            blocker = self._retry_blocker(
+                retry, limit, attempt, outcome, duration, ctx, first_start_argo, scope
+            )
             if blocker:
                 suffix = f" ({blocker}, {len(node.attempts)} attempt{'s' if len(node.attempts) > 1 else ''})"
                 self._phase(node, outcome.phase, outcome.message + suffix)
                 return
             delay = self._backoff(retry, attempt, scope)
+            wait = delay * self.env.retry_backoff_scale
+            first_start_argo -= delay - wait
             node.phase = outcome.phase
-            self.view.retrying(node, attempt, outcome.phase, outcome.exit_code, delay)
-            if self.cancel.wait(delay):
+            self.view.retrying(node, attempt, outcome.phase, outcome.exit_code, wait)
+            if self.cancel.wait(wait):
                 self._phase(node, outcome.phase, outcome.message + " (cancelled)")
                 return
             attempt += 1

@@ -81,6 +81,9 @@ class LocalEnvironment:
     extra_env: dict[str, str] = field(default_factory=dict)
     pass_env: tuple[str, ...] = ()  # more host variables (fnmatch patterns) on top of ENV_ALLOW
     kill_grace_seconds: float = 5.0  # SIGTERM, then SIGKILL after this long
+    # retryStrategy backoff waits (and backoff.maxDuration) multiplied by this: 1 is Argo's timing;
+    # tests and quick local iteration shorten it (`mlops run --retry-backoff-scale`)
+    retry_backoff_scale: float = 1.0
 
     @property
     def state(self) -> Path:

@@ -178,6 +178,42 @@ def test_backoff_waits_duration_times_factor_per_attempt(run: RunFn) -> None:
     assert waited >= 0.4 + 0.8 - 0.05
 
 
+def test_a_shortened_backoff_waits_less_and_decides_as_argo_does(
+    run: RunFn, environment: LocalEnvironment
+) -> None:
+    """`mlops run --retry-backoff-scale`: the waits shrink, the attempts and the verdict stay Argo's."""
+    from dataclasses import replace
+
+    quick = replace(environment, retry_backoff_scale=0.01)
+    result = run(CASES / "backoff.yaml", {"duration": "10s"}, quiet=True, env=quick).result
+    flaky = result.node("flaky")
+    assert result.phase == "Succeeded"
+    assert [a.exit_code for a in flaky.attempts] == [3, 3, 0]
+    waited = (flaky.duration or 0) - sum(a.duration for a in flaky.attempts)
+    assert 0.1 + 0.2 - 0.05 <= waited < 5  # 10 s then 20 s of Argo's backoff, at 1/100
+    # maxDuration 1m counts the unscaled waits: 25 s waited, the next 50 s would pass it, as in Argo
+    # (counting only the 0.25 s really waited would allow a third attempt, which succeeds)
+    stopped = run(CASES / "backoff.yaml", {"duration": "25s"}, quiet=True, env=quick).result
+    node = stopped.node("flaky")
+    assert stopped.phase == "Failed"
+    assert [a.exit_code for a in node.attempts] == [3, 3]
+    assert "backoff.maxDuration 1m: the next backoff would pass it" in node.message
+
+
+def test_the_backoff_scale_is_a_fraction(tmp_path: Path) -> None:
+    import argparse
+
+    from mlops.argo.cli import add_run_arguments
+
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    assert parser.parse_args(["w.yaml"]).retry_backoff_scale == 1.0
+    assert parser.parse_args(["w.yaml", "--retry-backoff-scale", "0.01"]).retry_backoff_scale == 0.01
+    for bad in ("2", "-1", "fast"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["w.yaml", "--retry-backoff-scale", bad])
+
+
 def test_backoff_accepts_go_microseconds_and_refuses_a_number_without_unit(run: RunFn) -> None:
     fine = run(CASES / "backoff.yaml", {"duration": "100us"}, quiet=True).result
     assert fine.phase == "Succeeded"
