@@ -88,9 +88,9 @@ def build_parser(
 
 
 def _missing(config_cls: type[StepConfig], values: Mapping[str, Any]) -> list[str]:
-    """`--flag is required: <its help>` for each required field not given, or given empty."""
+    """The required fields not given, or given empty (an Argo parameter that resolved to "")."""
     return [
-        f"{flag_name(name)} is required: {config_cls.model_fields[name].description or name}"
+        name
         for name in required_fields(config_cls)
         if values.get(name) is None or (isinstance(values[name], str) and not values[name].strip())
     ]
@@ -143,13 +143,17 @@ def load_config(
     values.update(_from_env(config_cls, os.environ if env is None else env))
     values.update(cli)
     missing = _missing(config_cls, values)
-    if missing:
-        raise BadInput("; ".join(missing))
     try:
-        return config_cls.model_validate(values)
+        return config_cls.model_validate({k: v for k, v in values.items() if k not in missing})
     except ValidationError as exc:
-        problems = "; ".join(
+        problems = [
+            f"{flag_name(n)} is required: {config_cls.model_fields[n].description or n}" for n in missing
+        ]
+        invalid = [
             f"{flag_name(str(err['loc'][0])) if err['loc'] else 'config'}: {err['msg']}"
             for err in exc.errors()
-        )
-        raise BadInput(f"invalid configuration: {problems}") from exc
+            if not (err["loc"] and err["loc"][0] in missing)  # said above, once
+        ]
+        if invalid:
+            problems.append(f"invalid configuration: {'; '.join(invalid)}")
+        raise BadInput("; ".join(problems)) from exc

@@ -66,7 +66,7 @@ def check_step_flags(wf: WorkflowDoc, repo_root: Path) -> list[str]:
     for name, template in wf.templates.items():
         container = template.get("container")
         found = _python_module_command(container) if isinstance(container, dict) else None
-        if found is None:
+        if found is None or not isinstance(container, dict):
             continue
         module, args = found
         config = step_config(module, repo_root)

@@ -125,3 +125,13 @@ def test_help_lists_the_required_flags_apart() -> None:
     assert "--model-uri MODEL_URI" in required and "(required; env MLOPS_MODEL_URI)" in required
     assert "--version VERSION" in required
     assert "--replicas REPLICAS" in optional and "(default: 2; env MLOPS_REPLICAS)" in optional
+
+
+def test_missing_and_invalid_values_are_reported_together() -> None:
+    with pytest.raises(BadInput) as caught:
+        load_config(Deploy, ["--replicas=many"], env={})
+    assert str(caught.value).startswith("--model-uri is required: the model to serve")
+    assert "; --version is required: the release to serve; invalid configuration: --replicas:" in str(
+        caught.value
+    )
+    assert str(caught.value).count("--model-uri") == 1  # once, as missing: not again as a validation error

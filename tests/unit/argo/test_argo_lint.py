@@ -310,9 +310,10 @@ def test_a_container_that_omits_a_required_flag_fails_lint(tmp_path: Path) -> No
     folder = tmp_path / "workflows"
     folder.mkdir()
     text = (REPO_ROOT / "workflows" / "triton-training.yaml").read_text()
-    given = '          - "--run-id={{inputs.parameters.run-id}}"\n'
+    gate = "command: [python, -m, training.resnet.quality_gate]\n        args:\n"
+    given = gate + '          - "--run-id={{inputs.parameters.run-id}}"\n'
     assert text.count(given) == 1
-    (folder / "triton-training.yaml").write_text(text.replace(given, ""))
+    (folder / "triton-training.yaml").write_text(text.replace(given, gate))
     problems = lint_workflows(folder, repo_root=REPO_ROOT)
     assert problems == [
         f"{folder / 'triton-training.yaml'}: template quality-gate: training.resnet.quality_gate requires "
