@@ -138,10 +138,13 @@ def main(
             prog=prog or f"python -m {module}",
             description=description if description is not None else first_paragraph(docstring),
         )
-        print(f"[{name}] config: {json.dumps(cfg.model_dump(mode='json'), sort_keys=True)}", flush=True)
-        result = run(cfg)
-    except SystemExit as exc:  # argparse after printing --help
+    except SystemExit as exc:  # argparse, after printing --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except Exception as exc:
+        return _report(name, classify(exc))
+    print(f"[{name}] config: {json.dumps(cfg.model_dump(mode='json'), sort_keys=True)}", flush=True)
+    try:
+        result = run(cfg)
     except Exception as exc:
         return _report(name, classify(exc))
     write_outputs(result.outputs)
