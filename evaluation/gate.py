@@ -128,7 +128,7 @@ def evaluation_gate(summary: Summary, thresholds: Thresholds) -> Verdict:
 
 
 class Config(StepConfig):
-    run_id: str = Field("", description="the evaluation run (run-id output of evaluation.generate / judge)")
+    run_id: str = Field(description="the evaluation run (run-id output of evaluation.generate / judge)")
     model_name: str = Field(LLM_MODEL, description="registered model of the adapters")
     min_refusal_accuracy: float = Field(
         0.9, description="fraction of unanswerable questions refused (0: no check)"
@@ -309,7 +309,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="evaluation.gate", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

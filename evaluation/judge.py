@@ -34,7 +34,7 @@ from mlops.tracking import mlflow_errors, tracking_client
 
 
 class Config(StepConfig):
-    run_id: str = Field("", description="the evaluation run (run-id output of evaluation.generate)")
+    run_id: str = Field(description="the evaluation run (run-id output of evaluation.generate)")
     backend: Literal["reference", "llm"] = Field("reference", description="reference (offline) or llm")
     judge_endpoint: str = Field("", description="llm: OpenAI-compatible base URL, e.g. http://judge:8000")
     judge_model: str = Field("", description="llm: the judge model's served name")
@@ -158,7 +158,7 @@ def run(cfg: Config, judge: Judge | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="evaluation.judge", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 A step's config is a pydantic model with `extra="forbid"`, so a misspelt key in the YAML
 file or an unknown flag is an error (exit 2), never silently ignored. Field `snake_name`
 is flag `--snake-name` and env `MLOPS_SNAKE_NAME`, which is what Argo templates pass.
+A field without a default is a required input: given by none of the sources, or given empty
+(an Argo parameter that resolved to ""), it is bad input naming its flag.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def cli_flags(config_cls: type[StepConfig]) -> set[str]:
     return {flag_name(name) for name in config_cls.model_fields} | {"--config"}
 
 
+def required_fields(config_cls: type[StepConfig]) -> list[str]:
+    """The fields without a default: inputs a step cannot run without."""
+    return [name for name, field in config_cls.model_fields.items() if field.is_required()]
+
+
+def required_flags(config_cls: type[StepConfig]) -> set[str]:
+    """The flags of the required fields (`mlops lint` reports a container that passes none of one)."""
+    return {flag_name(name) for name in required_fields(config_cls)}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a malformed command line as BadInput instead of exiting the process."""
 
@@ -55,17 +67,33 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--config", metavar="FILE", help="YAML file with values for any of the options below")
+    # Not argparse's required=True: the env or --config may give the value instead of the flag.
+    required = parser.add_argument_group("required (as a flag, in the env or in --config)")
+    optional = parser.add_argument_group("optional")
     for name, field in config_cls.model_fields.items():
-        default = field.get_default(call_default_factory=True)
         help_text = (field.description or "").replace("%", "%%")
-        parser.add_argument(
+        env = f"env {ENV_PREFIX}{name.upper()}"
+        if field.is_required():
+            group, where = required, f"required; {env}"
+        else:
+            group, where = optional, f"default: {field.get_default(call_default_factory=True)!r}; {env}"
+        group.add_argument(
             flag_name(name),
             dest=name,
             metavar=name.upper(),
             default=argparse.SUPPRESS,
-            help=f"{help_text} (default: {default!r}; env {ENV_PREFIX}{name.upper()})",
+            help=f"{help_text} ({where})",
         )
     return parser
+
+
+def _missing(config_cls: type[StepConfig], values: Mapping[str, Any]) -> list[str]:
+    """The required fields not given, or given empty (an Argo parameter that resolved to "")."""
+    return [
+        name
+        for name in required_fields(config_cls)
+        if values.get(name) is None or (isinstance(values[name], str) and not values[name].strip())
+    ]
 
 
 def _load_yaml(path: str) -> dict[str, Any]:
@@ -114,11 +142,18 @@ def load_config(
         values.update(file_values)
     values.update(_from_env(config_cls, os.environ if env is None else env))
     values.update(cli)
+    missing = _missing(config_cls, values)
     try:
-        return config_cls.model_validate(values)
+        return config_cls.model_validate({k: v for k, v in values.items() if k not in missing})
     except ValidationError as exc:
-        problems = "; ".join(
+        problems = [
+            f"{flag_name(n)} is required: {config_cls.model_fields[n].description or n}" for n in missing
+        ]
+        invalid = [
             f"{flag_name(str(err['loc'][0])) if err['loc'] else 'config'}: {err['msg']}"
             for err in exc.errors()
-        )
-        raise BadInput(f"invalid configuration: {problems}") from exc
+            if not (err["loc"] and err["loc"][0] in missing)  # said above, once
+        ]
+        if invalid:
+            problems.append(f"invalid configuration: {'; '.join(invalid)}")
+        raise BadInput("; ".join(problems)) from exc

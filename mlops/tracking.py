@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import BadInput, Transient
+from mlops.errors import BadInput, MlopsError, Transient
 
 TAG_VALUE_LIMIT = 4000  # longest tag value written (MLflow refuses longer ones); texts are cut to it
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
@@ -27,6 +27,18 @@ _UNAVAILABLE = (
 )
 
 
+def mlflow_error(exc: Exception, what: str) -> MlopsError | None:
+    """BadInput for a missing object, Transient for an unreachable or failing server, else None."""
+    code = str(getattr(exc, "error_code", ""))
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if code in _MISSING:
+        return BadInput(f"{what}: {text}")
+    # the client wraps a refused connection or exhausted retries into "API request to ... failed"
+    if code in _UNAVAILABLE or "API request to" in text or "Max retries" in text:
+        return Transient(f"{what}: MLflow unreachable or failing: {text}")
+    return None
+
+
 @contextmanager
 def mlflow_errors(what: str) -> Iterator[None]:
     """Translate MLflow client errors into BadInput / Transient with what was being done."""
@@ -35,13 +47,10 @@ def mlflow_errors(what: str) -> Iterator[None]:
     try:
         yield
     except MlflowException as exc:
-        code = str(getattr(exc, "error_code", ""))
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if code in _MISSING:
-            raise BadInput(f"{what}: {text}") from exc
-        if code in _UNAVAILABLE or "API request to" in text or "Max retries" in text:
-            raise Transient(f"{what}: MLflow unreachable or failing: {text}") from exc
-        raise
+        error = mlflow_error(exc, what)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def tracking_client() -> Any:

@@ -245,9 +245,7 @@ def record_verdict(
 
 
 class Config(StepConfig):
-    run_id: str = Field(
-        "", description="MLflow run of the load test (the run-id output of performance.loadtest)"
-    )
+    run_id: str = Field(description="MLflow run of the load test (the run-id output of performance.loadtest)")
     model_name: str = Field(LLM_MODEL, description="registered model of the adapters")
     staged_alias: str = Field("staged", description="the alias the tested version must still carry")
     pass_alias: str = Field("perf-passed", description="moved to the version on pass; the baseline")
@@ -373,7 +371,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="performance.gate", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

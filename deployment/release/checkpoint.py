@@ -19,7 +19,7 @@ from mlops.step import StepResult, workflow_name
 
 
 class Config(StepConfig):
-    models: str = Field("", description="registered models whose aliases the run may move (comma-separated)")
+    models: str = Field(description="registered models whose aliases the run may move (comma-separated)")
 
 
 def model_list(text: str) -> list[str]:
@@ -41,7 +41,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.release.checkpoint", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from mlops.tracking import mlflow_errors
 
 
 class Config(StepConfig):
-    models: str = Field("", description="registered models to summarise (comma-separated)")
+    models: str = Field(description="registered models to summarise (comma-separated)")
     workflow_status: str = Field("", description="the workflow's status ({{workflow.status}})")
 
 
@@ -61,7 +61,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.release.summary", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,11 @@ from mlops.step import StepResult
 
 
 class Config(ModelSettings):
-    version: str = Field("", description="registered version to publish (fetch's `version` output)")
-    sha256: str = Field("", description="sha256 of model.onnx that fetch verified; must still match")
+    version: str = Field(description="registered version to publish (fetch's `version` output)")
+    sha256: str = Field(description="sha256 of model.onnx that fetch verified; must still match")
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
-    if not cfg.version or not cfg.sha256:
-        raise BadInput("--version and --sha256 are required (the outputs of the fetch step)")
     registry = registry or mlflow_registry()
     with tempfile.TemporaryDirectory(prefix="triton-publish-") as tmp:
         package = fetch_package(registry, cfg.model_name, cfg.version, Path(tmp))
@@ -60,7 +58,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.triton.publish", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

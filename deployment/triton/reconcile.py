@@ -117,7 +117,7 @@ def run_all(cfg: Config, registry: Registry) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.triton.reconcile", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

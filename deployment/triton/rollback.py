@@ -86,7 +86,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.triton.rollback", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from mlops.step import StepResult
 
 
 class Config(ServerSettings):
-    triton_version: int = Field(0, ge=0, description="the Triton version to load (publish's output)")
+    triton_version: int = Field(ge=1, description="the Triton version to load (publish's output)")
+    triton_model_name: str = Field(description="the model's name in the Triton repository (publish's output)")
 
 
 def live_triton_version(registry: Registry, model: str) -> int | None:
@@ -54,8 +55,6 @@ def withdraw_unservable(repo: Repository, version: int, live: int | None, failur
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
-    if cfg.triton_version < 1 or not cfg.triton_model_name:
-        raise BadInput("--triton-version and --triton-model-name are required (publish's outputs)")
     registry = registry or mlflow_registry()
     endpoints = resolve(cfg.endpoints)
     repo = repository(cfg, cfg.triton_model_name)
@@ -77,7 +76,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.triton.serve", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from pydantic import Field
 
 from deployment.triton.settings import ModelSettings, workflow_name
 from mlops import step
-from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
 
@@ -24,17 +23,15 @@ ROLLED_BACK_FROM = "rollback.restored_from"
 
 
 class Config(ModelSettings):
-    version: str = Field("", description="the registered version that was served and verified")
-    triton_version: int = Field(0, ge=0, description="the Triton version number serving it")
-    triton_model_name: str = Field("", description="the model's name in the Triton repository")
+    version: str = Field(description="the registered version that was served and verified")
+    triton_version: int = Field(ge=1, description="the Triton version number serving it")
+    triton_model_name: str = Field(description="the model's name in the Triton repository")
     expected_live: str = Field(
         "none", description="the version `live` pointed at when the workflow started ('none' = unset)"
     )
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
-    if not cfg.version or cfg.triton_version < 1 or not cfg.triton_model_name:
-        raise BadInput("--version, --triton-version and --triton-model-name are required")
     registry = registry or mlflow_registry()
     before = None if cfg.expected_live in ("", "none") else cfg.expected_live
     reason = f"deployed as {cfg.triton_model_name}/{cfg.triton_version} and verified by {workflow_name()}"
@@ -68,7 +65,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.triton.set_aliases", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,13 @@ from mlops.step import StepResult
 
 
 class Config(ServerSettings):
-    version: str = Field("", description="the registered version being deployed")
-    triton_version: int = Field(0, ge=0, description="the Triton version serving it")
+    version: str = Field(description="the registered version being deployed")
+    triton_version: int = Field(ge=1, description="the Triton version serving it")
+    triton_model_name: str = Field(description="the model's name in the Triton repository")
     tolerance: float = Field(1e-4, ge=0.0, description="largest allowed probability difference")
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
-    if not cfg.version or cfg.triton_version < 1 or not cfg.triton_model_name:
-        raise BadInput("--version, --triton-version and --triton-model-name are required")
     registry = registry or mlflow_registry()
     endpoints = resolve(cfg.endpoints)
     with tempfile.TemporaryDirectory(prefix="triton-verify-") as tmp:
@@ -60,7 +59,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.triton.verify", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from deployment.trtllm import gpu
 from deployment.trtllm.commands import BuildSettings, build_command, engine_config, run_command
 from deployment.trtllm.settings import TrtllmSettings, work_url
 from mlops import step
-from mlops.errors import BadInput
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url
 
@@ -32,9 +31,7 @@ TRTLLM_BUILD = "trtllm-build"
 
 
 class Config(TrtllmSettings):
-    checkpoint_uri: str = Field(
-        "", description="the TensorRT-LLM checkpoint (convert's checkpoint-uri output)"
-    )
+    checkpoint_uri: str = Field(description="the TensorRT-LLM checkpoint (convert's checkpoint-uri output)")
     max_batch_size: int = Field(8, ge=1, description="most requests the engine schedules at once")
     max_input_len: int = Field(1024, ge=1, description="longest prompt in tokens")
     max_seq_len: int = Field(2048, ge=2, description="longest prompt + answer in tokens")
@@ -77,8 +74,6 @@ def run(
     build = settings(cfg)
     build.check()  # a contradictory shape is bad input on any machine
     gpu.require("deployment.trtllm.build", probe(executables=[TRTLLM_BUILD]))
-    if not cfg.checkpoint_uri:
-        raise BadInput("--checkpoint-uri is required (the convert step's output)")
     store = store or S3Store()
     target = work_url(cfg, "engine")
     with tempfile.TemporaryDirectory(prefix="trtllm-build-") as tmp:
@@ -102,7 +97,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.trtllm.build", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

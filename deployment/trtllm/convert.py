@@ -28,7 +28,7 @@ from mlops.storage import S3Store, S3Url
 
 
 class Config(TrtllmSettings):
-    merged_uri: str = Field("", description="the merged HF checkpoint (merge's merged-uri output)")
+    merged_uri: str = Field(description="the merged HF checkpoint (merge's merged-uri output)")
     convert_script: str = Field(
         "/app/tensorrt_llm/examples/models/core/llama/convert_checkpoint.py",
         description="TensorRT-LLM's llama/mistral convert_checkpoint.py (examples/llama/ in older releases)",
@@ -53,8 +53,6 @@ def run(
     runner: Callable[[Sequence[str], str], None] = run_command,
 ) -> StepResult:
     gpu.require("deployment.trtllm.convert", probe(files=[cfg.convert_script]))
-    if not cfg.merged_uri:
-        raise BadInput("--merged-uri is required (the merge step's output)")
     store = store or S3Store()
     target = work_url(cfg, "checkpoint")
     with tempfile.TemporaryDirectory(prefix="trtllm-convert-") as tmp:
@@ -74,7 +72,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.trtllm.convert", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from pydantic import Field
 from deployment.trtllm import release
 from deployment.trtllm.settings import ServerSettings, workflow_name
 from mlops import step
-from mlops.errors import BadInput
 from mlops.serving.discovery import resolve
 from mlops.serving.triton import TritonServer, connect
 from mlops.step import StepResult
@@ -28,17 +27,13 @@ STEP = "deployment.trtllm.deploy"
 
 
 class Config(ServerSettings):
-    triton_version: int = Field(
-        0, ge=0, description="the release to serve (repository's triton-version output)"
-    )
+    triton_version: int = Field(ge=1, description="the release to serve (repository's triton-version output)")
 
 
 def run(
     cfg: Config, store: S3Store | None = None, connector: Callable[[str], TritonServer] = connect
 ) -> StepResult:
     release.require_endpoints(cfg.endpoints, STEP)
-    if cfg.triton_version < 1:
-        raise BadInput("--triton-version is required (the repository step's output)")
     root = S3Url.parse(cfg.model_repository)
     servers = release.connect_checked(resolve(cfg.endpoints), root, connector)
     store = store or S3Store()
@@ -67,7 +62,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog=STEP, description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -51,9 +51,9 @@ TOKENIZER_FILES = (
 
 
 class Config(TrtllmSettings, ServerSettings):
-    engine_uri: str = Field("", description="the built engine (build's engine-uri output)")
-    merged_uri: str = Field("", description="the merged checkpoint, for its tokenizer (merge's merged-uri)")
-    version: str = Field("", description="the adapter version merged into the engine (merge's version)")
+    engine_uri: str = Field(description="the built engine (build's engine-uri output)")
+    merged_uri: str = Field(description="the merged checkpoint, for its tokenizer (merge's merged-uri)")
+    version: str = Field(description="the adapter version merged into the engine (merge's version)")
     server_model_root: str = Field(
         "/models/trtllm",
         description="where the Triton pods see this repository on local disk; the tensorrtllm backend reads "
@@ -109,8 +109,6 @@ def release_files(engine_dir: Path, tokenizer_dir: Path) -> dict[str, dict[str, 
 
 
 def run(cfg: Config, store: S3Store | None = None) -> StepResult:
-    if not cfg.engine_uri or not cfg.merged_uri or not cfg.version:
-        raise BadInput("--engine-uri, --merged-uri and --version are required (build's and merge's outputs)")
     store = store or S3Store()
     root = S3Url.parse(cfg.model_repository)
     store.ensure_bucket(root.bucket)
@@ -155,7 +153,7 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.trtllm.repository", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

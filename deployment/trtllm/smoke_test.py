@@ -138,7 +138,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog=STEP, description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.vllm.reconcile", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

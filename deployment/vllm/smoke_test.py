@@ -34,7 +34,7 @@ FINISH_REASONS = ("stop", "length")
 
 class Config(VllmSettings):
     version: str = Field(
-        "", description="version expected in the candidate slot (version output of load_adapter)"
+        description="version expected in the candidate slot (version output of load_adapter)"
     )
     alias: str = Field("staged", description="alias moved to the version when every check passes")
     answerable: int = Field(2, ge=0, description="answerable questions asked per replica")
@@ -75,8 +75,6 @@ def load_questions(registry: Registry, model: str, version: str, cfg: Config) ->
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
-    if not cfg.version:
-        raise BadInput("--version is required (the version output of load_adapter)")
     registry = registry or mlflow_registry()
     staged_before = registry.alias(cfg.model_name, cfg.alias)
     servers = connect_all(cfg)
@@ -129,7 +127,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.vllm.smoke_test", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
@@ -18,6 +18,9 @@ from mlops.argo.process import PYTHON_COMMAND, repository_root
 from mlops.argo.references import reference_findings
 from mlops.argo.schema import WorkflowFileError, check_document
 from mlops.argo.workflow import Library, WorkflowDoc, workflow_files
+
+if TYPE_CHECKING:
+    from mlops.config import StepConfig
 
 
 @contextmanager
@@ -55,14 +58,15 @@ def _python_module_command(container: dict[str, Any]) -> tuple[str, list[str]] |
 
 
 def check_step_flags(wf: WorkflowDoc, repo_root: Path) -> list[str]:
-    """For `python -m <module>` containers: every `--flag` must be one the module's Config accepts."""
-    from mlops.config import StepConfig, cli_flags
+    """For `python -m <module>` containers: every `--flag` must be one the module's Config accepts,
+    and every required field of the Config must be given, as a flag or as its `MLOPS_*` env."""
+    from mlops.config import cli_flags
 
     errors: list[str] = []
     for name, template in wf.templates.items():
         container = template.get("container")
         found = _python_module_command(container) if isinstance(container, dict) else None
-        if found is None:
+        if found is None or not isinstance(container, dict):
             continue
         module, args = found
         config = step_config(module, repo_root)
@@ -78,7 +82,30 @@ def check_step_flags(wf: WorkflowDoc, repo_root: Path) -> list[str]:
                 errors.append(
                     f"template {name}: arg {flag} is not accepted by {module} (accepts: {', '.join(sorted(accepted))})"
                 )
+        errors += [
+            f"template {name}: {module} requires {flag}, which the container passes neither as an arg nor as env"
+            for flag in _missing_required(cast("type[StepConfig]", config), container, args)
+        ]
     return errors
+
+
+def _missing_required(config: type[StepConfig], container: dict[str, Any], args: list[str]) -> list[str]:
+    """The required flags a container gives neither as an arg nor as `MLOPS_<NAME>` in its env.
+
+    A container that reads `--config FILE`, takes env from `envFrom`, or builds an arg from a
+    template expression may give them where lint cannot see: it is not judged.
+    """
+    from mlops.config import ENV_PREFIX, flag_name, required_fields
+
+    given = {arg.split("=", 1)[0] for arg in args}
+    if "--config" in given or container.get("envFrom") or any(arg.startswith("{{") for arg in args):
+        return []
+    env = {str(item.get("name")) for item in container.get("env") or [] if isinstance(item, dict)}
+    return [
+        flag_name(field)
+        for field in required_fields(config)
+        if flag_name(field) not in given and f"{ENV_PREFIX}{field.upper()}" not in env
+    ]
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from mlops.config import StepConfig, cli_flags, load_config
+from mlops.config import StepConfig, build_parser, cli_flags, load_config, required_flags
 from mlops.errors import BadInput
 
 
@@ -72,3 +72,66 @@ def test_cli_flags_lists_every_field() -> None:
 def test_malformed_command_line_is_bad_input_not_a_process_exit() -> None:
     with pytest.raises(BadInput, match=r"--threshold: expected one argument.*--flag=-1"):
         load_config(Example, ["--threshold", "-1e-5"], env={})
+
+
+class Deploy(StepConfig):
+    model_uri: str = Field(description="the model to serve (export's model-uri output)")
+    version: int = Field(ge=1, description="the release to serve")
+    replicas: int = Field(2, description="replicas")
+
+
+def test_a_missing_required_field_names_its_flag_and_says_what_it_is() -> None:
+    with pytest.raises(BadInput) as caught:
+        load_config(Deploy, ["--version=3"], env={})
+    assert str(caught.value) == "--model-uri is required: the model to serve (export's model-uri output)"
+    assert caught.value.exit_code == 2
+
+
+def test_every_missing_required_field_is_named_at_once() -> None:
+    with pytest.raises(BadInput, match=r"--model-uri is required: .*; --version is required: the release"):
+        load_config(Deploy, [], env={})
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_a_required_field_given_empty_is_missing(empty: str) -> None:
+    """An Argo parameter that resolved to "" passes the flag with no value: still not given."""
+    with pytest.raises(BadInput, match=r"^--model-uri is required"):
+        load_config(Deploy, [f"--model-uri={empty}", "--version=3"], env={})
+    with pytest.raises(BadInput, match=r"^--version is required"):
+        load_config(Deploy, ["--model-uri=s3://m/1"], env={"MLOPS_VERSION": empty})
+
+
+def test_required_fields_come_from_any_source(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("model-uri: s3://m/from-yaml\n")
+    cfg = load_config(Deploy, ["--config", str(config_file)], env={"MLOPS_VERSION": "4"})
+    assert (cfg.model_uri, cfg.version, cfg.replicas) == ("s3://m/from-yaml", 4, 2)
+
+
+def test_a_required_field_is_still_validated() -> None:
+    with pytest.raises(BadInput, match="--version: Input should be greater than or equal to 1"):
+        load_config(Deploy, ["--model-uri=s3://m/1", "--version=0"], env={})
+
+
+def test_required_flags_are_flags_lint_accepts() -> None:
+    assert required_flags(Deploy) == {"--model-uri", "--version"}
+    assert required_flags(Deploy) < cli_flags(Deploy)
+    assert required_flags(Example) == set()
+
+
+def test_help_lists_the_required_flags_apart() -> None:
+    shown = " ".join(build_parser(Deploy, "python -m x", None).format_help().split())  # unwrapped
+    required, optional = shown.split("required (as a flag, in the env or in --config):")[1].split("optional:")
+    assert "--model-uri MODEL_URI" in required and "(required; env MLOPS_MODEL_URI)" in required
+    assert "--version VERSION" in required
+    assert "--replicas REPLICAS" in optional and "(default: 2; env MLOPS_REPLICAS)" in optional
+
+
+def test_missing_and_invalid_values_are_reported_together() -> None:
+    with pytest.raises(BadInput) as caught:
+        load_config(Deploy, ["--replicas=many"], env={})
+    assert str(caught.value).startswith("--model-uri is required: the model to serve")
+    assert "; --version is required: the release to serve; invalid configuration: --replicas:" in str(
+        caught.value
+    )
+    assert str(caught.value).count("--model-uri") == 1  # once, as missing: not again as a validation error

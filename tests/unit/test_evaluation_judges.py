@@ -144,7 +144,7 @@ def test_an_unreachable_judge_endpoint_is_transient() -> None:
 
 def test_judge_settings_are_checked() -> None:
     with pytest.raises(BadInput, match="judge-endpoint"):
-        build_judge(Config(backend="llm", judge_model="judge"))
+        build_judge(Config(run_id="r1", backend="llm", judge_model="judge"))
     with pytest.raises(BadInput, match="pairwise"):
-        build_judge(Config(backend="reference", pairwise=True))
-    assert "secret" not in Config(judge_api_key="secret").model_dump_json()  # type: ignore[arg-type]
+        build_judge(Config(run_id="r1", backend="reference", pairwise=True))
+    assert "secret" not in Config(run_id="r1", judge_api_key="secret").model_dump_json()  # type: ignore[arg-type]

@@ -83,7 +83,7 @@ def test_cluster_defaults_are_the_seed_slos() -> None:
         "min_success_rate": 0.99,
     }
     assert {k: getattr(Slos(), k) for k in expected} == expected
-    assert {k: getattr(Config.model_validate({}).slos(), k) for k in expected} == expected
+    assert {k: getattr(Config.model_validate({"run_id": "r1"}).slos(), k) for k in expected} == expected
     root = Path(__file__).resolve().parents[2]
     cluster = yaml.safe_load((root / "workflows/params/cluster.yaml").read_text())
     for source in ("vllm-performance.yaml", "llm-e2e.yaml"):

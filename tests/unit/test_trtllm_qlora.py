@@ -28,12 +28,11 @@ def test_qlora_command_line_exits_2_naming_cuda(capsys: pytest.CaptureFixture[st
 def test_qlora_refusal_comes_from_the_env_as_well() -> None:
     from mlops.config import load_config
 
-    cfg = load_config(finetune.Config, [], env={"MLOPS_METHOD": "qlora"})
+    env = {"MLOPS_METHOD": "qlora", "MLOPS_DATASET_URI": "d", "MLOPS_BASE_URI": "b"}
+    cfg = load_config(finetune.Config, [], env=env)
     assert cfg.method == "qlora"
     with pytest.raises(BadInput, match="QLoRA needs a CUDA GPU"):
-        finetune.preflight(
-            cfg.model_copy(update={"dataset_uri": "d", "base_uri": "b"}), has_cuda=lambda: False
-        )
+        finetune.preflight(cfg, has_cuda=lambda: False)
 
 
 def test_the_training_workflow_passes_a_method_the_step_accepts() -> None:

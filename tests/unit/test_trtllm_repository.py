@@ -25,6 +25,7 @@ from deployment.trtllm.triton_models import (
     parse_config,
     render_configs,
 )
+from mlops.config import load_config
 from mlops.errors import BadInput
 from mlops.storage import COMMIT_MARKER, S3Store, S3Url
 from tests.unit.moto_s3 import moto_store
@@ -227,8 +228,8 @@ def test_an_unfinished_engine_is_refused_and_nothing_is_written(
     with pytest.raises(BadInput, match="has no _COMMITTED"):
         repository.run(repository.Config(model_repository=ROOT, **inputs), s3)
     assert keys_under(s3, ROOT) == []
-    with pytest.raises(BadInput, match="--engine-uri, --merged-uri and --version are required"):
-        repository.run(repository.Config(model_repository=ROOT), s3)
+    with pytest.raises(BadInput, match=r"^--engine-uri is required: .*; --merged-uri is .*; --version is "):
+        load_config(repository.Config, [f"--model-repository={ROOT}"], env={})
 
 
 @pytest.mark.parametrize(

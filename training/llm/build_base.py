@@ -267,7 +267,7 @@ def _build_and_log(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.llm.build_base", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

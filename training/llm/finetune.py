@@ -38,8 +38,8 @@ from training.llm.loop import fit
 
 
 class Config(StepConfig):
-    dataset_uri: str = Field("", description="prepared dataset (dataset-uri of prepare_data)")
-    base_uri: str = Field("", description="base model folder or s3:// prefix (base-uri of build_base)")
+    dataset_uri: str = Field(description="prepared dataset (dataset-uri of prepare_data)")
+    base_uri: str = Field(description="base model folder or s3:// prefix (base-uri of build_base)")
     method: Literal["lora", "qlora"] = Field(
         "lora", description="lora, or qlora (4-bit base through bitsandbytes; CUDA only)"
     )
@@ -93,8 +93,6 @@ def preflight(cfg: Config, has_cuda: Callable[[], bool] = lora.cuda_available) -
     lora.require_cuda_for_qlora(cfg.method, has_cuda)
     settings = lora.resolve(cfg.preset, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules)
     lora.check_serving_rank(settings.r, cfg.max_lora_rank)
-    if not cfg.dataset_uri or not cfg.base_uri:
-        raise BadInput("--dataset-uri and --base-uri are required (outputs of prepare_data and build_base)")
     return settings
 
 
@@ -274,7 +272,7 @@ def run(cfg: Config) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.llm.finetune", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from pydantic import Field
 
 from mlops import step
 from mlops.config import StepConfig
-from mlops.errors import BadInput
 from mlops.step import StepResult
 from mlops.storage import S3Store, S3Url
 from training.llm import corpus
@@ -30,7 +29,7 @@ from training.llm.ingest import detect_format
 
 
 class Config(StepConfig):
-    output: str = Field("", description="file to write (*.jsonl, *.csv, *.parquet), local or s3://")
+    output: str = Field(description="file to write (*.jsonl, *.csv, *.parquet), local or s3://")
     documents: int = Field(120, ge=1, le=100_000, description="number of documents (contexts)")
     seed: int = Field(42, description="seed: the same seed writes the same corpus")
     noise: float = Field(
@@ -71,8 +70,6 @@ def write_records(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def run(cfg: Config, store: S3Store | None = None) -> StepResult:
-    if not cfg.output:
-        raise BadInput("--output is required (a *.jsonl, *.csv or *.parquet path or s3:// URL)")
     rows = corpus.generate(cfg.documents, cfg.seed, cfg.noise)
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         if cfg.output.startswith("s3://"):
@@ -91,7 +88,7 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.llm.generate_corpus", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.llm.register", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from training.llm.examples import answer_ids, prompt_ids
 
 
 class Config(StepConfig):
-    dataset_uri: str = Field("", description="prepared dataset (dataset-uri of prepare_data)")
-    base_uri: str = Field("", description="base model whose tokenizer counts (base-uri of build_base)")
+    dataset_uri: str = Field(description="prepared dataset (dataset-uri of prepare_data)")
+    base_uri: str = Field(description="base model whose tokenizer counts (base-uri of build_base)")
     data_run_id: str = Field(
         "", description="MLflow run holding the data card (data-run-id of prepare_data); '' = none"
     )
@@ -112,8 +112,6 @@ def _log(cfg: Config, stats: dict[str, Any], card: dict[str, Any], workdir: Path
 
 
 def run(cfg: Config) -> StepResult:
-    if not cfg.dataset_uri or not cfg.base_uri:
-        raise BadInput("--dataset-uri and --base-uri are required (outputs of prepare_data and build_base)")
     with tempfile.TemporaryDirectory(prefix="llm-tokens-") as tmp:
         workdir = Path(tmp)
         names = tuple(ragqa.split_file(s) for s in SPLITS)
@@ -141,7 +139,7 @@ def run(cfg: Config) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.llm.token_stats", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

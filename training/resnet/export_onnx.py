@@ -163,7 +163,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.resnet.export_onnx", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

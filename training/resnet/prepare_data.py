@@ -93,7 +93,7 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.resnet.prepare_data", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ GATE_TAG = "gate.quality"
 
 
 class Config(StepConfig):
-    run_id: str = Field("", description="MLflow run id of the training run (the run-id output of train)")
+    run_id: str = Field(description="MLflow run id of the training run (the run-id output of train)")
     model_name: str = Field("resnet18-imagenette", description="registered model name")
     threshold: float = Field(0.9, description="minimum best_val_accuracy, a fraction 0..1")
     min_improvement: float = Field(
@@ -166,7 +166,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.resnet.quality_gate", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 class Config(StepConfig):
     dataset_uri: str = Field(
-        "", description="dataset archive (s3://.../dataset.tar.gz from prepare_data) or a local folder"
+        description="dataset archive (s3://.../dataset.tar.gz from prepare_data) or a local folder"
     )
     epochs: int = Field(3, ge=1, le=1000, description="training epochs")
     batch_size: int = Field(64, ge=1, le=4096, description="mini-batch size")
@@ -244,8 +244,6 @@ def run(cfg: Config) -> StepResult:
 
     from mlops.tracking import configure_mlflow_client
 
-    if not cfg.dataset_uri:
-        raise BadInput("--dataset-uri is required (the dataset-uri output of prepare_data)")
     deterministic = seed_everything(cfg.seed, cfg.threads)
     configure_mlflow_client()
     with tempfile.TemporaryDirectory(prefix="train-") as tmp:
@@ -321,7 +319,7 @@ def run(cfg: Config) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.resnet.train", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ WARMUP_ITERATIONS = 3
 
 
 class Config(StepConfig):
-    run_id: str = Field("", description="MLflow run id of the export run (the run-id output of export_onnx)")
+    run_id: str = Field(description="MLflow run id of the export run (the run-id output of export_onnx)")
     model_name: str = Field("resnet18-imagenette", description="registered PyTorch model the ONNX came from")
     source_version: str = Field(
         "", description="PyTorch version that was exported; '' = the export run's tag"
@@ -367,7 +367,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="training.resnet.validate_onnx", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

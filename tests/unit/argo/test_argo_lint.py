@@ -301,3 +301,54 @@ def test_kustomization_files_beside_the_workflows_are_not_linted(tmp_path: Path)
     )
     report = lint(folder, repo_root=REPO_ROOT)
     assert report.errors == [] and [p.name for p in report.workflow_files] == ["t.yaml"]
+
+
+# --- a step's required flags ------------------------------------------------------------------------
+
+
+def test_a_container_that_omits_a_required_flag_fails_lint(tmp_path: Path) -> None:
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    text = (REPO_ROOT / "workflows" / "triton-training.yaml").read_text()
+    gate = "command: [python, -m, training.resnet.quality_gate]\n        args:\n"
+    given = gate + '          - "--run-id={{inputs.parameters.run-id}}"\n'
+    assert text.count(given) == 1
+    (folder / "triton-training.yaml").write_text(text.replace(given, gate))
+    problems = lint_workflows(folder, repo_root=REPO_ROOT)
+    assert problems == [
+        f"{folder / 'triton-training.yaml'}: template quality-gate: training.resnet.quality_gate requires "
+        "--run-id, which the container passes neither as an arg nor as env"
+    ]
+
+
+REQUIRED = """    - name: gate
+      container:
+        image: training:latest
+        command: [python, -m, training.resnet.quality_gate]
+        args: [{args}]
+{env}"""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "found"),
+    [
+        ('"--threshold=0.9"', "", True),
+        ('"--run-id", "{{inputs.parameters.run-id}}"', "", False),  # flag and value apart
+        ('"--threshold=0.9"', "        env: [{name: MLOPS_RUN_ID, value: abc}]\n", False),
+        ('"--threshold=0.9"', "        env: [{name: MLOPS_RUN, value: abc}]\n", True),
+        ('"--config=/etc/gate.yaml"', "", False),  # the file may hold it: lint cannot tell
+    ],
+    ids=["omitted", "as-two-args", "as-env", "wrong-env", "config-file"],
+)
+def test_a_required_flag_may_be_an_arg_or_env(tmp_path: Path, args: str, env: str, found: bool) -> None:
+    text = HEAD.format(kind="WorkflowTemplate", name="required") + "  entrypoint: gate\n  templates:\n"
+    path = _write(tmp_path / "wf", "required.yaml", text + REQUIRED.format(args=args, env=env))
+    problems = lint_workflows(path.parent, repo_root=REPO_ROOT)
+    assert [p for p in problems if "requires --run-id" in p] == (
+        [
+            f"{path}: template gate: training.resnet.quality_gate requires --run-id, which the container "
+            "passes neither as an arg nor as env"
+        ]
+        if found
+        else []
+    ), problems

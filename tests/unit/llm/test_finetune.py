@@ -13,7 +13,7 @@ from mlops.datasets import ragqa
 from mlops.errors import BadInput
 from mlops.models import hf_base
 from training.llm import base_model, examples, lora
-from training.llm.finetune import Config, run, save_adapter
+from training.llm.finetune import Config, save_adapter
 from training.llm.loop import fit, restore_state, trainable_state
 
 PRESET = lora.resolve("standard", r=4)
@@ -147,6 +147,8 @@ def test_restore_state_puts_weights_back(
     assert all(p.equal(saved[n]) for n, p in model.named_parameters() if p.requires_grad)
 
 
-def test_run_without_inputs_is_bad_input() -> None:
-    with pytest.raises(BadInput, match="--dataset-uri and --base-uri are required"):
-        run(Config())
+def test_the_step_without_its_inputs_is_bad_input_naming_both() -> None:
+    from mlops.config import load_config
+
+    with pytest.raises(BadInput, match=r"^--dataset-uri is required: .*; --base-uri is required: "):
+        load_config(Config, [], env={})

@@ -81,11 +81,12 @@ def test_qlora_without_cuda_is_bad_input_naming_cuda() -> None:
 
 
 def test_qlora_on_this_machine_fails_before_any_work() -> None:
-    # No dataset, no base, no services: the CUDA check comes first, so nothing is fetched or logged.
+    # A dataset and a base that do not exist, no services: the CUDA check comes first, so nothing
+    # is fetched or logged.
     if lora.cuda_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(BadInput, match="QLoRA needs a CUDA GPU"):
-        run(Config(method="qlora"))
+        run(Config(method="qlora", dataset_uri="s3://no-such-bucket/d/", base_uri="s3://no-such-bucket/b/"))
 
 
 def test_qlora_with_cuda_passes_preflight() -> None:

@@ -42,5 +42,7 @@ def test_the_step_runs_on_local_folders(tiny_base: Path, prepared_dir: Path) -> 
 
 
 def test_the_step_needs_both_inputs() -> None:
-    with pytest.raises(BadInput, match="required"):
-        run(Config(dataset_uri="s3://d/"))
+    from mlops.config import load_config
+
+    with pytest.raises(BadInput, match=r"^--base-uri is required: base model whose tokenizer counts"):
+        load_config(Config, ["--dataset-uri=s3://d/"], env={})

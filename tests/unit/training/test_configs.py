@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.config import StepConfig, load_config
+from mlops.config import StepConfig, flag_name, load_config, required_fields
 from mlops.errors import EXIT_BAD_INPUT, BadInput
 from training.resnet import export_onnx, prepare_data, quality_gate, train, validate_onnx
 
@@ -17,8 +17,9 @@ MAINS = [pytest.param(m.main, id=m.__name__.rsplit(".", 1)[-1]) for m in STEPS]
 
 @pytest.mark.parametrize("config_cls", CONFIGS)
 def test_defaults_load(config_cls: type[StepConfig]) -> None:
-    cfg = load_config(config_cls, [], env={})
-    assert cfg.model_dump() == config_cls().model_dump()
+    required = {name: "given" for name in required_fields(config_cls)}  # the inputs without a default
+    cfg = load_config(config_cls, [f"{flag_name(name)}=given" for name in required], env={})
+    assert cfg.model_dump() == config_cls(**required).model_dump()
 
 
 @pytest.mark.parametrize("config_cls", CONFIGS)
@@ -65,7 +66,7 @@ def test_quality_gate_threshold_nan_and_negative_are_bad_input() -> None:
 
 
 def test_quality_gate_fraction_threshold_is_kept() -> None:
-    assert load_config(quality_gate.Config, ["--threshold", "0.85"], env={}).threshold == 0.85
+    assert load_config(quality_gate.Config, ["--run-id=r1", "--threshold", "0.85"], env={}).threshold == 0.85
 
 
 def test_quality_gate_main_exits_2_on_a_percent(capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,5 +96,6 @@ def test_out_of_range_values_name_their_flag(
 
 
 def test_flags_beat_env() -> None:
-    cfg = load_config(train.Config, ["--epochs", "5"], env={"MLOPS_EPOCHS": "2", "MLOPS_SEED": "7"})
+    env = {"MLOPS_EPOCHS": "2", "MLOPS_SEED": "7", "MLOPS_DATASET_URI": "s3://d/dataset.tar.gz"}
+    cfg = load_config(train.Config, ["--epochs", "5"], env=env)
     assert (cfg.epochs, cfg.seed) == (5, 7)

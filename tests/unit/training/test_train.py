@@ -166,6 +166,6 @@ def test_dataset_sha256_checks_the_address() -> None:
         train.dataset_sha256(uri, data.FetchedDataset(Path("x"), SHA_B))
 
 
-def test_run_without_a_dataset_is_bad_input() -> None:
-    with pytest.raises(BadInput, match="--dataset-uri is required"):
-        train.run(train.Config())
+def test_the_step_without_a_dataset_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert train.main([]) == 2
+    assert "--dataset-uri is required: dataset archive" in capsys.readouterr().err
