@@ -7,6 +7,9 @@ PARAMS := workflows/params/local.yaml
 PYTEST_ARGS ?=
 # the 20 slowest tests are printed after every run, so a slow one stays visible
 DURATIONS := --durations=20
+# the unit tier over every core (pytest-xdist); a folder with an expensive session fixture stays on
+# one worker (tests/unit/conftest.py). Integration and e2e share one local stack: one process.
+XDIST ?= -n auto --dist loadgroup
 
 .PHONY: help env demo test test-unit test-integration test-e2e lint typecheck infra-check kfp-check ci up down status bench clean
 
@@ -37,11 +40,12 @@ demo: up ## set up, start the stack, run both pipelines end to end, print where 
 	@eval "$$($(MLOPS) env)" && $(MLOPS) run workflows/llm-e2e.yaml --params $(PARAMS)
 	@eval "$$($(MLOPS) env)" && $(MLOPS) models
 
-test: env ## install and run the whole test suite (unit, integration, e2e)
-	@$(IN_ENV) python -m pytest tests -ra $(DURATIONS) $(PYTEST_ARGS)
+test: env ## install and run the whole test suite (unit over every core, then integration and e2e)
+	@$(IN_ENV) python -m pytest tests/unit -q -ra $(XDIST) $(DURATIONS) $(PYTEST_ARGS)
+	@$(IN_ENV) python -m pytest tests/integration tests/e2e -ra $(DURATIONS) $(PYTEST_ARGS)
 
-test-unit: env ## unit tests only (no services)
-	@$(IN_ENV) python -m pytest tests/unit -q $(DURATIONS) $(PYTEST_ARGS)
+test-unit: env ## unit tests only (no services), over every core
+	@$(IN_ENV) python -m pytest tests/unit -q $(XDIST) $(DURATIONS) $(PYTEST_ARGS)
 
 test-integration: env ## integration tests against real local servers
 	@$(IN_ENV) python -m pytest tests/integration -ra $(DURATIONS) $(PYTEST_ARGS)

@@ -1,11 +1,29 @@
-"""Fixtures shared by the unit tests of several parts."""
+"""Fixtures shared by the unit tests of several parts, and how the tier is spread over xdist workers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Folders whose session fixtures are expensive (a pre-trained tiny Mistral, an exported ResNet-18,
+# the infra environment's kustomize builds): under `-n N --dist loadgroup` each folder's tests stay
+# on one worker, so each fixture is made once, not once per worker.
+_UNIT = Path(__file__).parent
+XDIST_GROUPS = {
+    _UNIT / "llm": "tiny-mistral",
+    _UNIT / "training": "resnet",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.path))
+        for folder, group in XDIST_GROUPS.items():
+            if path.is_relative_to(folder):
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
