@@ -14,6 +14,8 @@ version tags held epoch seconds (`alias.<alias>.set_at`). `legacy_entries` and
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import time
@@ -30,6 +32,12 @@ LEGACY_PREFIX = "audit."  # model tags of the old format: `audit.<epoch>.<pid>` 
 REASON_LIMIT = 2000
 MIGRATED_FROM_TAG = "mlops.audit.migrated_from"  # on a run converted from a legacy tag: that tag's key
 AT_TAG = "mlops.audit.at"
+EXPERIMENT_TAGS = {
+    "mlflow.note.content": "One run per registry alias move (mlops/audit.py); `bin/mlops history MODEL` "
+    "prints a model's moves. Search e.g. params.model = 'mistral-7b-lora'.",
+    # MLflow 3's UI opens an experiment of this kind on its runs table, not the GenAI trace overview
+    "mlflow.experimentKind": "custom_model_development",
+}
 # A version tag holding a time: its last dotted part is `at` or ends in `_at` (set_at, rolled_back_at).
 _TIME_TAG = re.compile(r"(^|\.)([a-z0-9_]*_)?at$")
 _EPOCH_RANGE = (1e9, 1e11)  # 2001 .. 5138: a number outside is not an epoch time
@@ -138,13 +146,13 @@ class MlflowAuditLog:
         self.client = client
         self.experiment = experiment
         self._experiment_id: str | None = None
+        self._deleted = False
 
     def _find_experiment(self) -> str | None:
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.experiment)
             if found is not None:
-                if found.lifecycle_stage == "deleted":
-                    self.client.restore_experiment(found.experiment_id)
+                self._deleted = found.lifecycle_stage == "deleted"
                 self._experiment_id = str(found.experiment_id)
         return self._experiment_id
 
@@ -153,13 +161,14 @@ class MlflowAuditLog:
 
         found = self._find_experiment()
         if found is not None:
+            if self._deleted:  # MLflow takes no new run there; restoring it needs more than EDIT rights
+                raise BadInput(
+                    f"MLflow experiment {self.experiment!r} is deleted: restore it (UI, or "
+                    f"`mlflow experiments restore --experiment-id {found}`) before moving aliases"
+                )
             return found
         try:
-            self._experiment_id = str(
-                self.client.create_experiment(
-                    self.experiment, tags={"mlflow.note.content": "one run per registry alias move"}
-                )
-            )
+            self._experiment_id = str(self.client.create_experiment(self.experiment, tags=EXPERIMENT_TAGS))
         except MlflowException as exc:  # created meanwhile by another step
             if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -192,7 +201,10 @@ class MlflowAuditLog:
                 "workflow": entry.workflow,
             }
             self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED), at_ms)
+            # set_terminated prints "View run ... / View experiment ..." for every run: one move
+            # would print two lines of links into a step's log, so they go nowhere
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED), at_ms)
 
     def read(self, model: str) -> list[AuditEntry]:
         """Every recorded move of `model`, oldest first (one request per 1000 moves)."""

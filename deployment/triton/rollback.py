@@ -74,9 +74,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
             f"previous v{previous} (Triton {target}) fails its golden samples: " + " | ".join(failures)
         )
     reason = f"rollback by {workflow_name()}: v{live or 'unset'} -> v{previous}"
-    registry.tag_version(
-        cfg.model_name, previous, {ROLLED_BACK_FROM: live or "", ROLLED_BACK_AT: utc_now()}
-    )
+    registry.tag_version(cfg.model_name, previous, {ROLLED_BACK_FROM: live or "", ROLLED_BACK_AT: utc_now()})
     registry.move_alias(cfg.model_name, "live", previous, expect_version=live, reason=reason)
     registry.move_alias(cfg.model_name, "previous", None, expect_version=previous, reason=reason)
     return StepResult(

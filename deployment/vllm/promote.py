@@ -97,9 +97,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     swap_live(servers, live_name, path, cfg.verify_prompt)
     swap_s = time.perf_counter() - started
     reason = f"promoted by {workflow_name()} (eval-passed, perf-passed)"
-    registry.tag_version(
-        cfg.model_name, version, {PROMOTED_FROM: live_before or "", "promote.at": utc_now()}
-    )
+    registry.tag_version(cfg.model_name, version, {PROMOTED_FROM: live_before or "", "promote.at": utc_now()})
     registry.move_alias(cfg.model_name, "live", version, expect_version=live_before, reason=reason)
     if live_before and live_before != version:
         registry.move_alias(

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from mlflow import MlflowClient
 
-from mlops.audit import AUDIT_EXPERIMENT
-from mlops.errors import AliasConflict, Transient
+from mlops.audit import AUDIT_EXPERIMENT, AuditEntry, MlflowAuditLog
+from mlops.errors import AliasConflict, BadInput, Transient
 from mlops.registry import MlflowBackend, Registry, mlflow_registry
 from tests.conftest import REPO_ROOT, LocalStack
 from tests.legacy_audit import write_old_move
@@ -74,17 +74,23 @@ def test_each_move_is_a_run_of_the_audit_experiment_and_no_model_tag(
         "reason": "verified on every replica",
         "workflow": "vision-training-q8m2z",
     }
-    assert last.info.status == "FINISHED" and last.data.tags["mlflow.user"] == "workflow/vision-training-q8m2z"
+    assert (
+        last.info.status == "FINISHED" and last.data.tags["mlflow.user"] == "workflow/vision-training-q8m2z"
+    )
     assert last.data.tags["mlflow.note.content"] == "verified on every replica"
     entry = registry.history(model)[-1]
-    assert last.data.tags["mlops.audit.at"] == entry.when and abs(last.info.start_time / 1000 - entry.at) < 0.002
+    assert (
+        last.data.tags["mlops.audit.at"] == entry.when and abs(last.info.start_time / 1000 - entry.at) < 0.002
+    )
 
 
 def test_history_command_prints_the_moves(local_stack: LocalStack) -> None:
     registry = mlflow_registry(local_stack.mlflow_uri)
     model = _model()
     version = registry.register(model, "s3://bucket/x", None)
-    entry = registry.move_alias(model, "deploy", version, expect_version=None, reason="equivalence gate passed")
+    entry = registry.move_alias(
+        model, "deploy", version, expect_version=None, reason="equivalence gate passed"
+    )
     result = _cli(local_stack, "history", model)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{entry.when}  deploy") and "equivalence gate passed" in result.stdout
@@ -112,7 +118,9 @@ def test_migrate_audit_moves_old_model_tags_into_the_audit_experiment(local_stac
     backend.set_alias(model, "champion", v2)
     keys = [
         write_old_move(backend, model, "champion", None, v1, at=1796000000.5),
-        write_old_move(backend, model, "champion", v1, v2, at=1796000100.25, actor="ana@laptop", reason="hotfix"),
+        write_old_move(
+            backend, model, "champion", v1, v2, at=1796000100.25, actor="ana@laptop", reason="hotfix"
+        ),
     ]
     backend.set_model_tag(model, "owner", "vision team")
     registry.move_alias(model, "champion", v1, expect_version=v2, reason="rolled back")  # a new-format move
@@ -126,7 +134,10 @@ def test_migrate_audit_moves_old_model_tags_into_the_audit_experiment(local_stac
 
     migrated = _cli(local_stack, "migrate-audit", model)
     assert migrated.returncode == 0, migrated.stderr
-    assert f"{model}: 2 audit entries moved, 2 model tags deleted, 1 version time tags" in migrated.stdout
+    assert (
+        migrated.stdout
+        == f"{model}: 2 audit entries moved, 2 model tags deleted, 1 version time tags now ISO-8601\n"
+    )
     assert client.get_registered_model(model).tags == {"owner": "vision team"}
     assert registry.tags(model, v2)["alias.champion.set_at"] == "2026-11-30T00:55:00Z"
     assert ISO.match(registry.tags(model, v1)["alias.champion.set_at"])
@@ -158,3 +169,14 @@ def test_unreachable_mlflow_is_transient(local_stack: LocalStack, monkeypatch: p
     registry = Registry(MlflowBackend("http://127.0.0.1:9"))
     with pytest.raises(Transient, match="MLflow"):
         registry.alias("any", "champion")
+
+
+def test_a_deleted_audit_experiment_is_refused_with_the_way_out(local_stack: LocalStack) -> None:
+    client = MlflowClient(local_stack.mlflow_uri)
+    name = f"it-audit-{uuid.uuid4().hex[:8]}"
+    client.delete_experiment(client.create_experiment(name))
+    log = MlflowAuditLog(client, name)
+    entry = AuditEntry("m", "live", None, "1", "test", "first", 1796000000.0)
+    with pytest.raises(BadInput, match="is deleted: restore it"):
+        log.append(entry)
+    assert log.read("m") == []

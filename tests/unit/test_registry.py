@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -137,7 +138,9 @@ def test_take_back_unsets_an_alias_whose_previous_version_is_gone(registry: Regi
 # --- the audit trail: where it is kept, its times, the old format ----------------------------------
 
 
-def test_a_move_is_an_audit_entry_not_a_model_tag(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_move_is_an_audit_entry_not_a_model_tag(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOPS_WORKFLOW_NAME", "vllm-training-x7k2p")
     registry = Registry(registry.backend)  # actor and workflow come from the environment
     v1 = registry.register("m", "s3://a", None)
@@ -172,7 +175,7 @@ def test_quick_moves_keep_their_order(registry: Registry) -> None:
         previous = version
     entries = registry.history("m")
     assert [e.to_version for e in entries] == versions
-    assert all(a.at < b.at for a, b in zip(entries, entries[1:], strict=False))
+    assert all(a.at < b.at for a, b in itertools.pairwise(entries))
 
 
 def _old_registry(registry: Registry) -> tuple[list[str], list[str]]:
@@ -230,7 +233,7 @@ def test_a_malformed_old_tag_refuses_the_migration_and_changes_nothing(registry:
     _old_registry(registry)
     registry.backend.set_model_tag("m", "audit.1796600300.000000.1", "{not json")
     tags_before = registry.backend.get_model_tags("m")
-    with pytest.raises(BadInput, match="'audit.1796600300.000000.1' is not an audit entry"):
+    with pytest.raises(BadInput, match=r"'audit\.1796600300\.000000\.1' is not an audit entry"):
         registry.migrate_audit("m")
     assert registry.backend.get_model_tags("m") == tags_before
     assert registry.backend.read_audit("m") == []

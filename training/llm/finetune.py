@@ -245,7 +245,11 @@ def run(cfg: Config) -> StepResult:
             mlflow.set_tag("adapter_sha256", adapter_sha)
             # PEFT wrote its unfilled template as README.md: the card replaces it (register adds the gate)
             card = model_card.render(
-                params, final, {**run_tags, "adapter_sha256": adapter_sha}, run_id=run_id, model=cfg.experiment
+                params,
+                final,
+                {**run_tags, "adapter_sha256": adapter_sha},
+                run_id=run_id,
+                model=cfg.experiment,
             )
             (adapter / "README.md").write_text(card)
             figures = workdir / "plots"

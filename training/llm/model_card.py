@@ -71,13 +71,25 @@ def render(
             "epochs (max / run / best)",
             f"{_get(params, 'epochs')} / {epochs_run or '-'} / {best or '-'}{stopped}",
         ),
-        ("early-stopping patience / min delta", f"{_get(params, 'early_stopping_patience')} / {_get(params, 'min_delta')}"),
-        ("batch size x gradient accumulation", f"{_get(params, 'batch_size')} x {_get(params, 'gradient_accumulation')}"),
-        ("learning rate (AdamW, warm-up share, cosine)", f"{_get(params, 'learning_rate')} ({_get(params, 'warmup_fraction')})"),
+        (
+            "early-stopping patience / min delta",
+            f"{_get(params, 'early_stopping_patience')} / {_get(params, 'min_delta')}",
+        ),
+        (
+            "batch size x gradient accumulation",
+            f"{_get(params, 'batch_size')} x {_get(params, 'gradient_accumulation')}",
+        ),
+        (
+            "learning rate (AdamW, warm-up share, cosine)",
+            f"{_get(params, 'learning_rate')} ({_get(params, 'warmup_fraction')})",
+        ),
         ("weight decay", _get(params, "weight_decay")),
         ("max sequence length", _get(params, "max_seq_length")),
         ("seed / CPU threads", f"{_get(params, 'seed')} / {_get(params, 'threads')}"),
-        ("trainable / total parameters", f"{_get(params, 'trainable_parameters')} / {_get(params, 'total_parameters')}"),
+        (
+            "trainable / total parameters",
+            f"{_get(params, 'trainable_parameters')} / {_get(params, 'total_parameters')}",
+        ),
         ("device", _get(params, "device")),
         (
             "torch / transformers / peft",
@@ -133,7 +145,7 @@ def render(
         "",
         "## Limits",
         "",
-        f"- Load it only on the base whose weights sha256 is given above: on any other base its "
+        "- Load it only on the base whose weights sha256 is given above: on any other base its "
         "weights mean nothing.",
         f"- It knows only what the {_get(params, 'train_examples')} training examples taught it; "
         "the loss gate measures token-level fit on held-out examples, not answer quality (the "
@@ -147,7 +159,10 @@ def render(
 def _gate_lines(gate: Verdict | None, model: str, version: str) -> list[str]:
     if gate is None:
         return ["Not judged yet: the register step (`training.llm.register`) adds the verdict."]
-    rows = [f"| {c.name} | {c.value:.4f} | {c.op} {c.bound:.4f} | {'pass' if c.passed else 'FAIL'} |" for c in gate.checks]
+    rows = [
+        f"| {c.name} | {c.value:.4f} | {c.op} {c.bound:.4f} | {'pass' if c.passed else 'FAIL'} |"
+        for c in gate.checks
+    ]
     outcome = (
         f"registered as {model} v{version}" if version else "not registered (nothing in the registry changed)"
     )

@@ -83,8 +83,11 @@ def test_base_facts_hash_the_weights_and_name_the_build_run(tmp_path: Path, tiny
 def test_the_registered_card_fills_every_section_with_the_runs_values(tiny_base: Path) -> None:
     params, metrics, tags = _logged(tiny_base)
     gate = loss_gate(metrics["eval_loss"], metrics["perplexity"], 1.0, 2.5)
-    card = model_card.render(params, metrics, tags, run_id=RUN_ID, model="mistral-7b-lora", version="7", gate=gate)
+    card = model_card.render(
+        params, metrics, tags, run_id=RUN_ID, model="mistral-7b-lora", version="7", gate=gate
+    )
     assert "[More Information Needed]" not in card and "not recorded" not in card
+    assert len(card) < model_card.DESCRIPTION_LIMIT  # the version's description holds all of it
     assert card.startswith("# mistral-7b-lora v7: LoRA adapter")
     for title in SECTIONS:
         assert _section(card, title).strip()
@@ -103,7 +106,9 @@ def test_the_registered_card_fills_every_section_with_the_runs_values(tiny_base:
         "| seed / CPU threads | 42 / 1 |",
     ):
         assert row in training
-    assert "eval_loss: 0.6931" in _section(card, "Results") and "perplexity 2.0000" in _section(card, "Results")
+    assert "eval_loss: 0.6931" in _section(card, "Results") and "perplexity 2.0000" in _section(
+        card, "Results"
+    )
     gate_text = _section(card, "Loss gate")
     assert "Verdict: **pass**" in gate_text and "registered as mistral-7b-lora v7" in gate_text
     assert "| eval_loss | 0.6931 | <= 1.0000 | pass |" in gate_text
