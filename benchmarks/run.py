@@ -23,6 +23,7 @@ REPORT = REPO_ROOT / "docs" / "performance.md"
 
 
 def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
+    from benchmarks.audit_history import bench_audit_history
     from benchmarks.llm_training import bench_llm_training
     from benchmarks.loadgen_agreement import bench_loadgen_agreement
     from benchmarks.loadgen_overhead import bench_loadgen_overhead
@@ -41,6 +42,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "loadgen_overhead": bench_loadgen_overhead,
         "vllm_swap": bench_vllm_swap,
         "loadgen_agreement": bench_loadgen_agreement,
+        "audit_history": bench_audit_history,
     }
 
 
@@ -313,6 +315,22 @@ def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def render_audit_history(record: dict[str, Any]) -> list[str]:
+    return [
+        "## Registry audit trail: recording moves and reading `mlops history`",
+        "",
+        f"{record['moves']} moves of one alias through `Registry.move_alias` (guarded set, version tags, one "
+        f"`registry-audit` run each), then `Registry.history` read {record['reads']} times; {record['backend']}; "
+        f"{_machine_line(record)}. Source: `benchmarks/audit_history.py`.",
+        "",
+        "| moves | move (median) | move (p95) | history read (median) | history read (max) |",
+        "|---|---|---|---|---|",
+        f"| {record['moves']} | {record['move_ms_median']} ms | {record['move_ms_p95']} ms | "
+        f"{record['history_s_median']} s | {record['history_s_max']} s |",
+        "",
+    ]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -330,6 +348,7 @@ def render_report() -> str:
         "loadgen_overhead": render_loadgen_overhead,
         "vllm_swap": render_vllm_swap,
         "loadgen_agreement": render_loadgen_agreement,
+        "audit_history": render_audit_history,
     }
     for name, render in renderers.items():
         record = _load(name)

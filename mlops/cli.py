@@ -7,6 +7,7 @@ mlops lint [workflows/]                      strict validation of every workflow
 mlops resume RUN | stop RUN                  go on past a suspend step / stop a local run
 mlops models                                 registered models and their aliases
 mlops history MODEL                          alias moves of a model, oldest first
+mlops migrate-audit [MODEL ...]              move old `audit.*` model tags into the audit trail
 """
 
 from __future__ import annotations
@@ -218,12 +219,33 @@ def tracking_uri(args: argparse.Namespace) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     from mlops.registry import mlflow_registry
 
-    entries = mlflow_registry(tracking_uri(args)).history(args.model)
+    registry = mlflow_registry(tracking_uri(args))
+    entries = registry.history(args.model)
     if not entries:
         print(f"no alias moves recorded for {args.model}")
         return 0
     for entry in entries:
         print(entry.line())
+    waiting = len(registry.unmigrated(args.model))
+    if waiting:
+        print(
+            f"{waiting} of these are still kept as model tags audit.*: "
+            f"`mlops migrate-audit {args.model}` moves them to the registry-audit experiment",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_migrate_audit(args: argparse.Namespace) -> int:
+    """Convert models written before the audit trail had its own experiment (idempotent)."""
+    from mlops.registry import MlflowBackend, Registry
+    from mlops.tracking import configure_mlflow_client
+
+    configure_mlflow_client()
+    backend = MlflowBackend(tracking_uri(args))
+    registry = Registry(backend)
+    for model in args.models or backend.list_models():
+        print(registry.migrate_audit(model).line())
     return 0
 
 
@@ -326,6 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow URI (default: MLFLOW_TRACKING_URI, else the local stack's MLflow)",
     )
     history.set_defaults(func=cmd_history)
+
+    migrate = sub.add_parser(
+        "migrate-audit",
+        help="move audit entries kept as model tags audit.* into the registry-audit experiment",
+        description="Move audit entries kept as registered-model tags `audit.*` (the old format) into the "
+        "registry-audit experiment, delete those tags, and rewrite epoch-second version time tags "
+        "(alias.<alias>.set_at, ...) in ISO-8601 UTC. Safe to run again.",
+    )
+    migrate.add_argument("models", nargs="*", help="registered models (default: every registered model)")
+    migrate.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI (default: MLFLOW_TRACKING_URI, else the local stack's MLflow)",
+    )
+    migrate.set_defaults(func=cmd_migrate_audit)
 
     models = sub.add_parser(
         "models",

@@ -2,8 +2,9 @@
 
 Every alias move names the state it expects (`expect_version`), re-reads, refuses on mismatch
 (someone else moved it), sets, and re-reads to confirm. Every move is recorded twice: as tags
-on the version (`alias.<alias>.set_by`, ...) and as an entry in the model's audit log (model
-tags `audit.<time>.<seq>`), which `mlops history MODEL` prints.
+on the version (`alias.<alias>.set_by`, `set_at` in ISO-8601 UTC, ...) and as an entry in the
+audit trail (on MLflow: one run per move in the experiment `registry-audit`, see
+`mlops.audit`), which `mlops history MODEL` prints.
 
 `Registry` holds the rules; a `RegistryBackend` (MLflow, or in-memory for unit tests) holds
 the state. Backends raise `Transient` when the server cannot be reached.
@@ -12,18 +13,26 @@ the state. Backends raise `Transient` when the server cannot be reached.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mlops.audit import (
+    LEGACY_PREFIX,
+    REASON_LIMIT,
+    AuditEntry,
+    MlflowAuditLog,
+    epoch_version_tags,
+    iso_utc,
+    legacy_entries,
+)
 from mlops.errors import AliasConflict, BadInput
 from mlops.gates import Verdict
 from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
 
-AUDIT_PREFIX = "audit."
+AUDIT_PREFIX = LEGACY_PREFIX  # the old format's model tags; read by `history`, removed by `migrate_audit`
 UNSET: Any = object()  # sentinel: "do not check the current state"
 
 
@@ -39,33 +48,40 @@ class RegistryBackend(Protocol):
     def version_run_id(self, model: str, version: str) -> str | None: ...
     def get_version_tags(self, model: str, version: str) -> dict[str, str]: ...
     def set_version_tag(self, model: str, version: str, key: str, value: str) -> None: ...
+    def set_version_description(self, model: str, version: str, text: str) -> None: ...
     def get_model_tags(self, model: str) -> dict[str, str]: ...
     def set_model_tag(self, model: str, key: str, value: str) -> None: ...
+    # the audit trail, and what converting the old format needs
+    def append_audit(self, entry: AuditEntry) -> None: ...
+    def read_audit(self, model: str) -> list[AuditEntry]: ...
+    def delete_model_tag(self, model: str, key: str) -> None: ...
+    def list_versions(self, model: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
-class AuditEntry:
-    """One alias move: who moved which alias of which model from where to where, when and why."""
+class Migration:
+    """What `Registry.migrate_audit` converted for one model."""
 
     model: str
-    alias: str
-    from_version: str | None
-    to_version: str | None
-    actor: str
-    reason: str
-    at: float
+    entries_moved: int  # legacy entries written to the audit trail now
+    tags_deleted: int  # `audit.*` model tags removed (moved now or before)
+    version_tags: int  # epoch-second version tags rewritten in ISO-8601 UTC
 
     def line(self) -> str:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.at))
         return (
-            f"{stamp}Z  {self.alias:<12} {self.from_version or '-':>4} -> {self.to_version or '-':<4} "
-            f"by {self.actor}: {self.reason}"
+            f"{self.model}: {self.entries_moved} audit entries moved, {self.tags_deleted} model tags "
+            f"deleted, {self.version_tags} version time tags now ISO-8601"
         )
+
+
+def workflow_name() -> str:
+    """The Argo workflow this process runs in ("" outside one)."""
+    return os.environ.get("ARGO_WORKFLOW_NAME") or os.environ.get("MLOPS_WORKFLOW_NAME") or ""
 
 
 def default_actor() -> str:
     """Who is moving: the Argo workflow if there is one, else user@host."""
-    workflow = os.environ.get("ARGO_WORKFLOW_NAME") or os.environ.get("MLOPS_WORKFLOW_NAME")
+    workflow = workflow_name()
     if workflow:
         return f"workflow/{workflow}"
     try:
@@ -81,6 +97,8 @@ class Registry:
     def __init__(self, backend: RegistryBackend, actor: str | None = None) -> None:
         self.backend = backend
         self.actor = actor or default_actor()
+        self.workflow = workflow_name()
+        self._last_at = 0.0
 
     # reads -----------------------------------------------------------------
     def alias(self, model: str, alias: str) -> str | None:
@@ -108,6 +126,10 @@ class Registry:
     ) -> str:
         """Create a new version (no alias points at it yet)."""
         return self.backend.create_version(model, source, run_id, dict(tags or {}))
+
+    def describe_version(self, model: str, version: str, text: str) -> None:
+        """Set the version's description (Markdown in the MLflow UI): its model card."""
+        self.backend.set_version_description(model, version, text)
 
     def tag_version(self, model: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
@@ -149,7 +171,7 @@ class Registry:
                 version,
                 {
                     f"alias.{alias}.set_by": self.actor,
-                    f"alias.{alias}.set_at": f"{time.time():.3f}",
+                    f"alias.{alias}.set_at": iso_utc(time.time()),
                     f"alias.{alias}.reason": reason[:TAG_VALUE_LIMIT],
                     f"alias.{alias}.from": current or "",
                 },
@@ -228,17 +250,44 @@ class Registry:
         return previous
 
     def history(self, model: str) -> list[AuditEntry]:
-        """The model's audit log, oldest first."""
-        entries = []
-        for key, value in self.backend.get_model_tags(model).items():
-            if key.startswith(AUDIT_PREFIX):
-                entries.append(AuditEntry(**json.loads(value)))
-        return sorted(entries, key=lambda e: e.at)
+        """The model's audit trail, oldest first; entries still kept in the old format included."""
+        recorded = self.backend.read_audit(model)
+        moved = {e.migrated_from for e in recorded if e.migrated_from}
+        waiting = [e for e in self.unmigrated(model) if e.migrated_from not in moved]
+        return sorted([*recorded, *waiting], key=lambda e: e.at)
+
+    def unmigrated(self, model: str) -> list[AuditEntry]:
+        """Entries still kept as `audit.*` model tags (the old format), oldest first."""
+        return sorted(legacy_entries(self.backend.get_model_tags(model)), key=lambda e: e.at)
+
+    def migrate_audit(self, model: str) -> Migration:
+        """Move the old format's entries into the audit trail, delete their model tags, make time tags ISO.
+
+        Safe to repeat and to resume: an entry already moved (same tag key) is not written again,
+        and its tag is deleted only after its entry is in the trail.
+        """
+        pending = self.unmigrated(model)  # a malformed tag refuses the whole model before any write
+        moved = {e.migrated_from for e in self.backend.read_audit(model) if e.migrated_from}
+        written = 0
+        for entry in pending:
+            if entry.migrated_from not in moved:
+                self.backend.append_audit(entry)
+                written += 1
+            self.backend.delete_model_tag(model, entry.migrated_from)
+        rewritten = 0
+        for version in self.backend.list_versions(model):
+            for key, value in epoch_version_tags(self.backend.get_version_tags(model, version)).items():
+                self.backend.set_version_tag(model, version, key, value)
+                rewritten += 1
+        return Migration(model, written, len(pending), rewritten)
 
     def _record(self, model: str, alias: str, old: str | None, new: str | None, reason: str) -> AuditEntry:
-        entry = AuditEntry(model, alias, old, new, self.actor, reason[:2000], time.time())
-        key = f"{AUDIT_PREFIX}{entry.at:.6f}.{os.getpid()}"
-        self.backend.set_model_tag(model, key, json.dumps(asdict(entry)))
+        # strictly increasing within this process, to the millisecond MLflow keeps: the order of two
+        # quick moves (take_back then move_alias) survives the round trip
+        at = max(time.time(), self._last_at + 0.001)
+        self._last_at = at
+        entry = AuditEntry(model, alias, old, new, self.actor, reason[:REASON_LIMIT], at, self.workflow)
+        self.backend.append_audit(entry)
         return entry
 
 
@@ -249,6 +298,7 @@ class InMemoryBackend:
         self.versions: dict[str, dict[str, dict[str, Any]]] = {}
         self.aliases: dict[str, dict[str, str]] = {}
         self.model_tags: dict[str, dict[str, str]] = {}
+        self.audit: dict[str, list[AuditEntry]] = {}
 
     def get_alias(self, model: str, alias: str) -> str | None:
         return self.aliases.get(model, {}).get(alias)
@@ -286,11 +336,26 @@ class InMemoryBackend:
     def set_version_tag(self, model: str, version: str, key: str, value: str) -> None:
         self._version(model, version)["tags"][key] = value
 
+    def set_version_description(self, model: str, version: str, text: str) -> None:
+        self._version(model, version)["description"] = text
+
     def get_model_tags(self, model: str) -> dict[str, str]:
         return dict(self.model_tags.get(model, {}))
 
     def set_model_tag(self, model: str, key: str, value: str) -> None:
         self.model_tags.setdefault(model, {})[key] = value
+
+    def delete_model_tag(self, model: str, key: str) -> None:
+        self.model_tags.get(model, {}).pop(key, None)
+
+    def list_versions(self, model: str) -> list[str]:
+        return sorted(self.versions.get(model, {}), key=int)
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        self.audit.setdefault(entry.model, []).append(entry)
+
+    def read_audit(self, model: str) -> list[AuditEntry]:
+        return sorted(self.audit.get(model, []), key=lambda e: e.at)
 
 
 class MlflowBackend:
@@ -300,6 +365,7 @@ class MlflowBackend:
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.audit = MlflowAuditLog(self.client)
 
     def get_alias(self, model: str, alias: str) -> str | None:
         """The version behind `model@alias`; None when the alias or the model does not exist."""
@@ -356,6 +422,10 @@ class MlflowBackend:
         with mlflow_errors(f"tagging {model} v{version}"):
             self.client.set_model_version_tag(model, version, key, value)
 
+    def set_version_description(self, model: str, version: str, text: str) -> None:
+        with mlflow_errors(f"describing {model} v{version}"):
+            self.client.update_model_version(model, version, description=text)
+
     def get_model_tags(self, model: str) -> dict[str, str]:
         try:
             with mlflow_errors(f"reading model {model}"):
@@ -367,6 +437,32 @@ class MlflowBackend:
         with mlflow_errors(f"tagging model {model}"):
             self._ensure_model(model)
             self.client.set_registered_model_tag(model, key, value)
+
+    def delete_model_tag(self, model: str, key: str) -> None:
+        with mlflow_errors(f"deleting tag {key} of model {model}"):
+            self.client.delete_registered_model_tag(model, key)
+
+    def list_versions(self, model: str) -> list[str]:
+        with mlflow_errors(f"listing the versions of {model}"):
+            found = self.client.search_model_versions(f"name = '{model}'", max_results=10000)
+        return sorted((str(v.version) for v in found), key=int)
+
+    def list_models(self) -> list[str]:
+        """Every registered model's name (not part of `RegistryBackend`: `mlops migrate-audit` uses it)."""
+        names, token = [], None
+        with mlflow_errors("listing registered models"):
+            while True:
+                page = self.client.search_registered_models(max_results=1000, page_token=token)
+                names += [m.name for m in page]
+                token = page.token
+                if not token:
+                    return sorted(names)
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        self.audit.append(entry)
+
+    def read_audit(self, model: str) -> list[AuditEntry]:
+        return self.audit.read(model)
 
 
 def mlflow_registry(tracking_uri: str | None = None) -> Registry:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from pydantic import Field
@@ -22,6 +21,7 @@ from deployment.triton.serving import check_golden, serve_versions
 from deployment.triton.set_aliases import ROLLED_BACK_FROM, TRITON_MODEL_TAG, TRITON_VERSION_TAG
 from deployment.triton.settings import ServerSettings, repository, workflow_name
 from mlops import step
+from mlops.audit import utc_now
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.discovery import resolve
@@ -74,9 +74,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
             f"previous v{previous} (Triton {target}) fails its golden samples: " + " | ".join(failures)
         )
     reason = f"rollback by {workflow_name()}: v{live or 'unset'} -> v{previous}"
-    registry.tag_version(
-        cfg.model_name, previous, {ROLLED_BACK_FROM: live or "", ROLLED_BACK_AT: f"{time.time():.3f}"}
-    )
+    registry.tag_version(cfg.model_name, previous, {ROLLED_BACK_FROM: live or "", ROLLED_BACK_AT: utc_now()})
     registry.move_alias(cfg.model_name, "live", previous, expect_version=live, reason=reason)
     registry.move_alias(cfg.model_name, "previous", None, expect_version=previous, reason=reason)
     return StepResult(

@@ -23,6 +23,7 @@ from deployment.vllm.adapters import servable_adapter
 from deployment.vllm.settings import VllmSettings, connect_all, workflow_name
 from deployment.vllm.slots import CANDIDATE, LIVE, Fill, agreed_root, empty, fill, restore, roots, slot_name
 from mlops import step
+from mlops.audit import utc_now
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.vllm import VllmServer
@@ -96,9 +97,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     swap_live(servers, live_name, path, cfg.verify_prompt)
     swap_s = time.perf_counter() - started
     reason = f"promoted by {workflow_name()} (eval-passed, perf-passed)"
-    registry.tag_version(
-        cfg.model_name, version, {PROMOTED_FROM: live_before or "", "promote.at": f"{time.time():.3f}"}
-    )
+    registry.tag_version(cfg.model_name, version, {PROMOTED_FROM: live_before or "", "promote.at": utc_now()})
     registry.move_alias(cfg.model_name, "live", version, expect_version=live_before, reason=reason)
     if live_before and live_before != version:
         registry.move_alias(

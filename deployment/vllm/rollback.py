@@ -19,6 +19,7 @@ from deployment.vllm.promote import swap_live
 from deployment.vllm.settings import connect_all, workflow_name
 from deployment.vllm.slots import LIVE, agreed_root, slot_name
 from mlops import step
+from mlops.audit import utc_now
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
 from mlops.step import StepResult
@@ -50,9 +51,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     swap_live(servers, live_name, path, cfg.verify_prompt)
     swap_s = time.perf_counter() - started
     reason = f"rollback by {workflow_name()}: v{live or 'unset'} -> v{previous}"
-    registry.tag_version(
-        cfg.model_name, previous, {RESTORED_FROM: live or "", "rollback.at": f"{time.time():.3f}"}
-    )
+    registry.tag_version(cfg.model_name, previous, {RESTORED_FROM: live or "", "rollback.at": utc_now()})
     registry.move_alias(cfg.model_name, "live", previous, expect_version=live, reason=reason)
     registry.move_alias(cfg.model_name, "previous", None, expect_version=previous, reason=reason)
     return StepResult(

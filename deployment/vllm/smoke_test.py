@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from pydantic import Field
@@ -22,6 +21,7 @@ from deployment.vllm.adapters import adapter_path
 from deployment.vllm.settings import VllmSettings, connect_all, workflow_name
 from deployment.vllm.slots import CANDIDATE, agreed_root, slot_name
 from mlops import step
+from mlops.audit import utc_now
 from mlops.datasets.ragqa import EvalItem, fetch_eval_file, parse_items
 from mlops.errors import BadInput
 from mlops.gates import Check, Verdict, check, verdict
@@ -107,7 +107,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
             "smoke.verdict": "pass",
             "smoke.questions": str(len(questions) * len(servers)),
             "smoke.max_latency_s": f"{max(latencies):.3f}",
-            "smoke.at": f"{time.time():.3f}",
+            "smoke.at": utc_now(),
         },
     )
     registry.move_alias(

@@ -151,7 +151,11 @@ def test_the_chain_leaves_candidate_a_peft_adapter_and_a_data_card(
     assert len(tags["adapter_sha256"]) == 64 and tags["gate.loss"] == "pass"
     assert registry.source(chain.model, "1").endswith("/adapter")
     adapter = {a.path for a in client.list_artifacts(chain.finetune_run_id, "adapter")}
-    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"} <= adapter
+    assert {
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/README.md",
+    } <= adapter
     finetune = client.get_run(chain.finetune_run_id)
     assert {"eval_loss", "perplexity", "val_loss", "train_tokens_per_s"} <= set(finetune.data.metrics)
     assert [m.step for m in client.get_metric_history(chain.finetune_run_id, "val_loss")] == [1]
@@ -168,6 +172,34 @@ def test_the_chain_leaves_candidate_a_peft_adapter_and_a_data_card(
     assert store.is_committed(S3Url.parse(chain.base_uri.rstrip("/")))
     config = json.loads(store.get_bytes(S3Url.parse(chain.base_uri.rstrip("/")).join("config.json")))
     assert config["architectures"] == ["MistralForCausalLM"]
+
+
+def test_the_model_card_replaces_peft_template_and_describes_the_version(
+    local_stack: LocalStack, chain: Chain, tmp_path: Path
+) -> None:
+    client = MlflowClient(local_stack.mlflow_uri)
+    readme = Path(client.download_artifacts(chain.finetune_run_id, "adapter/README.md", str(tmp_path)))
+    card = readme.read_text()
+    description = client.get_model_version(chain.model, chain.candidate).description
+    assert card == description  # one card, in the artifact and on the version
+    assert "[More Information Needed]" not in card and "not recorded" not in card
+    tags = client.get_run(chain.finetune_run_id).data.tags
+    assert len(tags["base_weights_sha256"]) == 64 and tags["base_run_id"]
+    for fact in (
+        f"# {chain.model} v{chain.candidate}: LoRA adapter",
+        chain.base_uri,
+        tags["base_weights_sha256"],
+        tags["base_run_id"],
+        chain.dataset_uri,
+        tags["dataset_sha256"],
+        "| LoRA preset | minimal |",
+        "| rank r / alpha / dropout | 4 / 8 / 0.05 |",
+        "learning rate (AdamW, warm-up share, cosine) | 0.01 (0.05) |",
+        "Verdict: **pass**",
+        f"registered as {chain.model} v{chain.candidate}",
+        "| eval_loss |",
+    ):
+        assert fact in card, fact
 
 
 # --- bad input: exit 2, a clear message, nothing registered ------------------------------------------

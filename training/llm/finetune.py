@@ -32,7 +32,7 @@ from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
 from mlops.storage import sha256_file
 from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
-from training.llm import base_model, examples, lora, plots
+from training.llm import base_model, examples, lora, model_card, plots
 from training.llm.base_model import check_finite
 from training.llm.loop import fit
 
@@ -154,28 +154,28 @@ def run(cfg: Config) -> StepResult:
         }
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         dataset_sha = ragqa.dataset_sha256(cfg.dataset_uri)
+        run_tags = {
+            "mlops.step": "finetune",
+            "dataset_uri": cfg.dataset_uri,
+            "dataset_sha256": dataset_sha,
+            "base_uri": cfg.base_uri,
+            **model_card.base_facts(base_dir),
+            "method": cfg.method,
+            "lora_rank": str(settings.r),
+            "lora_preset": settings.preset,
+        }
         with mlflow_errors(f"starting a run in experiment {cfg.experiment}"):
             mlflow.set_experiment(cfg.experiment)
-            active = mlflow.start_run(
-                run_name=f"finetune-{settings.preset}-r{settings.r}",
-                tags={
-                    "mlops.step": "finetune",
-                    "dataset_uri": cfg.dataset_uri,
-                    "dataset_sha256": dataset_sha,
-                    "base_uri": cfg.base_uri,
-                    "method": cfg.method,
-                    "lora_rank": str(settings.r),
-                    "lora_preset": settings.preset,
-                },
-            )
+            active = mlflow.start_run(run_name=f"finetune-{settings.preset}-r{settings.r}", tags=run_tags)
         # Leaving `active` with an exception (NaN loss: BadInput) marks the run FAILED.
         with mlflow_errors("logging the fine-tuning run"), active as mlflow_run:
             run_id = mlflow_run.info.run_id
             print(f"MLflow run {run_id} in experiment {cfg.experiment}; device {device}", flush=True)
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            mlflow.log_params(
-                {
-                    **{k: str(v) for k, v in cfg.model_dump().items()},
+            params = {
+                k: str(v)
+                for k, v in {
+                    **cfg.model_dump(),
                     **settings.as_params(),
                     "trainable_parameters": trainable,
                     "total_parameters": sum(p.numel() for p in model.parameters()),
@@ -185,8 +185,9 @@ def run(cfg: Config) -> StepResult:
                     "torch_version": torch.__version__,
                     "transformers_version": transformers.__version__,
                     "peft_version": peft.__version__,
-                }
-            )
+                }.items()
+            }
+            mlflow.log_params(params)
 
             def log_epoch(record: dict[str, float]) -> None:
                 mlflow.log_metrics(
@@ -240,6 +241,15 @@ def run(cfg: Config) -> StepResult:
             adapter = save_adapter(model, workdir / "adapter", cfg.base_uri)
             adapter_sha = sha256_file(adapter / "adapter_model.safetensors")
             mlflow.set_tag("adapter_sha256", adapter_sha)
+            # PEFT wrote its unfilled template as README.md: the card replaces it (register adds the gate)
+            card = model_card.render(
+                params,
+                final,
+                {**run_tags, "adapter_sha256": adapter_sha},
+                run_id=run_id,
+                model=cfg.experiment,
+            )
+            (adapter / "README.md").write_text(card)
             figures = workdir / "plots"
             figures.mkdir()
             plots.learning_curves_png(

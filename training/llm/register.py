@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -33,12 +34,20 @@ from mlops.tracking import (
     tag_verdict,
     tracking_client,
 )
-from training.llm import lora
+from training.llm import lora, model_card
 from training.llm.gate import loss_gate
 
 GATE_TAG = "gate.loss"
 ADAPTER_FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
-RUN_TAGS_KEPT = ("dataset_uri", "dataset_sha256", "base_uri", "method", "lora_preset", "adapter_sha256")
+RUN_TAGS_KEPT = (
+    "dataset_uri",
+    "dataset_sha256",
+    "base_uri",
+    "base_weights_sha256",
+    "method",
+    "lora_preset",
+    "adapter_sha256",
+)
 
 
 class Config(StepConfig):
@@ -118,6 +127,30 @@ def decide_and_register(
     return Outcome(verdict, version, True, before)
 
 
+def write_card(client: Any, registry: Registry, training_run: Any, model: str, outcome: Outcome) -> str:
+    """The model card with the gate's verdict: `adapter/README.md` of the run and, when this step
+    registered a version, that version's description."""
+    run_id = training_run.info.run_id
+    version = outcome.version if outcome.registered else ""
+    card = model_card.render(
+        training_run.data.params,
+        training_run.data.metrics,
+        training_run.data.tags,
+        run_id=run_id,
+        model=model,
+        version=version,
+        gate=outcome.verdict,
+    )
+    with tempfile.TemporaryDirectory(prefix="llm-card-") as tmp:
+        path = Path(tmp) / "README.md"
+        path.write_text(card)
+        with mlflow_errors(f"writing the model card of run {run_id}"):
+            client.log_artifact(run_id, str(path), "adapter")
+    if version:
+        registry.describe_version(model, version, model_card.description(card, run_id))
+    return card
+
+
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     client = tracking_client()
     training_run = get_run(client, cfg.run_id)
@@ -179,6 +212,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         "max_lora_rank": cfg.max_lora_rank,
     }
     log_json(client, cfg.run_id, record, "gates", "loss.json")
+    write_card(client, registry, training_run, cfg.model_name, outcome)
     registered = f"{cfg.model_name}/{outcome.version}" if outcome.registered else ""
     tag_verdict(client, cfg.run_id, GATE_TAG, verdict.label, verdict.reason, registered)
     if not verdict.passed:
