@@ -1,4 +1,4 @@
-"""Split records into train / val / eval, stratified by question_type, without context leakage.
+"""Split records into train / val / eval / probe, stratified by question_type, without context leakage.
 
 Rows about one context cluster (identical or near-identical contexts) always land in the same
 split, so no split can answer from a passage another split trained on. Clusters are dealt out
@@ -18,12 +18,13 @@ from mlops.errors import BadInput
 
 @dataclass(frozen=True)
 class Fractions:
-    train: float = 0.8
+    train: float = 0.7
     val: float = 0.1
     eval: float = 0.1
+    probe: float = 0.1  # held out from training and the release gate: the production probe's questions
 
     def as_dict(self) -> dict[str, float]:
-        return {"train": self.train, "val": self.val, "eval": self.eval}
+        return {"train": self.train, "val": self.val, "eval": self.eval, "probe": self.probe}
 
     def check(self) -> None:
         values = self.as_dict()
