@@ -407,5 +407,5 @@ def client_env(ports: Ports) -> dict[str, str]:
         "TRITON_GRPC_URL": f"127.0.0.1:{ports.triton_grpc}",
         "VLLM_URL": f"http://127.0.0.1:{ports.vllm}",
         "PROMETHEUS_URL": f"http://127.0.0.1:{ports.prometheus}",
-        "MLOPS_PUSHGATEWAY_URL": f"http://127.0.0.1:{ports.pushgateway}",
+        "PUSHGATEWAY_URL": f"http://127.0.0.1:{ports.pushgateway}",
     }

@@ -195,6 +195,11 @@ def test_local_prometheus_loads_the_rules(promtool: str, tmp_path: Path) -> None
         (tmp_path / name).write_text(text)
     config = yaml.safe_load(spec.files["prometheus.yml"])
     assert config["rule_files"] == ["rules.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # the probes' figures keep their pushed job and labels (job="mlops-probe", model, version)
+    assert jobs["pushgateway"]["honor_labels"] is True
+    assert jobs["pushgateway"]["static_configs"] == [{"targets": ["127.0.0.1:9091"]}]
+    assert "honor_labels" not in jobs["vllm"]
     local = yaml.safe_load(spec.files["rules.yml"])["groups"]
     assert alert_names(local) == alert_names(groups()) - set(LOCAL_EXCLUDED_ALERTS)
     answer = subprocess.run(
