@@ -86,7 +86,9 @@ def release_from_tags(tags: dict[str, str]) -> ReleaseFigures | None:
     )
 
 
-def release_values(version_tags: dict[str, str], model_tags: dict[str, str], version: str) -> ReleaseFigures | None:
+def release_values(
+    version_tags: dict[str, str], model_tags: dict[str, str], version: str
+) -> ReleaseFigures | None:
     """The version's own release values, else the model's last recorded ones (None: never recorded)."""
     own = release_from_tags(version_tags)
     if own is not None:
@@ -129,9 +131,7 @@ def drift_verdict(current: ProbeFigures, release: ReleaseFigures, refusal_tolera
     return verdict(checks)
 
 
-def gauges(
-    model: str, version: str, current: ProbeFigures, release: ReleaseFigures | None
-) -> list[Gauge]:
+def gauges(model: str, version: str, current: ProbeFigures, release: ReleaseFigures | None) -> list[Gauge]:
     """The probe's Prometheus gauges (the names the drift alerts and the dashboard use)."""
     base = {"model": model, "version": version}
     out = [

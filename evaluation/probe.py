@@ -36,8 +36,8 @@ from pydantic import Field, SecretStr
 from evaluation import drift
 from evaluation.cache import AnswerCache
 from evaluation.dataset import select
-from evaluation.generate import Slot, check_slots, generate_answers
 from evaluation.generate import Config as GenerateConfig
+from evaluation.generate import Slot, check_slots, generate_answers
 from evaluation.grades import Judge
 from evaluation.judge import Config as JudgeConfig
 from evaluation.judge import build_judge, grade_rows
@@ -68,7 +68,9 @@ class Config(StepConfig):
     served_name: str = Field(
         "aws-rag-qa", description="served base name: slots are <name>-candidate and <name>-live"
     )
-    dataset_uri: str = Field("", description="prepared dataset (s3:// or folder); '' = the version's dataset_uri tag")
+    dataset_uri: str = Field(
+        "", description="prepared dataset (s3:// or folder); '' = the version's dataset_uri tag"
+    )
     limit: int = Field(0, ge=0, description="probe questions to ask (0: the whole probe split)")
     seed: int = Field(42, description="seed of the question selection when --limit is set")
     judges: str = Field(
@@ -103,14 +105,16 @@ def _judges(cfg: Config) -> list[Judge]:
             raise BadInput(f"--judges: unknown judge backend {name!r} (reference, llm)")
         judges.append(
             build_judge(
-                JudgeConfig(
-                    backend=name,  # type: ignore[arg-type]
-                    judge_endpoint=cfg.judge_endpoint,
-                    judge_model=cfg.judge_model,
-                    judge_api_key=cfg.judge_api_key,
-                    a_min_f1=cfg.a_min_f1,
-                    b_min_f1=cfg.b_min_f1,
-                    timeout_s=cfg.timeout_s,
+                JudgeConfig.model_validate(
+                    {
+                        "backend": name,
+                        "judge_endpoint": cfg.judge_endpoint,
+                        "judge_model": cfg.judge_model,
+                        "judge_api_key": cfg.judge_api_key,
+                        "a_min_f1": cfg.a_min_f1,
+                        "b_min_f1": cfg.b_min_f1,
+                        "timeout_s": cfg.timeout_s,
+                    }
                 )
             )
         )
@@ -135,12 +139,14 @@ def measure(
         items = select(parse_items(path.read_text(encoding="utf-8"), PROBE_FILE), cfg.limit, cfg.seed)
         if not items:
             raise BadInput(f"the probe split of {dataset_uri} is empty: nothing to probe")
-        generate = GenerateConfig(
-            max_tokens=cfg.max_tokens,
-            concurrency=cfg.concurrency,
-            attempts=cfg.attempts,
-            retry_wait_s=cfg.retry_wait_s,
-            timeout_s=cfg.timeout_s,
+        generate = GenerateConfig.model_validate(
+            {
+                "max_tokens": cfg.max_tokens,
+                "concurrency": cfg.concurrency,
+                "attempts": cfg.attempts,
+                "retry_wait_s": cfg.retry_wait_s,
+                "timeout_s": cfg.timeout_s,
+            }
         )
         # a fresh cache every run: answers are never reused across probes
         cache = AnswerCache(Path(tmp) / "answers", cfg.model_name, slot.served_name, version, {})
@@ -209,7 +215,9 @@ def run(
     if sink is None:
         sink = Pushgateway(cfg.pushgateway_url) if cfg.pushgateway_url else RecordingSink()
     sink.push(drift.JOB, {"model": cfg.model_name}, drift.gauges(cfg.model_name, version, current, release))
-    pushed = f"pushed to {cfg.pushgateway_url}" if cfg.pushgateway_url else "not pushed (no --pushgateway-url)"
+    pushed = (
+        f"pushed to {cfg.pushgateway_url}" if cfg.pushgateway_url else "not pushed (no --pushgateway-url)"
+    )
     if release is None:
         return StepResult(
             outputs={
@@ -223,7 +231,9 @@ def run(
         )
     verdict = drift.drift_verdict(current, release, cfg.refusal_tolerance)
     if release.version != version:
-        measured += f" (compared with v{release.version}'s release values: v{version} went live without its own)"
+        measured += (
+            f" (compared with v{release.version}'s release values: v{version} went live without its own)"
+        )
     return StepResult(
         outputs={
             **outputs,

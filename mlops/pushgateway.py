@@ -57,7 +57,9 @@ def exposition(gauges: Iterable[Gauge]) -> str:
         if bad:
             raise BadInput(f"{gauge.name}: {bad} are not Prometheus label names")
         if not math.isfinite(gauge.value):
-            raise BadInput(f"{gauge.name}{dict(gauge.labels)} is {gauge.value}: only finite values are pushed")
+            raise BadInput(
+                f"{gauge.name}{dict(gauge.labels)} is {gauge.value}: only finite values are pushed"
+            )
         by_name.setdefault(gauge.name, []).append(gauge)
     lines: list[str] = []
     for name, samples in by_name.items():
@@ -108,9 +110,13 @@ class Pushgateway:
         except httpx.TransportError as exc:
             raise Transient(f"pushing to the Pushgateway at {self.url}: {exc}") from exc
         if response.status_code >= 500:
-            raise Transient(f"the Pushgateway at {self.url} answered {response.status_code}: {response.text[:300]}")
+            raise Transient(
+                f"the Pushgateway at {self.url} answered {response.status_code}: {response.text[:300]}"
+            )
         if response.status_code >= 400:
-            raise BadInput(f"the Pushgateway at {self.url} refused the push ({response.status_code}): {response.text[:300]}")
+            raise BadInput(
+                f"the Pushgateway at {self.url} refused the push ({response.status_code}): {response.text[:300]}"
+            )
 
     def delete(self, job: str, grouping: Mapping[str, str]) -> None:
         try:

@@ -72,7 +72,9 @@ def from_tags(tags: dict[str, str], version: str = "") -> VisionFigures | None:
     return VisionFigures(images, shares, confidence, tags.get(f"{TAG_PREFIX}version", version))
 
 
-def release_values(version_tags: dict[str, str], model_tags: dict[str, str], version: str) -> VisionFigures | None:
+def release_values(
+    version_tags: dict[str, str], model_tags: dict[str, str], version: str
+) -> VisionFigures | None:
     """The version's own release values, else the model's last recorded ones."""
     return from_tags(version_tags, version) or from_tags(model_tags)
 
@@ -102,7 +104,12 @@ def gauges(model: str, version: str, current: VisionFigures, release: VisionFigu
     base = {"model": model, "version": version}
     out = [
         Gauge("mlops_vision_probe_images", float(current.images), base, "probe images classified"),
-        Gauge("mlops_vision_mean_confidence", current.mean_confidence, base, "mean top-class probability on the probe"),
+        Gauge(
+            "mlops_vision_mean_confidence",
+            current.mean_confidence,
+            base,
+            "mean top-class probability on the probe",
+        ),
     ]
     if release is not None:
         out += [

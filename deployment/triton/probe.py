@@ -61,7 +61,9 @@ class Config(ServerSettings):
     )
 
 
-def predict(server: TritonServer, model: str, version: str, inputs: Any, labels: dict[str, Any], batch: int) -> Any:
+def predict(
+    server: TritonServer, model: str, version: str, inputs: Any, labels: dict[str, Any], batch: int
+) -> Any:
     """Softmax probabilities of every probe input, `batch` images per request."""
     import numpy as np
 
@@ -95,7 +97,9 @@ def measure(
         labels = json.loads((package.golden / "labels.json").read_text())
         model = cfg.triton_model_name or package.triton_model_name
     route = str(cfg.triton_version) if cfg.triton_version else ""
-    measured = [drift.figures(predict(s, model, route, inputs, labels, cfg.batch_size).tolist()) for s in servers]
+    measured = [
+        drift.figures(predict(s, model, route, inputs, labels, cfg.batch_size).tolist()) for s in servers
+    ]
     # every replica must answer alike; the first one's figures are the model's
     for index, other in enumerate(measured[1:], start=2):
         if other.class_shares != measured[0].class_shares:
@@ -120,7 +124,13 @@ def run(
     current = measure(cfg, registry, version, servers)
     if current is None:  # release mode only: nothing to record, the deployment goes on
         return StepResult(
-            outputs={"version": version, "mean-confidence": "", "psi": "", "drift": "unknown", "reason": "no probe images"},
+            outputs={
+                "version": version,
+                "mean-confidence": "",
+                "psi": "",
+                "drift": "unknown",
+                "reason": "no probe images",
+            },
             summary=(
                 f"{cfg.model_name} v{version} carries no probe images (its dataset has no probe split): "
                 "no release values recorded, the vision probe cannot watch it"
@@ -145,7 +155,9 @@ def run(
     if sink is None:
         sink = Pushgateway(cfg.pushgateway_url) if cfg.pushgateway_url else RecordingSink()
     sink.push(drift.JOB, {"model": cfg.model_name}, drift.gauges(cfg.model_name, version, current, release))
-    pushed = f"pushed to {cfg.pushgateway_url}" if cfg.pushgateway_url else "not pushed (no --pushgateway-url)"
+    pushed = (
+        f"pushed to {cfg.pushgateway_url}" if cfg.pushgateway_url else "not pushed (no --pushgateway-url)"
+    )
     if release is None:
         return StepResult(
             outputs={**outputs, "psi": "", "drift": "unknown", "reason": "no release values"},

@@ -243,9 +243,7 @@ def parse_items(text: str, name: str = EVAL_FILE) -> list[EvalItem]:
     return items
 
 
-def fetch_eval_file(
-    uri: str, workdir: Path, store: S3Store | None = None, name: str = EVAL_FILE
-) -> Path:
+def fetch_eval_file(uri: str, workdir: Path, store: S3Store | None = None, name: str = EVAL_FILE) -> Path:
     """A local copy of `<uri>/eval.jsonl` (or `name`, e.g. PROBE_FILE) from an s3:// prefix
     (checksum-verified) or a local folder."""
     if not uri:
@@ -253,7 +251,9 @@ def fetch_eval_file(
     if not uri.startswith("s3://"):
         path = Path(uri) / name
         if not path.is_file():
-            raise BadInput(f"{uri} is not a prepared dataset with a {name} (prepared before the split existed?)")
+            raise BadInput(
+                f"{uri} is not a prepared dataset with a {name} (prepared before the split existed?)"
+            )
         return path
     store = store or S3Store()
     store.download_committed(S3Url.parse(uri.rstrip("/")), workdir, (name,), what="prepared dataset")

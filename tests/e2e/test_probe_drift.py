@@ -59,9 +59,7 @@ def wait_for(prometheus: str, promql: str, timeout_s: float = 60.0) -> list[dict
 
 def probe_figures(prometheus: str, model: str, version: str, pushed_after: float) -> dict[str, float]:
     """The probe's gauges for `model` v`version` once Prometheus scraped a push newer than `pushed_after`."""
-    pushed = wait_for(
-        prometheus, f'push_time_seconds{{job="mlops-probe", model="{model}"}} > {pushed_after}'
-    )
+    pushed = wait_for(prometheus, f'push_time_seconds{{job="mlops-probe", model="{model}"}} > {pushed_after}')
     assert pushed, f"no push of {model} after {pushed_after} reached Prometheus"
     figures = {"pushed_at": float(pushed[0]["value"][1])}
     selector = f'{{job="mlops-probe", model="{model}", version="{version}"}}'
@@ -86,7 +84,9 @@ def degraded_copy(trained: Path, target: Path) -> Path:
     shutil.copytree(trained, target)
     generator = torch.Generator().manual_seed(7)
     tensors = load_file(str(trained / "adapter_model.safetensors"))
-    noisy = {k: v + 0.5 * torch.randn(v.shape, generator=generator, dtype=v.dtype) for k, v in tensors.items()}
+    noisy = {
+        k: v + 0.5 * torch.randn(v.shape, generator=generator, dtype=v.dtype) for k, v in tensors.items()
+    }
     save_file(noisy, str(target / "adapter_model.safetensors"))
     return target
 
@@ -111,7 +111,9 @@ def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
     }
 
     def run(workflow: str, **params: str) -> None:
-        result = mlops_run(local_stack, workflow, tmp_path / f"{workflow}-{uuid.uuid4().hex[:4]}", **common, **params)
+        result = mlops_run(
+            local_stack, workflow, tmp_path / f"{workflow}-{uuid.uuid4().hex[:4]}", **common, **params
+        )
         print(result.stdout[-4000:])
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
 
@@ -135,14 +137,20 @@ def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
             pushed = runs[-1]["pushed_at"]
         first, second = runs
         assert first["mlops_probe_score_release"] == float(release["probe.release.score.reference"])
-        assert abs(first["mlops_probe_score"] - second["mlops_probe_score"]) <= first["mlops_probe_score_ci_halfwidth"]
-        assert abs(first["mlops_probe_score"] - first["mlops_probe_score_release"]) <= first[
-            "mlops_probe_score_ci_halfwidth"
-        ]
+        assert (
+            abs(first["mlops_probe_score"] - second["mlops_probe_score"])
+            <= first["mlops_probe_score_ci_halfwidth"]
+        )
+        assert (
+            abs(first["mlops_probe_score"] - first["mlops_probe_score_release"])
+            <= first["mlops_probe_score_ci_halfwidth"]
+        )
         assert [r for r in query(prometheus_url, expression) if r["metric"]["model"] == model] == []
 
         # a degraded adapter put into the live slot by hand (past vllm-promote: no release values)
-        bad = register_adapter(vllm_stack, model, degraded_copy(session_adapter(vllm_stack), tmp_path / "bad"))
+        bad = register_adapter(
+            vllm_stack, model, degraded_copy(session_adapter(vllm_stack), tmp_path / "bad")
+        )
         path = fetch_adapter(registry, model, bad, vllm_stack.adapter_dir)
         connect(vllm_stack.endpoint).load_adapter(f"{served}-live", str(path), inplace=True)
         registry.move_alias(model, "live", bad, expect_version=good, reason="by hand (probe drift test)")
@@ -156,7 +164,9 @@ def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
             f"refusal rate {first['mlops_probe_refusal_rate']:.3f} -> {drifted['mlops_probe_refusal_rate']:.3f} "
             f"(release {first['mlops_probe_refusal_rate_release']:.3f})"
         )
-        assert drifted["mlops_probe_score_release"] == first["mlops_probe_score_release"]  # v1's, the last release
+        assert (
+            drifted["mlops_probe_score_release"] == first["mlops_probe_score_release"]
+        )  # v1's, the last release
         assert (
             drifted["mlops_probe_score"]
             < drifted["mlops_probe_score_release"] - drifted["mlops_probe_score_ci_halfwidth"]

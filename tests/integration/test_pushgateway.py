@@ -41,7 +41,9 @@ def test_a_push_replaces_the_groups_metrics(pushgateway_url: str) -> None:
     assert group_metrics(pushgateway_url, model) == {}
 
 
-def test_a_push_the_gateway_refuses_is_bad_input_and_the_group_keeps_its_metrics(pushgateway_url: str) -> None:
+def test_a_push_the_gateway_refuses_is_bad_input_and_the_group_keeps_its_metrics(
+    pushgateway_url: str,
+) -> None:
     model = f"push-{uuid.uuid4().hex[:6]}"
     name = f"probe_test_{uuid.uuid4().hex[:6]}"
     gateway = Pushgateway(pushgateway_url)

@@ -158,7 +158,12 @@ BROKEN_COPIES = [
         '(mlops_probe_refusal_rate_release{job="mlops-probe"} - mlops_probe_refusal_rate{job="mlops-probe"})',
         "drift.test.yaml",
     ),
-    ("PSI threshold 0.2 -> 0.4", 'mlops_vision_psi{job="mlops-probe"} > 0.2', 'mlops_vision_psi{job="mlops-probe"} > 0.4', "drift.test.yaml"),
+    (
+        "PSI threshold 0.2 -> 0.4",
+        'mlops_vision_psi{job="mlops-probe"} > 0.2',
+        'mlops_vision_psi{job="mlops-probe"} > 0.4',
+        "drift.test.yaml",
+    ),
     ("stale after 3 days, not 2", "> 2 * 86400", "> 3 * 86400", "drift.test.yaml"),
 ]
 

@@ -15,8 +15,8 @@ from evaluation.probe import Config, run
 from evaluation.stats import Interval
 from mlops.datasets.ragqa import PROBE_FILE, REFUSAL, QARecord
 from mlops.errors import BadInput
-from mlops.registry import InMemoryBackend, Registry
 from mlops.pushgateway import Gauge, RecordingSink
+from mlops.registry import InMemoryBackend, Registry
 from mlops.serving.vllm import Completion, ServedModel
 
 MODEL = "mistral-7b-lora"
@@ -145,7 +145,9 @@ def test_a_stable_live_version_is_pushed_with_its_release_values(tmp_path: Path)
     metrics = by_name(gauges)
     assert metrics["mlops_probe_score"][0].labels == {"model": MODEL, "version": "2", "judge": "reference"}
     assert metrics["mlops_probe_score"][0].value == metrics["mlops_probe_score_release"][0].value == 1.0
-    assert metrics["mlops_probe_refusal_rate"][0].value == metrics["mlops_probe_refusal_rate_release"][0].value
+    assert (
+        metrics["mlops_probe_refusal_rate"][0].value == metrics["mlops_probe_refusal_rate_release"][0].value
+    )
     assert set(metrics) == {
         "mlops_probe_questions",
         "mlops_probe_score",
@@ -158,7 +160,9 @@ def test_a_stable_live_version_is_pushed_with_its_release_values(tmp_path: Path)
 
 def test_a_degraded_live_slot_is_drift(tmp_path: Path) -> None:
     registry, sink = registry_with(), RecordingSink()
-    registry.tag_version(MODEL, "2", {"probe.release.score.reference": "0.9", "probe.release.refusal_rate": "0.25"})
+    registry.tag_version(
+        MODEL, "2", {"probe.release.score.reference": "0.9", "probe.release.refusal_rate": "0.25"}
+    )
     result = run(cfg(tmp_path), registry, [server(live="wrong")], sink)
     assert result.outputs["drift"] == "true"
     assert "score[reference] + ci half-width" in result.outputs["reason"]
@@ -191,7 +195,7 @@ def test_a_version_without_release_values_is_pushed_without_them(tmp_path: Path)
 
 def test_a_slot_holding_another_version_is_bad_input_and_nothing_is_pushed(tmp_path: Path) -> None:
     registry, sink = registry_with(), RecordingSink()
-    with pytest.raises(BadInput, match="holds .* but the live version is v2"):
+    with pytest.raises(BadInput, match=r"holds .* but the live version is v2"):
         run(cfg(tmp_path), registry, [server(live_version="1")], sink)
     assert sink.pushes == []
 
@@ -199,7 +203,7 @@ def test_a_slot_holding_another_version_is_bad_input_and_nothing_is_pushed(tmp_p
 def test_a_dataset_without_a_probe_split_is_bad_input(tmp_path: Path) -> None:
     registry, sink, fake = registry_with(), RecordingSink(), server()
     config = Config(dataset_uri=dataset(tmp_path, with_probe=False), retry_wait_s=0)
-    with pytest.raises(BadInput, match="probe.jsonl"):
+    with pytest.raises(BadInput, match=r"probe\.jsonl"):
         run(config, registry, [fake], sink)
     assert sink.pushes == [] and fake.requests == 0
 

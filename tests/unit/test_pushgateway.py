@@ -45,7 +45,9 @@ def test_label_values_are_escaped() -> None:
         (Gauge("x", math.inf), "only finite values"),
     ],
 )
-def test_what_prometheus_would_refuse_is_bad_input_and_nothing_is_recorded(gauge: Gauge, message: str) -> None:
+def test_what_prometheus_would_refuse_is_bad_input_and_nothing_is_recorded(
+    gauge: Gauge, message: str
+) -> None:
     sink = RecordingSink()
     with pytest.raises(BadInput, match=message):
         sink.push("job", {}, [Gauge("ok", 1.0), gauge])

@@ -251,7 +251,9 @@ def hold_out_probe(layout: DatasetLayout, fraction: float, seed: int) -> tuple[D
     rng = random.Random(seed)
     probe: list[Sample] = []
     for label in layout.classes:
-        val = sorted((s for s in layout.samples if s.split == "val" and s.label == label), key=lambda s: s.path.name)
+        val = sorted(
+            (s for s in layout.samples if s.split == "val" and s.label == label), key=lambda s: s.path.name
+        )
         rng.shuffle(val)
         take = min(len(val) - 1, round(len(val) * fraction)) if fraction > 0 else 0
         probe += [Sample(PROBE_SPLIT, s.label, s.path) for s in val[: max(take, 0)]]

@@ -65,7 +65,9 @@ def test_fewer_contexts_than_splits_is_bad_input() -> None:
         stratified_group_split(records, ids, Fractions(), seed=0)
 
 
-@pytest.mark.parametrize("fractions", [Fractions(0.8, 0.1, 0.1, 0.0), Fractions(0.5, 0.3, 0.3, 0.1), Fractions(0.8, 0.1, 0.1, 0.1)])
+@pytest.mark.parametrize(
+    "fractions", [Fractions(0.8, 0.1, 0.1, 0.0), Fractions(0.5, 0.3, 0.3, 0.1), Fractions(0.8, 0.1, 0.1, 0.1)]
+)
 def test_fractions_must_be_positive_and_sum_to_one(fractions: Fractions) -> None:
     records, ids = _dataset()
     with pytest.raises(BadInput, match="fractions"):

@@ -54,7 +54,7 @@ def test_the_probe_images_are_held_out_of_training_and_validation(digits_dirs: d
 
 def test_the_probe_archive_is_fetched_beside_the_dataset(s3: object, tmp_path: Path) -> None:
     layout = data.load_layout(split_tree(tmp_path / "src", train=3, val=8))
-    kept, probe = data.hold_out_probe(layout, 0.25, 1)
+    _, probe = data.hold_out_probe(layout, 0.25, 1)
     store = s3  # the real S3Store on moto
     store.ensure_bucket("bucket")  # type: ignore[attr-defined]
     data.pack_dataset(probe, tmp_path / "probe.tar.gz")
