@@ -91,6 +91,7 @@ def degraded_copy(trained: Path, target: Path) -> Path:
     return target
 
 
+@pytest.mark.timeout(2400)  # the session's adapter is trained first (vllm_stack), then 4 workflows
 def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
     local_stack: LocalStack,
     vllm_stack: VllmStack,
