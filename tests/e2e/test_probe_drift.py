@@ -104,27 +104,22 @@ def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
     suffix = uuid.uuid4().hex[:6]
     model, served = f"llm-probe-{suffix}", f"p{suffix}"
     registry = mlflow_registry()
-    common = {
-        "lora_model_name": model,
-        "vllm_served_name": served,
-        "vllm_endpoints": vllm_stack.endpoint,
-        "vllm_adapter_dir": str(vllm_stack.adapter_dir),
-    }
+    slot = {"lora_model_name": model, "vllm_served_name": served, "vllm_endpoints": vllm_stack.endpoint}
+    adapters = {**slot, "vllm_adapter_dir": str(vllm_stack.adapter_dir)}
 
     def run(workflow: str, **params: str) -> None:
-        result = mlops_run(
-            local_stack, workflow, tmp_path / f"{workflow}-{uuid.uuid4().hex[:4]}", **common, **params
-        )
+        state = tmp_path / f"{workflow}-{uuid.uuid4().hex[:4]}"
+        result = mlops_run(local_stack, workflow, state, **params)
         print(result.stdout[-4000:])
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
 
     # the session's trained adapter, deployed and released through the workflows
     good = register_adapter(vllm_stack, model, session_adapter(vllm_stack))
     registry.move_alias(model, "candidate", good, reason="probe drift test")
-    run("vllm-deployment")
+    run("vllm-deployment", **adapters)
     for verdict in ("eval-passed", "perf-passed"):  # both gates have tests of their own
         registry.move_alias(model, verdict, good, reason="probe drift test")
-    run("vllm-promote")
+    run("vllm-promote", **adapters)
     assert registry.alias(model, "live") == good
     release = registry.tags(model, good)
     assert float(release["probe.release.questions"]) >= 30
@@ -133,7 +128,7 @@ def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
         # two probes of the same live version: the same figures, within the interval
         runs, pushed = [], 0.0
         for _ in range(2):
-            run("llm-probe", pushgateway_url=pushgateway_url)
+            run("llm-probe", **slot, pushgateway_url=pushgateway_url)
             runs.append(probe_figures(prometheus_url, model, good, pushed))
             pushed = runs[-1]["pushed_at"]
         first, second = runs
@@ -155,7 +150,7 @@ def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
         path = fetch_adapter(registry, model, bad, vllm_stack.adapter_dir)
         connect(vllm_stack.endpoint).load_adapter(f"{served}-live", str(path), inplace=True)
         registry.move_alias(model, "live", bad, expect_version=good, reason="by hand (probe drift test)")
-        run("llm-probe", pushgateway_url=pushgateway_url)
+        run("llm-probe", **slot, pushgateway_url=pushgateway_url)
         drifted = probe_figures(prometheus_url, model, bad, pushed)
         print(
             f"probe of {model}: release v{good} A-rate {first['mlops_probe_score_release']:.3f}; live v{good} "
