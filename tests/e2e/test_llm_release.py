@@ -35,7 +35,7 @@ def test_llm_release_reject_release_and_rollback(
         "vllm-url": vllm_stack.url,
         "vllm-adapter-dir": str(vllm_stack.adapter_dir),
         "prometheus-url": prometheus_url,
-        "lora-epochs": "3",  # the loss gate's bars, with the probe split held out (tests/conftest.py)
+        "lora-epochs": "2",
         "perf-duration-s": "10",
     }
     any_quality = {"eval-min-a-rate": "0", "eval-max-c-rate": "1", "eval-min-refusal-accuracy": "0"}

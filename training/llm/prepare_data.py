@@ -53,12 +53,15 @@ class Config(StepConfig):
     val_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="share of rows for validation (early stopping)"
     )
-    eval_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of rows held out for evaluation")
+    eval_fraction: float = Field(
+        0.05, gt=0.0, lt=1.0, description="share of rows held out for evaluation (the release gate)"
+    )
     probe_fraction: float = Field(
-        0.1,
+        0.05,
         gt=0.0,
         lt=1.0,
-        description="share of rows held out for the production probe (never trained or gated on)",
+        description="share of rows held out for the production probe (never trained or gated on); "
+        "taken with eval from one held-out share, so train and val do not change with it",
     )
     seed: int = Field(42, description="seed of the synthetic corpus and of the split")
     max_context_chars: int = Field(6000, ge=1, description="longer contexts are dropped")
@@ -101,8 +104,8 @@ class Config(StepConfig):
 
     @property
     def fractions(self) -> Fractions:
-        held_out = self.val_fraction + self.eval_fraction + self.probe_fraction
-        return Fractions(1.0 - held_out, self.val_fraction, self.eval_fraction, self.probe_fraction)
+        train = 1.0 - self.val_fraction - (self.eval_fraction + self.probe_fraction)
+        return Fractions(train, self.val_fraction, self.eval_fraction, self.probe_fraction)
 
     @property
     def limits(self) -> Limits:

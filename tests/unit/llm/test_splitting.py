@@ -9,7 +9,7 @@ import pytest
 from mlops.datasets.ragqa import SPLITS, QARecord
 from mlops.errors import BadInput
 from tests.unit.llm.factories import record
-from training.llm.splitting import Fractions, stratified_group_split
+from training.llm.splitting import Fractions, _deal, stratified_group_split
 
 
 def _dataset(groups: int = 60) -> tuple[list[QARecord], list[int]]:
@@ -44,6 +44,22 @@ def test_each_question_type_is_spread_by_the_fractions() -> None:
         counts = Counter(r.question_type for r in splits[split])
         for kind, total in totals.items():
             assert abs(counts[kind] / total - share) <= 0.05, (split, kind, counts[kind], total)
+
+
+def test_holding_the_probe_out_changes_no_training_row() -> None:
+    """train and val are exactly the three-way split's (train 0.8, val 0.1, eval 0.1); the probe
+    split comes out of that eval share."""
+    records, ids = _dataset(120)
+    four = stratified_group_split(records, ids, Fractions(0.8, 0.1, 0.05, 0.05), seed=3)
+    members: dict[int, list[int]] = {}
+    for i, group in enumerate(ids):
+        members.setdefault(group, []).append(i)
+    three = _deal(records, members, {"train": 0.8, "val": 0.1, "eval": 0.1}, 3)
+    for split in ("train", "val"):
+        assert four[split] == [records[i] for g in three[split] for i in sorted(members[g])]
+    held_out = [records[i] for g in three["eval"] for i in sorted(members[g])]
+    assert sorted(map(id, four["eval"] + four["probe"])) == sorted(map(id, held_out))
+    assert four["eval"] and four["probe"]
 
 
 def test_the_split_is_seeded() -> None:
