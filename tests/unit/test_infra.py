@@ -213,7 +213,7 @@ BREAKAGES: list[tuple[str, str | None, str, str, str]] = [
         "max by (model) (push_time_seconds",
         "max by (model (push_time_seconds",
         "promql",
-        "dashboard mlops-drift.json panel \"Hours since each model's last probe\" A: PromQL does not parse",
+        'dashboard mlops-drift.json panel "Hours since each model\'s last probe" A: PromQL does not parse',
     ),
 ]
 COPIED = [
