@@ -30,7 +30,16 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("MLOPS_STATE_DIR", str(REPO_ROOT / ".stack")))
 
 
-PORT_FLAGS = ("mlflow", "s3", "triton_http", "triton_grpc", "triton_metrics", "vllm", "prometheus")
+PORT_FLAGS = (
+    "mlflow",
+    "s3",
+    "triton_http",
+    "triton_grpc",
+    "triton_metrics",
+    "vllm",
+    "prometheus",
+    "pushgateway",
+)
 
 
 def _manager(args: argparse.Namespace, serving_python: str | None = None, vllm=None):  # type: ignore[no-untyped-def]
@@ -305,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "--prometheus-port",
                 type=int,
                 help="Prometheus port (default 9090, env MLOPS_PROMETHEUS_PORT)",
+            )
+            command.add_argument(
+                "--pushgateway-port",
+                type=int,
+                help="Pushgateway port (default 9091, env MLOPS_PUSHGATEWAY_PORT)",
             )
         return command
 

@@ -114,6 +114,9 @@ class Registry:
     def tags(self, model: str, version: str) -> dict[str, str]:
         return self.backend.get_version_tags(model, version)
 
+    def model_tags(self, model: str) -> dict[str, str]:
+        return self.backend.get_model_tags(model)
+
     def source(self, model: str, version: str) -> str:
         return self.backend.version_source(model, version)
 
@@ -134,6 +137,10 @@ class Registry:
     def tag_version(self, model: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.backend.set_version_tag(model, version, key, str(value))
+
+    def tag_model(self, model: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.backend.set_model_tag(model, key, str(value))
 
     def move_alias(
         self,

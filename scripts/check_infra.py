@@ -6,7 +6,8 @@ Checks (all by default; `--check NAME` picks some, in this order):
              infra/monitoring, infra/argocd/apps and infra/argo-workflows, then every other
              `kind: Kustomization` under infra/ on its own
   schema     every built object, strictly (an unknown field is an error): kubernetes-validate for
-             core kinds, mlops.argo.schema.check_document for Argo Workflows kinds, the subset
+             core kinds, mlops.argo.schema.check_document for Argo Workflows kinds (validate_strict
+             for a CronWorkflow: the cluster runs it, `mlops run` does not), the subset
              schemas in infra/schemas/*.yaml for ServiceMonitor, PrometheusRule, Argo CD's
              Application/AppProject, Argo Rollouts' Rollout/AnalysisTemplate and the Gateway API
              routes
@@ -71,6 +72,9 @@ IMAGE_PREFIX = "mlops-k8s"  # repository path prefix of every image images.yml p
 EXTERNAL_SECRETS: set[tuple[str | None, str]] = set()
 # Namespaces whose Services another install owns (ServiceMonitor targets not checkable here).
 EXTERNAL_NAMESPACES = {"argo"}
+# The build Argo CD deploys beside every overlay whose Services workflows and ServiceMonitors name
+# (the Pushgateway the probes push to).
+MONITORING_BUILD = "infra/monitoring"
 SHA_PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 GRAFANA_MACROS = re.compile(r"\$__(rate_interval|interval|range)|\$\{__(rate_interval|interval|range)\}")
@@ -283,7 +287,7 @@ def subset_validators(root: Path) -> dict[str, Any]:
 
 def check_schema(ctx: Context) -> Result:
     from mlops.argo.schema import KINDS as ARGO_KINDS
-    from mlops.argo.schema import check_document
+    from mlops.argo.schema import SCHEDULED_KIND, check_document, validate_strict
 
     result = Result("schema")
     kubernetes = KubernetesSchemas(ctx.kubernetes_version)
@@ -296,6 +300,12 @@ def check_schema(ctx: Context) -> Result:
         if api_version == "argoproj.io/v1alpha1" and kind in ARGO_KINDS:
             counts["argo"] += 1
             for problem in check_document(obj):
+                result.add(where, problem)
+            continue
+        if api_version == "argoproj.io/v1alpha1" and kind == SCHEDULED_KIND:
+            # Argo's schema only: the cluster runs it, `mlops run` does not (not an error here)
+            counts["argo"] += 1
+            for problem in validate_strict(obj):
                 result.add(where, problem)
             continue
         validator = subsets.get(f"{api_version}/{kind}") or kubernetes.validator(api_version, kind)
@@ -418,13 +428,17 @@ def container_ports(pod: dict[str, Any]) -> dict[str, int]:
     return ports
 
 
-def workflow_service_refs(build: Build, obj: dict[str, Any], result: Result, where: str) -> None:
-    """Default parameter values naming in-cluster services must name something this build runs."""
+def workflow_service_refs(
+    build: Build, obj: dict[str, Any], result: Result, where: str, shared: tuple[Build, ...] = ()
+) -> None:
+    """Default parameter values naming in-cluster services must name something this build runs, or
+    a `shared` build deploys beside every overlay (infra/monitoring: the Pushgateway)."""
     services = {
         (s["metadata"].get("namespace"), s["metadata"]["name"]): {
             p["port"] for p in s["spec"].get("ports", [])
         }
-        for s in build.objects
+        for b in (build, *shared)
+        for s in b.objects
         if s.get("kind") == "Service"
     }
     for param in obj["spec"].get("arguments", {}).get("parameters", []):
@@ -636,6 +650,8 @@ def cluster_params_refs(ctx: Context, platform: list[Build], result: Result) -> 
 def check_refs(ctx: Context) -> Result:
     result = Result("refs")
     platform = [b for b in ctx.builds.values() if b.path.startswith("infra/overlays/")]
+    # deployed beside every overlay by its own Argo CD application (namespace monitoring)
+    shared = tuple(b for b in ctx.builds.values() if b.path == MONITORING_BUILD)
     checked = 0
     for build in ctx.builds.values():
         for obj in build.objects:
@@ -696,14 +712,22 @@ def check_refs(ctx: Context) -> Result:
                     result.add(
                         where, f"serviceAccountName {account!r} is not a ServiceAccount in {namespace}"
                     )
-                workflow_service_refs(build, obj, result, where)
+                workflow_service_refs(build, obj, result, where, shared)
             elif kind == "Rollout":
                 rollout_refs(ctx, build, obj, result, where)
             elif kind in ROUTE_KINDS:
                 route_refs(build, obj, result, where)
             elif kind == "AnalysisTemplate":
                 analysis_template_refs(obj, result, where)
-    services = [(b, o) for b in platform for o in b.objects if o.get("kind") == "Service"]
+            elif kind == "CronWorkflow":
+                # a schedule submits a WorkflowTemplate of its own namespace: it must be deployed there
+                ref = (obj["spec"].get("workflowSpec") or {}).get("workflowTemplateRef") or {}
+                if ref and (namespace, ref.get("name")) not in names(build, "WorkflowTemplate"):
+                    result.add(
+                        where,
+                        f"workflowTemplateRef {ref.get('name')!r} is not a WorkflowTemplate in {namespace}",
+                    )
+    services = [(b, o) for b in (*platform, *shared) for o in b.objects if o.get("kind") == "Service"]
     for build, monitor in ctx.objects("ServiceMonitor"):
         where = f"{build.path}: {describe(monitor)}"
         spec = monitor["spec"]

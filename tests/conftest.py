@@ -197,14 +197,38 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
-def prometheus_url(vllm_stack: VllmStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Real Prometheus (Debian's, as `mlops up` runs it) scraping the session's vLLM every 2 s."""
+def pushgateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Real Pushgateway (Debian's, as `mlops up` runs it) on a free port."""
+    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.services import Ports, pushgateway_service
+
+    state_dir = tmp_path_factory.mktemp("pushgateway")
+    ports = Ports(pushgateway=free_port())
+    spec = pushgateway_service(state_dir, ports)
+    if spec.skip_reason:
+        raise RuntimeError(f"the Pushgateway is part of the local stack: {spec.skip_reason}")
+    manager = StackManager(state_dir, [spec], ports)
+    manager.up(progress=lambda line: print(f"[stack] {line}"))
+    try:
+        yield spec.url
+    finally:
+        manager.down(progress=lambda line: print(f"[stack] {line}"))
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(
+    vllm_stack: VllmStack, pushgateway_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Real Prometheus (Debian's, as `mlops up` runs it) scraping the session's vLLM and Pushgateway every 2 s."""
     from mlops.stack.manager import StackManager, free_port
     from mlops.stack.services import Ports, prometheus_service
 
     state_dir = tmp_path_factory.mktemp("prometheus")
     ports = Ports(
-        vllm=int(vllm_stack.endpoint.rsplit(":", 1)[1]), prometheus=free_port(), triton_metrics=free_port()
+        vllm=int(vllm_stack.endpoint.rsplit(":", 1)[1]),
+        prometheus=free_port(),
+        triton_metrics=free_port(),
+        pushgateway=int(pushgateway_url.rsplit(":", 1)[1]),
     )
     spec = prometheus_service(state_dir, ports)
     if spec.skip_reason:

@@ -6,12 +6,17 @@ without the answer, so the model learns to continue exactly the prompt it will b
 Unanswerable questions carry the canonical refusal (`REFUSAL`), word for word.
 
 A prepared dataset (format `rag-qa/v1`) lives under `<prefix>/<sha256>/`: `train.jsonl`,
-`val.jsonl`, `eval.jsonl` (one record a line, with `prompt_inference`), `data_card.json`, and
+`val.jsonl`, `eval.jsonl`, `probe.jsonl` (one record a line, with `prompt_inference`), `data_card.json`, and
 `_COMMITTED` (written last by `S3Store.publish_directory`, listing every file's sha256; read
 back through `S3Store.download_committed`). The sha256 covers the split files only, in canonical
 JSON (sorted keys, one record a line), so the same prepared rows always get the same address,
 whatever run produced them. Training writes it; deployment, evaluation and performance read it
 through this module, never through each other.
+
+The `probe` split is held out from everything a release decides on: fine-tuning reads only
+`TRAINING_SPLITS` (train, val, eval; `fetch` fetches nothing else unless asked), and the evaluation
+gate asks the eval split. Only the production probe (`evaluation.probe`) reads it, so a probe score
+measures questions no released version was trained, stopped early or gated on.
 """
 
 from __future__ import annotations
@@ -95,13 +100,20 @@ class QARecord:
 
 
 FORMAT_VERSION = "rag-qa/v1"
-SPLITS = ("train", "val", "eval")
+PROBE = "probe"
+# what fine-tuning may read: the probe split is never among them
+TRAINING_SPLITS = ("train", "val", "eval")
+SPLITS = (*TRAINING_SPLITS, PROBE)
 CARD_NAME = "data_card.json"
 EVAL_FILE = "eval.jsonl"
+PROBE_FILE = "probe.jsonl"
 
 
 def split_file(split: str) -> str:
     return f"{split}.jsonl"
+
+
+TRAINING_FILES = tuple(split_file(s) for s in TRAINING_SPLITS)
 
 
 def canonical_lines(records: list[QARecord], split: str) -> bytes:
@@ -131,8 +143,9 @@ def publish(store: S3Store, prefix: S3Url, directory: Path, sha256: str) -> tupl
 
 
 def fetch(uri: str, workdir: Path, store: S3Store | None = None, files: tuple[str, ...] = ()) -> Path:
-    """A local folder holding the prepared dataset at `uri` (s3:// prefix or local folder), checksums verified."""
-    wanted = files or tuple(split_file(s) for s in SPLITS)
+    """A local folder holding the prepared dataset at `uri` (s3:// prefix or local folder), checksums
+    verified: the `files` asked for, by default the training splits (never the probe split)."""
+    wanted = files or TRAINING_FILES
     if not uri.startswith("s3://"):
         folder = Path(uri)
         missing = [name for name in wanted if not (folder / name).is_file()]
@@ -230,15 +243,18 @@ def parse_items(text: str, name: str = EVAL_FILE) -> list[EvalItem]:
     return items
 
 
-def fetch_eval_file(uri: str, workdir: Path, store: S3Store | None = None) -> Path:
-    """A local copy of `<uri>/eval.jsonl` (s3:// prefix, checksum-verified, or a local folder)."""
+def fetch_eval_file(uri: str, workdir: Path, store: S3Store | None = None, name: str = EVAL_FILE) -> Path:
+    """A local copy of `<uri>/eval.jsonl` (or `name`, e.g. PROBE_FILE) from an s3:// prefix
+    (checksum-verified) or a local folder."""
     if not uri:
-        raise BadInput("no dataset URI: pass --dataset-uri or tag the staged version with dataset_uri")
+        raise BadInput("no dataset URI: pass --dataset-uri or tag the version with dataset_uri")
     if not uri.startswith("s3://"):
-        path = Path(uri) / EVAL_FILE
+        path = Path(uri) / name
         if not path.is_file():
-            raise BadInput(f"{uri} is not a prepared dataset: no {EVAL_FILE}")
+            raise BadInput(
+                f"{uri} is not a prepared dataset with a {name} (prepared before the split existed?)"
+            )
         return path
     store = store or S3Store()
-    store.download_committed(S3Url.parse(uri.rstrip("/")), workdir, (EVAL_FILE,), what="prepared dataset")
-    return workdir / EVAL_FILE
+    store.download_committed(S3Url.parse(uri.rstrip("/")), workdir, (name,), what="prepared dataset")
+    return workdir / name

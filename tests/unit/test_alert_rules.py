@@ -75,7 +75,7 @@ def alerts_without_a_firing_test(rule_groups_: list[dict[str, Any]], test_files:
 
 
 def test_promtool_tests_pass(promtool: str, tmp_path: Path) -> None:
-    assert len(TEST_FILES) == 3
+    assert len(TEST_FILES) == 4
     answer = promtool_test(promtool, RULES_PATH.read_text(), tmp_path, TEST_FILES)
     assert answer.returncode == 0, answer.stdout + answer.stderr
     assert answer.stdout.count("SUCCESS") == len(TEST_FILES)
@@ -140,6 +140,31 @@ BROKEN_COPIES = [
         "slo.test.yaml",
     ),
     ("a runbook line changed", "the Rollout and its readiness probe", "the pods", "slo.test.yaml"),
+    (
+        "probe score compared without its confidence interval",
+        '< mlops_probe_score_release{job="mlops-probe"} - mlops_probe_score_ci_halfwidth{job="mlops-probe"}',
+        '< mlops_probe_score_release{job="mlops-probe"}',
+        "drift.test.yaml",
+    ),
+    (
+        "refusal-rate tolerance 0.1 -> 0.3",
+        'mlops_probe_refusal_rate_release{job="mlops-probe"}) > 0.1',
+        'mlops_probe_refusal_rate_release{job="mlops-probe"}) > 0.3',
+        "drift.test.yaml",
+    ),
+    (
+        "refusal rate watched only upwards",
+        'abs(mlops_probe_refusal_rate{job="mlops-probe"} - mlops_probe_refusal_rate_release{job="mlops-probe"})',
+        '(mlops_probe_refusal_rate_release{job="mlops-probe"} - mlops_probe_refusal_rate{job="mlops-probe"})',
+        "drift.test.yaml",
+    ),
+    (
+        "PSI threshold 0.2 -> 0.4",
+        'mlops_vision_psi{job="mlops-probe"} > 0.2',
+        'mlops_vision_psi{job="mlops-probe"} > 0.4',
+        "drift.test.yaml",
+    ),
+    ("stale after 3 days, not 2", "> 2 * 86400", "> 3 * 86400", "drift.test.yaml"),
 ]
 
 
@@ -175,6 +200,11 @@ def test_local_prometheus_loads_the_rules(promtool: str, tmp_path: Path) -> None
         (tmp_path / name).write_text(text)
     config = yaml.safe_load(spec.files["prometheus.yml"])
     assert config["rule_files"] == ["rules.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # the probes' figures keep their pushed job and labels (job="mlops-probe", model, version)
+    assert jobs["pushgateway"]["honor_labels"] is True
+    assert jobs["pushgateway"]["static_configs"] == [{"targets": ["127.0.0.1:9091"]}]
+    assert "honor_labels" not in jobs["vllm"]
     local = yaml.safe_load(spec.files["rules.yml"])["groups"]
     assert alert_names(local) == alert_names(groups()) - set(LOCAL_EXCLUDED_ALERTS)
     answer = subprocess.run(

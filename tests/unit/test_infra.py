@@ -172,6 +172,49 @@ BREAKAGES: list[tuple[str, str | None, str, str, str]] = [
         "checkov",
         "CKV_K8S_20",
     ),
+    # the probes' schedules, the Pushgateway they push to, and the egress that lets them
+    (
+        "infra/base/workflows/probe-schedules.yaml",
+        '  schedules: ["17 5 * * *"]',
+        '  schedule: "17 5 * * *"',
+        "schema",
+        "removed in Argo v4: use 'schedules'",
+    ),
+    (
+        "infra/base/workflows/probe-schedules.yaml",
+        "    workflowTemplateRef:\n      name: llm-probe\n",
+        "    workflowTemplateRef:\n      name: llm-probes\n",
+        "refs",
+        "workflowTemplateRef 'llm-probes' is not a WorkflowTemplate in mlops-workflows",
+    ),
+    (
+        "infra/monitoring/pushgateway.yaml",
+        "    - name: http\n      port: 9091\n",
+        "    - name: http\n      port: 9092\n",
+        "refs",
+        "no Service monitoring/pushgateway with port 9091",
+    ),
+    (
+        "infra/argocd/apps/project.yaml",
+        "    - {group: argoproj.io, kind: CronWorkflow}\n",
+        "",
+        "argocd",
+        "CronWorkflow mlops-workflows/llm-probe-daily (argoproj.io/CronWorkflow): kind not in namespaceResourceWhitelist",
+    ),
+    (
+        "infra/base/network-policies.yaml",
+        "              app.kubernetes.io/name: pushgateway\n      ports:\n        - {protocol: TCP, port: 9091}",
+        "              app.kubernetes.io/name: pushgateway\n      ports:\n        - {protocol: TCP, port: 9093}",
+        "flows",
+        "Pushgateway (the probes' figures)\": workflow llm-probe -> pushgateway:9091/TCP denied",
+    ),
+    (
+        "infra/monitoring/dashboards/mlops-drift.json",
+        "max by (model) (push_time_seconds",
+        "max by (model (push_time_seconds",
+        "promql",
+        'dashboard mlops-drift.json panel "Hours since each model\'s last probe" A: PromQL does not parse',
+    ),
 ]
 COPIED = [
     "infra",

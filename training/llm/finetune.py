@@ -30,7 +30,7 @@ from mlops.errors import BadInput
 from mlops.models import hf_base
 from mlops.models.names import LLM_MODEL
 from mlops.step import StepResult
-from mlops.storage import sha256_file
+from mlops.storage import S3Store, sha256_file
 from mlops.tracking import TAG_VALUE_LIMIT, configure_mlflow_client, mlflow_errors
 from training.llm import base_model, examples, lora, model_card, plots
 from training.llm.base_model import check_finite
@@ -134,6 +134,14 @@ def save_adapter(model: Any, folder: Path, base_uri: str) -> Path:
     return folder
 
 
+def training_splits(
+    dataset_uri: str, workdir: Path, store: S3Store | None = None
+) -> dict[str, list[ragqa.QARecord]]:
+    """train / val / eval of the prepared dataset; the probe split is neither fetched nor read."""
+    folder = ragqa.fetch(dataset_uri, workdir, store, files=ragqa.TRAINING_FILES)
+    return {s: ragqa.read_split(folder, s) for s in ragqa.TRAINING_SPLITS}
+
+
 def run(cfg: Config) -> StepResult:
     settings = preflight(cfg)
     import mlflow
@@ -145,10 +153,9 @@ def run(cfg: Config) -> StepResult:
     configure_mlflow_client()
     with tempfile.TemporaryDirectory(prefix="llm-finetune-") as tmp:
         workdir = Path(tmp)
-        folder = ragqa.fetch(cfg.dataset_uri, workdir)
+        splits = training_splits(cfg.dataset_uri, workdir)
         base_dir = hf_base.fetch_base(cfg.base_uri, workdir)
         model, tokenizer, device = load_for_training(cfg, settings, base_dir)
-        splits = {s: ragqa.read_split(folder, s) for s in ("train", "val", "eval")}
         encoded = {
             s: examples.encode_all(tokenizer, records, cfg.max_seq_length) for s, records in splits.items()
         }

@@ -2,7 +2,8 @@
 
 ingest (JSONL / Parquet / CSV, path or s3://; schema errors name their line) -> clean (unicode
 and whitespace normalisation, length limits) -> drop exact and near duplicates -> split train /
-val / eval stratified by question_type with no context shared across splits -> store at
+val / eval / probe stratified by question_type with no context shared across splits (probe: held
+out for the production probe, `evaluation.probe`; fine-tuning never reads it) -> store at
 `<prefix>/<sha256>/` (content hash of the splits; uploaded once) -> data card (counts, rows
 dropped and why, length histogram) logged to MLflow. `--source=synthetic` generates the seeded
 Skyloom corpus in process (the same one `training.llm.generate_corpus` writes).
@@ -41,7 +42,7 @@ class Config(StepConfig):
         SYNTHETIC,
         description="'synthetic' (seeded Skyloom corpus) or a *.jsonl / *.csv / *.parquet file, local or s3://",
     )
-    synthetic_documents: int = Field(120, ge=3, le=100_000, description="documents of the synthetic corpus")
+    synthetic_documents: int = Field(120, ge=4, le=100_000, description="documents of the synthetic corpus")
     synthetic_noise: float = Field(
         0.05, ge=0.0, le=1.0, description="duplicate/unnormalised fraction of the synthetic corpus"
     )
@@ -52,7 +53,16 @@ class Config(StepConfig):
     val_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="share of rows for validation (early stopping)"
     )
-    eval_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of rows held out for evaluation")
+    eval_fraction: float = Field(
+        0.05, gt=0.0, lt=1.0, description="share of rows held out for evaluation (the release gate)"
+    )
+    probe_fraction: float = Field(
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="share of rows held out for the production probe (never trained or gated on); "
+        "taken with eval from one held-out share, so train and val do not change with it",
+    )
     seed: int = Field(42, description="seed of the synthetic corpus and of the split")
     max_context_chars: int = Field(6000, ge=1, description="longer contexts are dropped")
     max_question_chars: int = Field(500, ge=1, description="longer questions are dropped")
@@ -86,13 +96,16 @@ class Config(StepConfig):
 
     @model_validator(mode="after")
     def _fractions_leave_training(self) -> Config:
-        if self.val_fraction + self.eval_fraction >= 1.0:
-            raise ValueError("val_fraction + eval_fraction must leave rows for training (sum < 1)")
+        if self.val_fraction + self.eval_fraction + self.probe_fraction >= 1.0:
+            raise ValueError(
+                "val_fraction + eval_fraction + probe_fraction must leave rows for training (sum < 1)"
+            )
         return self
 
     @property
     def fractions(self) -> Fractions:
-        return Fractions(1.0 - self.val_fraction - self.eval_fraction, self.val_fraction, self.eval_fraction)
+        train = 1.0 - self.val_fraction - (self.eval_fraction + self.probe_fraction)
+        return Fractions(train, self.val_fraction, self.eval_fraction, self.probe_fraction)
 
     @property
     def limits(self) -> Limits:
@@ -137,11 +150,7 @@ def prepare(cfg: Config, workdir: Path, store: S3Store | None = None) -> tuple[d
     groups = [cleaned.context_groups[r.context] for r in cleaned.kept]
     splits = stratified_group_split(cleaned.kept, groups, cfg.fractions, cfg.seed)
     contexts = {s: {cleaned.context_groups[r.context] for r in splits[s]} for s in SPLITS}
-    if (
-        contexts["train"] & contexts["val"]
-        or contexts["train"] & contexts["eval"]
-        or contexts["val"] & contexts["eval"]
-    ):
+    if any(contexts[a] & contexts[b] for i, a in enumerate(SPLITS) for b in SPLITS[i + 1 :]):
         raise MlopsError("a context cluster landed in two splits: a bug in the group split")
     folder = workdir / "prepared"
     sha256 = ragqa.write_splits(splits, folder)

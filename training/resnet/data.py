@@ -235,6 +235,53 @@ def load_layout(
     return layout
 
 
+PROBE_SPLIT = "probe"
+PROBE_ARCHIVE = "probe.tar.gz"
+
+
+def hold_out_probe(layout: DatasetLayout, fraction: float, seed: int) -> tuple[DatasetLayout, DatasetLayout]:
+    """Take a seeded `fraction` of every class's validation images out as the probe set.
+
+    The probe images are never trained on, stopped early on or gated on (they leave val/ too): the
+    production probe (`deployment.triton.probe`) compares the live model's predictions on them
+    with the release-time ones. Every class keeps at least one validation image.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise BadInput(f"--probe-fraction {fraction} must be a fraction in [0, 1)")
+    rng = random.Random(seed)
+    probe: list[Sample] = []
+    for label in layout.classes:
+        val = sorted(
+            (s for s in layout.samples if s.split == "val" and s.label == label), key=lambda s: s.path.name
+        )
+        rng.shuffle(val)
+        take = min(len(val) - 1, round(len(val) * fraction)) if fraction > 0 else 0
+        probe += [Sample(PROBE_SPLIT, s.label, s.path) for s in val[: max(take, 0)]]
+    taken = {s.path for s in probe}
+    kept = DatasetLayout(layout.root, layout.classes, [s for s in layout.samples if s.path not in taken])
+    return kept, DatasetLayout(layout.root, layout.classes, sorted(probe, key=lambda s: s.arcname))
+
+
+def fetch_probe(dataset_uri: str, workdir: Path, store: S3Store | None = None) -> list[Sample]:
+    """The probe images held out beside an s3:// dataset archive (`probe.tar.gz`); [] when it has none
+    (a local folder, or a dataset prepared before probes existed)."""
+    if not dataset_uri.startswith("s3://"):
+        return []
+    url = S3Url.parse(f"{dataset_uri.rstrip('/').rsplit('/', 1)[0]}/{PROBE_ARCHIVE}")
+    store = store or S3Store()
+    if not store.exists(url):
+        return []
+    archive = workdir / PROBE_ARCHIVE
+    store.download_file(url, archive)
+    root = extract_archive(archive, workdir / "probe") / PROBE_SPLIT
+    found = [
+        Sample(PROBE_SPLIT, path.parent.name, path)
+        for path in root.glob("*/*")
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    return sorted(found, key=lambda s: s.arcname)
+
+
 # --- archives -----------------------------------------------------------------------------------
 
 

@@ -4,6 +4,10 @@
 any other source (folder, s3:// or https:// archive) is read as an ImageFolder, split if flat.
 The dataset is packed reproducibly and stored at `<prefix>/<sha256>/dataset.tar.gz` with a
 `manifest.json`; the same data always lands at the same address, and is uploaded only once.
+`--probe-fraction` of every class's validation images is held out beside it as `probe.tar.gz`
+(`probe/<class>/<image>`): never trained, stopped early or gated on; the equivalence gate
+preprocesses them into the ONNX package and the production probe (`deployment.triton.probe`)
+watches the live model's predictions on them.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ class Config(StepConfig):
         description="fraction of each class held out for validation (digits or a flat tree)",
     )
     seed: int = Field(42, description="seed of the stratified train/val split")
+    probe_fraction: float = Field(
+        0.25,
+        ge=0.0,
+        lt=1.0,
+        description="fraction of each class's validation images held out for the production probe (0: none)",
+    )
 
 
 def build_dataset(cfg: Config, workdir: Path) -> data.DatasetLayout:
@@ -54,13 +64,22 @@ def build_dataset(cfg: Config, workdir: Path) -> data.DatasetLayout:
 
 
 def publish(
-    store: S3Store, prefix: S3Url, archive: Path, sha256: str, manifest: dict[str, object]
+    store: S3Store,
+    prefix: S3Url,
+    archive: Path,
+    sha256: str,
+    manifest: dict[str, object],
+    probe: Path | None = None,
 ) -> tuple[S3Url, bool]:
-    """Upload archive then manifest under `<prefix>/<sha256>/`; skip what is already there."""
+    """Upload archive (and the probe archive) then manifest under `<prefix>/<sha256>/`; skip what is
+    already there."""
     target = prefix.join(sha256)
     archive_url, manifest_url = target.join(ARCHIVE_NAME), target.join(MANIFEST_NAME)
     store.ensure_bucket(prefix.bucket)
     uploaded = False
+    if probe is not None and not store.exists(target.join(data.PROBE_ARCHIVE)):
+        store.upload_file(probe, target.join(data.PROBE_ARCHIVE))
+        uploaded = True
     if not store.exists(archive_url):
         store.upload_file(archive, archive_url)
         uploaded = True
@@ -74,11 +93,22 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
     prefix = S3Url.parse(cfg.dataset_prefix.rstrip("/"))
     with tempfile.TemporaryDirectory(prefix="prepare-data-") as tmp:
         workdir = Path(tmp)
-        layout = build_dataset(cfg, workdir)
+        layout, probe = data.hold_out_probe(build_dataset(cfg, workdir), cfg.probe_fraction, cfg.seed)
         sha256 = data.pack_dataset(layout, workdir / ARCHIVE_NAME)
         manifest = layout.manifest(sha256, cfg.source)
+        probe_archive = None
+        if probe.samples:
+            probe_archive = workdir / data.PROBE_ARCHIVE
+            manifest["probe"] = {
+                "archive": data.PROBE_ARCHIVE,
+                "sha256": data.pack_dataset(probe, probe_archive),
+                "counts": {c: len([s for s in probe.samples if s.label == c]) for c in probe.classes},
+                "total": len(probe.samples),
+            }
         print(json.dumps({"classes": layout.classes, "totals": manifest["totals"]}), flush=True)
-        archive_url, uploaded = publish(store or S3Store(), prefix, workdir / ARCHIVE_NAME, sha256, manifest)
+        archive_url, uploaded = publish(
+            store or S3Store(), prefix, workdir / ARCHIVE_NAME, sha256, manifest, probe_archive
+        )
     return StepResult(
         outputs={
             "dataset-uri": str(archive_url),
@@ -86,7 +116,8 @@ def run(cfg: Config, store: S3Store | None = None) -> StepResult:
             "dataset-sha256": sha256,
         },
         summary=(
-            f"{len(layout.classes)} classes, {manifest['totals']} images -> {archive_url} "
+            f"{len(layout.classes)} classes, {manifest['totals']} images "
+            f"(+{len(probe.samples)} held out for the probe) -> {archive_url} "
             f"({'uploaded' if uploaded else 'already there'})"
         ),
     )

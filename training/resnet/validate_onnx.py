@@ -6,7 +6,8 @@ both on the same preprocessed validation images and applies `mlops.gates.equival
 the max absolute logit difference and the argmax mismatches. It also measures ONNX Runtime
 and PyTorch latency on this CPU, and stores golden samples (inputs, expected labels and
 probabilities) under the export run's `onnx/golden/` before anything is registered, so the
-registered artifacts carry their own acceptance test. On pass: a new version of the ONNX
+registered artifacts carry their own acceptance test; beside them the dataset's held-out probe
+images, preprocessed (`probe_inputs.npy`, `probe.json`), for the production probe. On pass: a new version of the ONNX
 model (source = the export run's `onnx/` folder) and a guarded move of `deploy`.
 """
 
@@ -199,6 +200,17 @@ def write_golden(
     return directory
 
 
+def write_probe(directory: Path, inputs: np.ndarray, probe: list[data.Sample]) -> None:
+    """The probe images (held out at data preparation) as `probe_inputs.npy` + `probe.json` beside the
+    golden samples: what `deployment.triton.probe` sends to the served model."""
+    import numpy as np
+
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "probe_inputs.npy", np.ascontiguousarray(inputs, dtype=np.float32))
+    described = {"files": [s.arcname for s in probe], "true_label": [s.label for s in probe]}
+    (directory / "probe.json").write_text(json.dumps(described, indent=2) + "\n")
+
+
 def pick_evenly(items: list[Any], count: int) -> list[Any]:
     """`count` items spread evenly over `items` (all of them if there are fewer)."""
     if count >= len(items):
@@ -307,13 +319,17 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
             [s.arcname for s in chosen[:k]],
             meta.classes,
         )
+        # the held-out probe images, preprocessed as served: the production probe's inputs
+        probe = data.fetch_probe(dataset_uri, workdir / "probe")
+        if probe:
+            write_probe(golden, load_images([s.path for s in probe], meta).numpy(), probe)
         figure = plots.latency_png(
             {name.removeprefix("latency_ms_").replace("_", " "): value for name, value in latency.items()},
             workdir / "latency.png",
             title=f"latency on this CPU ({cfg.threads} threads, {cfg.latency_iterations} runs)",
         )
         with mlflow_errors(f"logging validation results to run {cfg.run_id}"):
-            if k:
+            if k or probe:
                 client.log_artifacts(cfg.run_id, str(golden), "onnx/golden")
             client.log_artifact(cfg.run_id, str(figure), "validation")
             for name, value in metrics.items():

@@ -8,7 +8,7 @@ same flags, in the same images:
   -> [verdict pass] load_adapter -> smoke_test (`staged`)
   -> generate -> judge -> gate (`eval-passed|eval-failed`)
   -> [verdict pass] loadtest -> gate (`perf-passed|perf-failed`)
-  -> [verdict pass] promote (`live`, `previous`)
+  -> [verdict pass] release values (the probe split, tags probe.release.*) -> promote (`live`, `previous`)
   reconcile (vLLM LoRA slots) as the exit handler of everything after the loss gate.
 
 Each component is a function from the step's inputs to its flags, made into a container
@@ -177,6 +177,31 @@ def build_pipeline(images: Images | None = None) -> Any:
         return [
             *slot_flags(model_name, served_name, endpoints, adapter_dir),
             f"--version={promote_version}",
+        ]
+
+    @step_component(deploy, "evaluation.probe", outputs=("score",))
+    def release_values(
+        model_name: str,
+        served_name: str,
+        endpoints: str,
+        version: str,
+        judges: str,
+        judge_endpoint: str,
+        judge_model: str,
+        max_tokens: int,
+        concurrency: int,
+    ) -> list[str]:
+        return [
+            "--mode=release",
+            f"--model-name={model_name}",
+            f"--version={version}",
+            f"--endpoints={endpoints}",
+            f"--served-name={served_name}",
+            f"--judges={judges}",
+            f"--judge-endpoint={judge_endpoint}",
+            f"--judge-model={judge_model}",
+            f"--max-tokens={max_tokens}",
+            f"--concurrency={concurrency}",
         ]
 
     @step_component(deploy, "deployment.vllm.reconcile")
@@ -575,8 +600,24 @@ def build_pipeline(images: Images | None = None) -> Any:
                         )
                     ).set_display_name("performance-gate")
                     with dsl.If(performed.outputs["verdict"] == "pass", name="perf-passed"):
+                        # the probe split on the candidate slot, stored on the version for the
+                        # daily probe (workflows/llm-probe.yaml)
+                        released = uncached(
+                            release_values(
+                                **service,
+                                model_name=lora_model_name,
+                                served_name=vllm_served_name,
+                                endpoints=vllm_endpoints,
+                                version=performed.outputs["version"],
+                                judges=judge_backend,
+                                judge_endpoint=judge_endpoint,
+                                judge_model=judge_model,
+                                max_tokens=eval_max_tokens,
+                                concurrency=eval_concurrency,
+                            )
+                        ).set_display_name("release-values")
                         on_adapters(
                             promote(**service, **vllm, promote_version=performed.outputs["version"])
-                        ).set_display_name("promote")
+                        ).set_display_name("promote").after(released)
 
     return llm_pipeline

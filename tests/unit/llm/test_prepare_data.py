@@ -30,11 +30,38 @@ def test_the_card_accounts_for_every_row(tmp_path: Path) -> None:
 
 def test_no_context_is_shared_between_splits(prepared_dir: Path) -> None:
     contexts = {s: {r.context for r in ragqa.read_split(prepared_dir, s)} for s in SPLITS}
-    assert not (
-        contexts["train"] & contexts["val"]
-        or contexts["train"] & contexts["eval"]
-        or contexts["val"] & contexts["eval"]
-    )
+    for i, first in enumerate(SPLITS):
+        for second in SPLITS[i + 1 :]:
+            assert not contexts[first] & contexts[second], (first, second)
+
+
+def test_the_probe_split_is_disjoint_from_what_training_and_the_gate_see(prepared_dir: Path) -> None:
+    probe = ragqa.read_split(prepared_dir, ragqa.PROBE)
+    assert len(probe) > 0 and ragqa.PROBE not in ragqa.TRAINING_SPLITS
+    assert {r.question_type for r in probe} == set(ragqa.QUESTION_TYPES)  # stratified like the others
+    seen = [r for split in ragqa.TRAINING_SPLITS for r in ragqa.read_split(prepared_dir, split)]
+    assert not {r.context for r in probe} & {r.context for r in seen}
+    assert not {r.prompt_training for r in probe} & {r.prompt_training for r in seen}
+    assert not {(r.question, r.reference_answer) for r in probe} & {
+        (r.question, r.reference_answer) for r in seen
+    }
+
+
+def test_finetune_neither_fetches_nor_reads_the_probe_split(s3: Any, tmp_path: Path) -> None:
+    """The probe file is replaced on S3 after publishing: fetching it is refused (its checksum no
+    longer matches), yet fine-tuning's data loading succeeds, so it never downloaded it."""
+    from training.llm.finetune import training_splits
+
+    card, folder = prepare(Config(synthetic_documents=40, seed=5), tmp_path / "prepared")
+    target, _ = ragqa.publish(s3, S3Url.parse("s3://data/rag-qa"), folder, card["sha256"])
+    s3.put_bytes(target.join(ragqa.PROBE_FILE), b"not a record\n")
+    with pytest.raises(BadInput, match="differs from the commit manifest"):
+        ragqa.fetch_eval_file(f"{target}/", tmp_path / "probe", s3, name=ragqa.PROBE_FILE)
+    splits = training_splits(f"{target}/", tmp_path / "train", s3)
+    assert set(splits) == {"train", "val", "eval"}
+    assert not (tmp_path / "train" / "dataset" / ragqa.PROBE_FILE).exists()
+    probe_contexts = {r.context for r in ragqa.read_split(folder, ragqa.PROBE)}
+    assert not probe_contexts & {r.context for records in splits.values() for r in records}
 
 
 def test_the_address_is_the_content(tmp_path: Path) -> None:

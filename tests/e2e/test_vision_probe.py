@@ -1,0 +1,76 @@
+"""The vision probe end to end: `vision-e2e` releases a model (its `release-values` step records the
+probe figures on the version), then `vision-probe` sends the held-out probe images to the real
+Triton stand-in and pushes PSI and confidence to the real Pushgateway: the same model, the same
+class mix (PSI 0) and confidence as at release."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from mlops.registry import mlflow_registry
+from tests.conftest import LocalStack
+from tests.e2e.conftest import WorkflowRunner
+
+pytestmark = pytest.mark.e2e
+
+
+def pushed(pushgateway: str, model: str) -> dict[str, float]:
+    """metric name -> value of what the Pushgateway holds for `model`."""
+    found: dict[str, float] = {}
+    for group in httpx.get(f"{pushgateway}/api/v1/metrics", timeout=10).json()["data"]:
+        if group["labels"].get("model") != model:
+            continue
+        for name, family in group.items():
+            if isinstance(family, dict) and "metrics" in family and not name.startswith("push_"):
+                found[name] = float(family["metrics"][0]["value"])
+    return found
+
+
+@pytest.mark.timeout(1800)
+def test_a_released_vision_model_is_probed_against_its_release_values(
+    local_stack: LocalStack,
+    triton_stack: Any,
+    pushgateway_url: str,
+    run_workflow: WorkflowRunner,
+    model_names: dict[str, str],
+) -> None:
+    registry = mlflow_registry(local_stack.mlflow_uri)
+    onnx_model = model_names["onnx-model-name"]
+    params = {
+        **model_names,
+        "triton-endpoints": triton_stack.grpc_url,
+        "model-repository": triton_stack.repository,
+    }
+    released = run_workflow("vision-e2e", **params)
+    assert released.returncode == 0, released.stdout[-4000:]
+    assert registry.alias(onnx_model, "live") == "1"
+    tags = registry.tags(onnx_model, "1")
+    shares = json.loads(tags["probe.release.class_shares"])
+    assert len(shares) == 10 and abs(sum(shares) - 1) < 1e-3
+    assert int(tags["probe.release.images"]) == 90  # a quarter of each digit's validation images
+    try:
+        probed = run_workflow(
+            "vision-probe",
+            **{
+                "onnx-model-name": onnx_model,
+                "triton-endpoints": triton_stack.grpc_url,
+                "pushgateway-url": pushgateway_url,
+            },
+        )
+        assert probed.returncode == 0, probed.stdout[-4000:]
+        figures = pushed(pushgateway_url, onnx_model)
+        print(f"vision probe of {onnx_model} v1: {figures}")
+        assert figures["mlops_vision_psi"] == pytest.approx(0.0, abs=1e-9)
+        assert figures["mlops_vision_mean_confidence"] == pytest.approx(
+            float(tags["probe.release.mean_confidence"]), abs=1e-5
+        )
+        assert figures["mlops_vision_mean_confidence_release"] == pytest.approx(
+            float(tags["probe.release.mean_confidence"]), abs=1e-6
+        )
+        assert figures["mlops_vision_probe_images"] == 90
+    finally:
+        httpx.delete(f"{pushgateway_url}/metrics/job/mlops-probe/model/{onnx_model}", timeout=10)
