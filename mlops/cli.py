@@ -29,7 +29,7 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("MLOPS_STATE_DIR", str(REPO_ROOT / ".stack")))
 
 
-PORT_FLAGS = ("mlflow", "s3", "triton_http", "triton_grpc", "triton_metrics", "vllm", "prometheus")
+PORT_FLAGS = ("mlflow", "s3", "triton_http", "triton_grpc", "triton_metrics", "vllm", "prometheus", "router")
 
 
 def _manager(args: argparse.Namespace, serving_python: str | None = None, vllm=None):  # type: ignore[no-untyped-def]
@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "--prometheus-port",
                 type=int,
                 help="Prometheus port (default 9090, env MLOPS_PROMETHEUS_PORT)",
+            )
+            command.add_argument(
+                "--router-port", type=int, help="canary router port (default 8020, env MLOPS_ROUTER_PORT)"
             )
         return command
 
