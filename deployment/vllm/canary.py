@@ -126,7 +126,9 @@ class PrometheusReader:
 
         try:
             answer = httpx.get(
-                f"{self.url}/api/v1/query", params={"query": promql, "time": f"{at:.3f}"}, timeout=self.timeout_s
+                f"{self.url}/api/v1/query",
+                params={"query": promql, "time": f"{at:.3f}"},
+                timeout=self.timeout_s,
             )
         except httpx.HTTPError as exc:
             raise Transient(f"Prometheus {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
@@ -143,7 +145,9 @@ class PrometheusReader:
 
 
 def read_slot(query: MetricsQuery, public_name: str, target: str, range_s: int, at: float) -> SlotFigures:
-    values = {name: query.query(promql, at) for name, promql in slot_queries(public_name, target, range_s).items()}
+    values = {
+        name: query.query(promql, at) for name, promql in slot_queries(public_name, target, range_s).items()
+    }
     return SlotFigures(
         requests=round(values["requests"] or 0.0, 3),
         errors=round(values["errors"] or 0.0, 3),

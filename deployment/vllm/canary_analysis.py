@@ -1,9 +1,9 @@
 """Step (canary): judge the candidate slot against live over one window, on Prometheus' figures.
 
-Observes `--canary-window-s` seconds of the public name's traffic at the current weight (on a
-cluster the users'; locally, where there are no users, `--canary-drive-requests` streamed
-completions sent through the router during the window), waits one scrape (`--canary-pad-s`), then
-reads each slot's requests, errors, E2E P95 and TTFT P95 over the same window
+Waits one scrape (`--canary-pad-s`) after the weight changed, then observes `--canary-window-s`
+seconds of the public name's traffic at that weight (on a cluster the users'; locally, where
+there are no users, `--canary-drive-requests` streamed completions sent through the router
+during the window), waits one more scrape, then reads each slot's requests, errors, E2E P95 and TTFT P95 over the same window
 (deployment.vllm.canary) and judges them with the pure `canary_gate`: enough candidate requests,
 candidate error rate and P95s under absolute bounds, and, when live served in the window too,
 error rate no higher and P95s no slower than live's by more than the ratios.
@@ -52,13 +52,17 @@ PROMPTS = (
 
 
 class Config(CanarySettings):
-    weight: int = Field(0, ge=0, le=100, description="the candidate weight being judged (for tags and reasons)")
+    weight: int = Field(
+        0, ge=0, le=100, description="the candidate weight being judged (for tags and reasons)"
+    )
     prometheus_url: str = Field("", description="Prometheus base URL scraping the router / endpoint picker")
     canary_window_s: float = Field(300.0, ge=0, description="seconds of traffic observed at this weight")
     canary_pad_s: float = Field(30.0, ge=0, description="Prometheus scrape interval: wait and window padding")
     canary_url: str = Field("", description="public OpenAI endpoint the drive requests go to (the router)")
     canary_drive_requests: int = Field(
-        0, ge=0, description="requests sent through canary-url during the window (0: observe real traffic only)"
+        0,
+        ge=0,
+        description="requests sent through canary-url during the window (0: observe real traffic only)",
     )
     canary_drive_concurrency: int = Field(4, ge=1, description="concurrent drive requests")
     canary_min_requests: int = Field(20, ge=1, description="least candidate requests in the window")
@@ -70,7 +74,9 @@ class Config(CanarySettings):
     canary_max_ttft_p95_s: float = Field(2.0, description="highest candidate TTFT P95 (seconds)")
     canary_max_e2e_ratio: float = Field(1.2, description="highest candidate / live E2E P95")
     canary_max_ttft_ratio: float = Field(1.2, description="highest candidate / live TTFT P95")
-    record_pass: bool = Field(False, description="record canary-passed when this analysis passes (the last step)")
+    record_pass: bool = Field(
+        False, description="record canary-passed when this analysis passes (the last step)"
+    )
 
     def bounds(self) -> CanaryBounds:
         return CanaryBounds(
@@ -96,13 +102,19 @@ def drive(url: str, model: str, requests: int, concurrency: int) -> int:
         except httpx.HTTPError:
             return False
 
-    with httpx.Client(base_url=url.rstrip("/"), timeout=120.0) as client, ThreadPoolExecutor(concurrency) as pool:
+    with (
+        httpx.Client(base_url=url.rstrip("/"), timeout=120.0) as client,
+        ThreadPoolExecutor(concurrency) as pool,
+    ):
         done = list(pool.map(lambda i: one(i, client), range(requests)))
     return done.count(False)
 
 
 def run(
-    cfg: Config, registry: Registry | None = None, split: TrafficSplit | None = None, query: MetricsQuery | None = None
+    cfg: Config,
+    registry: Registry | None = None,
+    split: TrafficSplit | None = None,
+    query: MetricsQuery | None = None,
 ) -> StepResult:
     bounds = check_bounds(cfg.bounds())  # a bad bound is refused before any traffic or alias moves
     if cfg.canary_drive_requests and not cfg.canary_url:
@@ -111,6 +123,7 @@ def run(
     split = split or connect_split(cfg.canary_split, cfg.served_name)
     query = query or PrometheusReader(cfg.prometheus_url)
     version = registry.require_alias(cfg.model_name, "staged")
+    time.sleep(cfg.canary_pad_s)  # one scrape at the new weight before the window opens
     started = time.time()
     drive_failed = 0
     if cfg.canary_drive_requests:
@@ -137,11 +150,23 @@ def run(
     if not verdict.passed:
         split.set_candidate_weight(0)
         registry.record_verdict(
-            verdict, model=cfg.model_name, version=version, tags=tags, pass_alias=PASS_ALIAS, fail_alias=FAIL_ALIAS, gate=gate
+            verdict,
+            model=cfg.model_name,
+            version=version,
+            tags=tags,
+            pass_alias=PASS_ALIAS,
+            fail_alias=FAIL_ALIAS,
+            gate=gate,
         )
     elif cfg.record_pass:
         registry.record_verdict(
-            verdict, model=cfg.model_name, version=version, tags=tags, pass_alias=PASS_ALIAS, fail_alias=FAIL_ALIAS, gate=gate
+            verdict,
+            model=cfg.model_name,
+            version=version,
+            tags=tags,
+            pass_alias=PASS_ALIAS,
+            fail_alias=FAIL_ALIAS,
+            gate=gate,
         )
     else:
         registry.tag_version(cfg.model_name, version, tags)

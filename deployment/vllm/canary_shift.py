@@ -14,6 +14,7 @@ InferenceModelRewrite (`k8s://<namespace>/<name>`), deployment.vllm.traffic.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -36,10 +37,12 @@ class CanarySettings(VllmSettings):
 
 
 class Config(CanarySettings):
-    weight: int = Field(0, ge=0, le=100, description="percent of the public name's requests sent to the candidate")
+    weight: int = Field(
+        0, ge=0, le=100, description="percent of the public name's requests sent to the candidate"
+    )
 
 
-def check_slots(servers: list[VllmServer], model: str, served_name: str, staged: str, live: str) -> None:
+def check_slots(servers: Sequence[VllmServer], model: str, served_name: str, staged: str, live: str) -> None:
     """BadInput unless every replica serves `staged` as candidate and `live` as live."""
     for slot, version in ((CANDIDATE, staged), (LIVE, live)):
         name = slot_name(served_name, slot)
@@ -52,7 +55,7 @@ def check_slots(servers: list[VllmServer], model: str, served_name: str, staged:
             )
 
 
-def ready_version(registry: Registry, cfg: CanarySettings, servers: list[VllmServer]) -> tuple[str, str]:
+def ready_version(registry: Registry, cfg: CanarySettings, servers: Sequence[VllmServer]) -> tuple[str, str]:
     """(staged, live) when a canary of `staged` may start; BadInput naming what is missing."""
     staged = registry.require_alias(cfg.model_name, "staged")
     check_verdicts(registry, cfg.model_name, staged)

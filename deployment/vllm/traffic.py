@@ -1,6 +1,6 @@
 """Where the canary split lives, behind one small Protocol: the local router or the cluster's rewrite.
 
-- `http://host:port` (local): `mlops.stack.router`'s admin endpoint, `PUT /admin/split
+- `http://host:port` (local): `mlops.stack.router`'s admin endpoint, `PUT /admin/split/<public>
   {"candidate_weight": w}`; the router keeps it in a file across restarts.
 - `k8s://<namespace>/<name>` (cluster): the InferenceModelRewrite `<name>`
   (`inference.networking.x-k8s.io/v1alpha2`, infra/inference/), whose first rule's targets are
@@ -44,13 +44,14 @@ def _check(answer: httpx.Response, what: str) -> httpx.Response:
 class RouterSplit:
     """The local router's admin endpoint."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, public_name: str, timeout_s: float = 10.0) -> None:
         self.where = url.rstrip("/")
+        self._path = f"/admin/split/{public_name}"
         self._http = httpx.Client(base_url=self.where, timeout=timeout_s)
 
     def _call(self, method: str, what: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            answer = self._http.request(method, "/admin/split", **kwargs)
+            answer = self._http.request(method, self._path, **kwargs)
         except httpx.HTTPError as exc:
             raise Transient(f"router {self.where} unreachable while {what}: {exc}") from exc
         body: dict[str, Any] = _check(answer, f"router {self.where} {what}").json()
@@ -71,13 +72,18 @@ def rewrite_targets(obj: dict[str, Any], public_name: str, weight: int) -> dict[
     elif weight >= 100:
         targets = [{"modelRewrite": candidate}]
     else:
-        targets = [{"modelRewrite": live, "weight": 100 - weight}, {"modelRewrite": candidate, "weight": weight}]
+        targets = [
+            {"modelRewrite": live, "weight": 100 - weight},
+            {"modelRewrite": candidate, "weight": weight},
+        ]
     updated = copy.deepcopy(obj)
     for rule in updated.get("spec", {}).get("rules", []):
         if any(m.get("model", {}).get("value") == public_name for m in rule.get("matches", [])):
             rule["targets"] = targets
             return updated
-    raise BadInput(f"InferenceModelRewrite {obj.get('metadata', {}).get('name')} has no rule matching {public_name}")
+    raise BadInput(
+        f"InferenceModelRewrite {obj.get('metadata', {}).get('name')} has no rule matching {public_name}"
+    )
 
 
 def weight_of(obj: dict[str, Any], public_name: str) -> int:
@@ -86,7 +92,11 @@ def weight_of(obj: dict[str, Any], public_name: str) -> int:
         if any(m.get("model", {}).get("value") == public_name for m in rule.get("matches", [])):
             targets = rule.get("targets", [])
             total = sum(int(t.get("weight", 1)) for t in targets) or 1
-            ours = sum(int(t.get("weight", 1)) for t in targets if t.get("modelRewrite") == f"{public_name}-candidate")
+            ours = sum(
+                int(t.get("weight", 1))
+                for t in targets
+                if t.get("modelRewrite") == f"{public_name}-candidate"
+            )
             return round(100 * ours / total)
     return 0
 
@@ -102,7 +112,9 @@ class RewriteSplit:
         port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         self.where = f"k8s://{namespace}/{name}"
         self.public_name = public_name
-        self._url = f"https://{host}:{port}/{REWRITE_API}/namespaces/{namespace}/inferencemodelrewrites/{name}"
+        self._url = (
+            f"https://{host}:{port}/{REWRITE_API}/namespaces/{namespace}/inferencemodelrewrites/{name}"
+        )
         self._http = httpx.Client(
             headers={"Authorization": f"Bearer {token.read_text().strip()}"},
             verify=str(SERVICE_ACCOUNT / "ca.crt"),
@@ -135,5 +147,5 @@ def connect_split(where: str, public_name: str) -> TrafficSplit:
             raise BadInput(f"{where!r}: expected k8s://<namespace>/<InferenceModelRewrite name>")
         return RewriteSplit(namespace, name, public_name)
     if where.startswith(("http://", "https://")):
-        return RouterSplit(where)
+        return RouterSplit(where, public_name)
     raise BadInput(f"canary split {where!r}: expected http(s)://<router> or k8s://<namespace>/<name>")

@@ -197,7 +197,9 @@ def vllm_service(
     )
 
 
-def router_service(state_dir: Path, ports: Ports, vllm: ServiceSpec, served_name: str = VLLM_SERVED_NAME) -> ServiceSpec:
+def router_service(
+    state_dir: Path, ports: Ports, vllm: ServiceSpec, served_name: str = VLLM_SERVED_NAME
+) -> ServiceSpec:
     """The model-aware router in front of vLLM (`mlops.stack.router`): clients ask for `served_name`,
     the canary split sends each request to the live or candidate slot; started with vLLM."""
     return ServiceSpec(

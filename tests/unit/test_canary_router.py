@@ -15,7 +15,14 @@ from starlette.testclient import TestClient
 from mlops.errors import BadInput
 from mlops.stack.router.metrics import RouterMetrics
 from mlops.stack.router.server import RouterState, build_app
-from mlops.stack.router.split import CANDIDATE, LIVE, SmoothWeightedRoundRobin, canary_split, check_weight, rewrite
+from mlops.stack.router.split import (
+    CANDIDATE,
+    LIVE,
+    SmoothWeightedRoundRobin,
+    canary_split,
+    check_weight,
+    rewrite,
+)
 from performance.prometheus import parse_exposition
 
 
@@ -49,7 +56,12 @@ def test_the_public_name_is_rewritten_to_the_slot_and_everything_else_kept() -> 
     body = json.dumps({"model": "aws-rag-qa", "prompt": "hi", "max_tokens": 4, "stream": True}).encode()
     routed = rewrite(body, "aws-rag-qa", CANDIDATE)
     assert (routed.requested, routed.target, routed.stream) == ("aws-rag-qa", "aws-rag-qa-candidate", True)
-    assert json.loads(routed.body) == {"model": "aws-rag-qa-candidate", "prompt": "hi", "max_tokens": 4, "stream": True}
+    assert json.loads(routed.body) == {
+        "model": "aws-rag-qa-candidate",
+        "prompt": "hi",
+        "max_tokens": 4,
+        "stream": True,
+    }
     chat = json.dumps({"model": "aws-rag-qa", "messages": [{"role": "user", "content": "x"}]}).encode()
     assert json.loads(rewrite(chat, "aws-rag-qa", LIVE).body)["model"] == "aws-rag-qa-live"
 
@@ -83,34 +95,40 @@ def test_metrics_are_cumulative_histograms_with_the_extension_names() -> None:
 
 def test_both_slots_have_series_before_any_request(tmp_path: Path) -> None:
     # a counter that appears only with its first request loses that request to increase()
-    state = RouterState("aws-rag-qa", ["127.0.0.1:1"], None)
+    state = RouterState(["aws-rag-qa"], ["127.0.0.1:1"], None)
     targets = {s.labels["target_model_name"] for s in parse_exposition(state.metrics.render())}
     assert targets == {"aws-rag-qa-live", "aws-rag-qa-candidate"}
 
 
 def test_the_split_is_set_at_run_time_and_kept_across_restarts(tmp_path: Path) -> None:
     state_file = tmp_path / "split.json"
-    with TestClient(build_app(RouterState("aws-rag-qa", ["127.0.0.1:1"], state_file))) as client:
-        assert client.get("/admin/split").json()["candidate_weight"] == 0
-        answer = client.put("/admin/split", json={"candidate_weight": 10})
+    with TestClient(build_app(RouterState(["aws-rag-qa"], ["127.0.0.1:1"], state_file))) as client:
+        assert client.get("/admin/split/aws-rag-qa").json()["candidate_weight"] == 0
+        answer = client.put("/admin/split/aws-rag-qa", json={"candidate_weight": 10})
         assert answer.status_code == 200 and answer.json()["live_weight"] == 90
-    restarted = RouterState("aws-rag-qa", ["127.0.0.1:1"], state_file)
-    assert restarted.candidate_weight == 10
+        assert client.put("/admin/split/other", json={"candidate_weight": 50}).status_code == 200
+        assert client.get("/admin/split").json()["splits"] == {"aws-rag-qa": 10, "other": 50}
+    restarted = RouterState(["aws-rag-qa"], ["127.0.0.1:1"], state_file)
+    assert restarted.weights == {"aws-rag-qa": 10, "other": 50}
+    targets = {s.labels["target_model_name"] for s in parse_exposition(restarted.metrics.render())}
+    assert {"other-live", "other-candidate"} <= targets
 
 
-@pytest.mark.parametrize("body", [{"candidate_weight": 150}, {"candidate_weight": "ten"}, {"weight": 10}, [10]])
+@pytest.mark.parametrize(
+    "body", [{"candidate_weight": 150}, {"candidate_weight": "ten"}, {"weight": 10}, [10]]
+)
 def test_a_bad_split_is_refused_and_changes_nothing(tmp_path: Path, body: object) -> None:
     state_file = tmp_path / "split.json"
-    with TestClient(build_app(RouterState("aws-rag-qa", ["127.0.0.1:1"], state_file))) as client:
-        client.put("/admin/split", json={"candidate_weight": 10})
-        answer = client.put("/admin/split", json=body)
+    with TestClient(build_app(RouterState(["aws-rag-qa"], ["127.0.0.1:1"], state_file))) as client:
+        client.put("/admin/split/aws-rag-qa", json={"candidate_weight": 10})
+        answer = client.put("/admin/split/aws-rag-qa", json=body)
         assert answer.status_code == 400 and "weight" in answer.json()["error"]["message"]
-        assert client.get("/admin/split").json()["candidate_weight"] == 10
-    assert json.loads(state_file.read_text()) == {"candidate_weight": 10}
+        assert client.get("/admin/split/aws-rag-qa").json()["candidate_weight"] == 10
+    assert json.loads(state_file.read_text()) == {"splits": {"aws-rag-qa": 10}}
 
 
 def test_an_unreachable_replica_is_a_502_counted_as_an_error_of_its_slot() -> None:
-    state = RouterState("aws-rag-qa", ["127.0.0.1:9"], None)  # discard port: nothing listens
+    state = RouterState(["aws-rag-qa"], ["127.0.0.1:9"], None)  # discard port: nothing listens
     with TestClient(build_app(state, timeout_s=2)) as client:
         answer = client.post("/v1/completions", json={"model": "aws-rag-qa", "prompt": "x"})
         assert answer.status_code == 502 and "unreachable" in answer.json()["error"]["message"]

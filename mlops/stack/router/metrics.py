@@ -16,7 +16,27 @@ from dataclasses import dataclass, field
 
 PREFIX = "inference_objective_request"
 # seconds; E2E and TTFT of a tiny local model and of a 7B one on a GPU both fall inside
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0, 120.0)
+BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+)
 
 Labels = tuple[str, str]  # (model_name, target_model_name)
 
@@ -64,7 +84,11 @@ class RouterMetrics:
         lines: list[str] = []
         for suffix, help_text, values in (
             ("total", "Requests per requested model and the model they were routed to.", self.requests),
-            ("error_total", "Failed requests (error status or broken stream) per model and target.", self.errors),
+            (
+                "error_total",
+                "Failed requests (error status or broken stream) per model and target.",
+                self.errors,
+            ),
         ):
             lines += [f"# HELP {PREFIX}_{suffix} {help_text}", f"# TYPE {PREFIX}_{suffix} counter"]
             lines += [f"{PREFIX}_{suffix}{{{_labels(key)}}} {value}" for key, value in sorted(values.items())]

@@ -1,14 +1,15 @@
 """The router process: `python -m mlops.stack.router --served-name aws-rag-qa --upstreams host:port,...`.
 
-- `POST /v1/completions`, `/v1/chat/completions`: a request for the public name is rewritten to
-  `<name>-live` or `<name>-candidate` (smooth weighted round-robin, `split.py`) and sent to the
-  next replica in turn, so the split holds on every replica; any other model name passes as is.
+- `POST /v1/completions`, `/v1/chat/completions`: a request for a public name that has a split is
+  rewritten to `<name>-live` or `<name>-candidate` (smooth weighted round-robin, `split.py`) and
+  sent to the next replica in turn, so the split holds on every replica; any other model name
+  passes as is. `--served-name` names have a split from the start (0%: every request to live).
   Streams pass through chunk by chunk. A replica that cannot be reached answers 502.
 - `GET /v1/models` and other GETs under `/v1/`: passed to a replica.
-- `GET /admin/split`, `PUT /admin/split {"candidate_weight": 10}`: the split, in percent of the
-  public name's requests. Written to `--state-file` before it is answered, so a restarted
-  router keeps it (the cluster keeps it in the InferenceModelRewrite object). A bad weight is
-  answered 400 and changes nothing.
+- `GET /admin/split` (all), `GET /admin/split/<name>`, `PUT /admin/split/<name>
+  {"candidate_weight": 10}`: a public name's split, in percent of its requests (one split per
+  name, as the cluster has one InferenceModelRewrite per name). Written to `--state-file` before
+  it is answered, so a restarted router keeps it. A bad weight is answered 400 and changes nothing.
 - `GET /metrics`: per-slot requests, errors, E2E and TTFT (`metrics.py`); `GET /health`.
 """
 
@@ -20,7 +21,6 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,45 +32,62 @@ from starlette.routing import Route
 
 from mlops.errors import BadInput
 from mlops.stack.router.metrics import RouterMetrics
-from mlops.stack.router.split import CANDIDATE, LIVE, MODEL_ROUTES, canary_split, check_weight, rewrite, slot_name
+from mlops.stack.router.split import (
+    CANDIDATE,
+    LIVE,
+    MODEL_ROUTES,
+    canary_split,
+    check_weight,
+    read_request,
+    rewrite,
+    slot_name,
+)
 
 # headers that describe one hop's connection or body framing, never forwarded
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive", "accept-encoding"}
 
 
-@dataclass
 class RouterState:
-    """Everything the running router knows: the split, the replicas, the metrics."""
+    """Everything the running router knows: a split per public name, the replicas, the metrics."""
 
-    served_name: str
-    upstreams: list[str]
-    state_file: Path | None
-    candidate_weight: int = 0
-
-    def __post_init__(self) -> None:
-        if self.state_file and self.state_file.is_file():
-            self.candidate_weight = check_weight(json.loads(self.state_file.read_text())["candidate_weight"])
-        self.split = canary_split(self.candidate_weight)
-        self.replicas: Iterator[str] = itertools.cycle(self.upstreams)
+    def __init__(self, served_names: list[str], upstreams: list[str], state_file: Path | None) -> None:
+        self.upstreams, self.state_file = upstreams, state_file
+        self.weights: dict[str, int] = dict.fromkeys(served_names, 0)
+        if state_file and state_file.is_file():
+            kept = json.loads(state_file.read_text()).get("splits", {})
+            self.weights.update({name: check_weight(weight) for name, weight in kept.items()})
+        self.pickers = {name: canary_split(weight) for name, weight in self.weights.items()}
+        self.replicas: Iterator[str] = itertools.cycle(upstreams)
         self.metrics = RouterMetrics()
-        for slot in (LIVE, CANDIDATE):  # series from the start: increase() misses a counter's first value
-            self.metrics.ensure((self.served_name, slot_name(self.served_name, slot)))
+        for name in self.weights:
+            self._ensure_series(name)
 
-    def set_weight(self, weight: int) -> None:
+    def _ensure_series(self, name: str) -> None:
+        # series from the start: Prometheus' increase() never counts a counter's first value
+        for slot in (LIVE, CANDIDATE):
+            self.metrics.ensure((name, slot_name(name, slot)))
+
+    def set_weight(self, name: str, weight: int) -> None:
+        """Split `name` (a new public name gets a split too), written to the state file first."""
         weight = check_weight(weight)
+        if not name or "/" in name:
+            raise BadInput(f"not a model name: {name!r}")
+        weights = {**self.weights, name: weight}
         if self.state_file:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"candidate_weight": weight}))
+            tmp.write_text(json.dumps({"splits": weights}))
             tmp.replace(self.state_file)
-        self.candidate_weight, self.split = weight, canary_split(weight)
+        self._ensure_series(name)
+        self.weights, self.pickers[name] = weights, canary_split(weight)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, name: str) -> dict[str, Any]:
+        weight = self.weights.get(name, 0)
         return {
-            "served_name": self.served_name,
-            "candidate_weight": self.candidate_weight,
-            "live_weight": 100 - self.candidate_weight,
-            "upstreams": self.upstreams,
+            "model": name,
+            "candidate_weight": weight,
+            "live_weight": 100 - weight,
+            "split": name in self.weights,
         }
 
 
@@ -96,12 +113,16 @@ def build_app(state: RouterState, timeout_s: float = 300.0) -> Starlette:
     async def proxy_model_request(request: Request) -> Response:
         body = await request.body()
         try:
-            routed = rewrite(body, state.served_name, state.split.pick())
+            requested = str(read_request(body)["model"])
+            picker = state.pickers.get(requested)
+            routed = rewrite(body, requested, picker.pick() if picker else "")
         except BadInput as exc:
             return _error(400, str(exc))
         labels = (routed.requested, routed.target)
         replica = next(state.replicas)
-        url = f"http://{replica}{request.url.path}" if "://" not in replica else f"{replica}{request.url.path}"
+        url = (
+            f"http://{replica}{request.url.path}" if "://" not in replica else f"{replica}{request.url.path}"
+        )
         client = client_holder["client"]
         started = time.perf_counter()
         try:
@@ -138,7 +159,9 @@ def build_app(state: RouterState, timeout_s: float = 300.0) -> Starlette:
 
     async def pass_get(request: Request) -> Response:
         replica = next(state.replicas)
-        url = f"http://{replica}{request.url.path}" if "://" not in replica else f"{replica}{request.url.path}"
+        url = (
+            f"http://{replica}{request.url.path}" if "://" not in replica else f"{replica}{request.url.path}"
+        )
         try:
             answer = await client_holder["client"].get(url, params=request.query_params)
         except httpx.HTTPError as exc:
@@ -146,26 +169,31 @@ def build_app(state: RouterState, timeout_s: float = 300.0) -> Starlette:
         headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
         return Response(answer.content, status_code=answer.status_code, headers=headers)
 
+    async def splits(request: Request) -> Response:
+        return JSONResponse({"splits": state.weights, "upstreams": state.upstreams})
+
     async def split(request: Request) -> Response:
+        name = request.path_params["model"]
         if request.method == "PUT":
             try:
                 body = json.loads(await request.body() or b"null")
                 if not isinstance(body, dict) or "candidate_weight" not in body:
                     raise BadInput('expected {"candidate_weight": <percent 0..100>}')
-                state.set_weight(body["candidate_weight"])
+                state.set_weight(name, body["candidate_weight"])
             except (BadInput, json.JSONDecodeError) as exc:
                 return _error(400, str(exc))
-        return JSONResponse(state.describe())
+        return JSONResponse(state.describe(name))
 
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", **state.describe()})
+        return JSONResponse({"status": "ok", "splits": state.weights})
 
     routes = [Route(path, proxy_model_request, methods=["POST"]) for path in MODEL_ROUTES]
     routes += [
-        Route("/admin/split", split, methods=["GET", "PUT"]),
+        Route("/admin/split", splits, methods=["GET"]),
+        Route("/admin/split/{model}", split, methods=["GET", "PUT"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/v1/{rest:path}", pass_get, methods=["GET"]),
@@ -177,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     parser = argparse.ArgumentParser(prog="mlops.stack.router", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--served-name", required=True, help="the public model name clients ask for")
+    parser.add_argument(
+        "--served-name",
+        required=True,
+        help="public model name(s) clients ask for, comma-separated (split 0%% at first)",
+    )
     parser.add_argument("--upstreams", required=True, help="vLLM replicas: host:port[,host:port...]")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -185,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=300.0, help="timeout of one upstream request")
     args = parser.parse_args(argv)
     upstreams = [u.strip() for u in args.upstreams.split(",") if u.strip()]
-    state = RouterState(args.served_name, upstreams, Path(args.state_file) if args.state_file else None)
+    names = [n.strip() for n in args.served_name.split(",") if n.strip()]
+    state = RouterState(names, upstreams, Path(args.state_file) if args.state_file else None)
     uvicorn.run(build_app(state, args.timeout_s), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -80,11 +80,11 @@ def read_request(body: bytes) -> dict[str, object]:
 
 
 def rewrite(body: bytes, public_name: str, slot: str) -> Rewritten:
-    """Point a request for `public_name` at `slot`'s LoRA name; any other model passes unchanged."""
+    """Point a request for `public_name` at `slot`'s LoRA name; any other model (or no slot) passes unchanged."""
     parsed = read_request(body)
     requested = str(parsed["model"])
     stream = parsed.get("stream") is True
-    if requested != public_name:
+    if requested != public_name or not slot:
         return Rewritten(requested, requested, body, stream)
     target = slot_name(public_name, slot)
     return Rewritten(requested, target, json.dumps({**parsed, "model": target}).encode(), stream)
