@@ -603,7 +603,8 @@ def inference_refs(build: Build, obj: dict[str, Any], result: Result, where: str
     pods = [
         p
         for w, p in pod_templates(build)
-        if w["metadata"].get("namespace") == namespace and matches(spec["selector"], p["metadata"].get("labels", {}))
+        if w["metadata"].get("namespace") == namespace
+        and matches(spec["selector"], p["metadata"].get("labels", {}))
     ]
     if not pods:
         result.add(where, "selector matches no pod template in the build")
@@ -615,7 +616,9 @@ def inference_refs(build: Build, obj: dict[str, Any], result: Result, where: str
     if service is None:
         result.add(where, f"endpointPickerRef Service {picker['name']!r} is not in the build")
     elif picker["port"]["number"] not in {p["port"] for p in service["spec"].get("ports", [])}:
-        result.add(where, f"endpointPickerRef {picker['name']}: the Service has no port {picker['port']['number']}")
+        result.add(
+            where, f"endpointPickerRef {picker['name']}: the Service has no port {picker['port']['number']}"
+        )
 
 
 def analysis_template_refs(obj: dict[str, Any], result: Result, where: str) -> None:
