@@ -260,7 +260,7 @@ def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
         ],
         health_path="/-/ready",
         description=(
-            f"Prometheus: scrapes vLLM :{ports.vllm} and Triton :{ports.triton_metrics} every 2 s, "
+            f"Prometheus: scrapes vLLM :{ports.vllm}, the router :{ports.router} and Triton :{ports.triton_metrics} every 2 s, "
             "evaluates infra/monitoring's rules (alerts at /alerts)"
         ),
         start_timeout_s=60.0,
