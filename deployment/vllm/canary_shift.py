@@ -21,7 +21,7 @@ from pydantic import Field
 from deployment.vllm.promote import check_verdicts
 from deployment.vllm.settings import VllmSettings, connect_all
 from deployment.vllm.slots import CANDIDATE, LIVE, agreed_root, slot_name
-from deployment.vllm.traffic import connect_split
+from deployment.vllm.traffic import TrafficSplit, connect_split
 from mlops import step
 from mlops.errors import BadInput
 from mlops.registry import Registry, mlflow_registry
@@ -69,8 +69,13 @@ def ready_version(registry: Registry, cfg: CanarySettings, servers: Sequence[Vll
     return staged, live
 
 
-def run(cfg: Config, registry: Registry | None = None) -> StepResult:
-    split = connect_split(cfg.canary_split, cfg.served_name)
+def run(
+    cfg: Config,
+    registry: Registry | None = None,
+    split: TrafficSplit | None = None,
+    servers: Sequence[VllmServer] | None = None,
+) -> StepResult:
+    split = split or connect_split(cfg.canary_split, cfg.served_name)
     before = split.candidate_weight()
     if cfg.weight == 0:
         split.set_candidate_weight(0)
@@ -79,7 +84,7 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
             summary=f"{split.where}: candidate weight {before}% -> 0%, every request to live",
         )
     registry = registry or mlflow_registry()
-    staged, live = ready_version(registry, cfg, connect_all(cfg))
+    staged, live = ready_version(registry, cfg, servers if servers is not None else connect_all(cfg))
     split.set_candidate_weight(cfg.weight)
     return StepResult(
         outputs={"weight": str(cfg.weight), "version": staged},

@@ -244,3 +244,16 @@ def test_a_canary_starts_only_with_both_verdicts_a_live_and_the_slots_in_place()
         first.move_alias(MODEL, alias, "1", reason="setup")
     with pytest.raises(BadInput, match="no live version"):
         canary_shift.ready_version(first, cfg, replicas())
+
+
+def test_a_shift_that_may_not_start_leaves_the_split_alone_and_back_to_live_always_works() -> None:
+    registry, split = registry_with_canary(), MemorySplit(0)
+    registry.move_alias(MODEL, "eval-passed", None, reason="test")
+    cfg = canary_shift.Config(model_name=MODEL, weight=10)
+    with pytest.raises(BadInput, match="eval-passed is at no version"):
+        canary_shift.run(cfg, registry, split, replicas())
+    assert split.history == []
+    registry.move_alias(MODEL, "eval-passed", "2", reason="test")
+    assert canary_shift.run(cfg, registry, split, replicas()).outputs == {"weight": "10", "version": "2"}
+    back = canary_shift.run(canary_shift.Config(model_name=MODEL, weight=0), registry, split, replicas(None))
+    assert back.outputs["weight"] == "0" and split.history == [10, 0]
