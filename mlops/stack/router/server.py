@@ -45,6 +45,8 @@ from mlops.stack.router.split import (
 
 # headers that describe one hop's connection or body framing, never forwarded
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive", "accept-encoding"}
+# set by the router's own server on every answer: an upstream's copy would be a duplicate
+OWN_HEADERS = HOP_HEADERS | {"date", "server"}
 
 
 class RouterState:
@@ -153,7 +155,7 @@ def build_app(state: RouterState, timeout_s: float = 300.0) -> Starlette:
                 ttft = first if routed.stream and not failed else None
                 state.metrics.record(labels, time.perf_counter() - started, ttft, error=broken)
 
-        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in OWN_HEADERS}
         headers["x-routed-model"] = routed.target
         return StreamingResponse(relay(), status_code=upstream.status_code, headers=headers)
 
@@ -166,7 +168,7 @@ def build_app(state: RouterState, timeout_s: float = 300.0) -> Starlette:
             answer = await client_holder["client"].get(url, params=request.query_params)
         except httpx.HTTPError as exc:
             return _error(502, f"replica {replica} unreachable: {type(exc).__name__}: {exc}")
-        headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in OWN_HEADERS}
         return Response(answer.content, status_code=answer.status_code, headers=headers)
 
     async def splits(request: Request) -> Response:
