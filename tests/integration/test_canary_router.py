@@ -34,6 +34,16 @@ def complete(client: httpx.Client, model: str, stream: bool = False) -> tuple[in
     return answer.status_code, answer.headers.get("x-routed-model", ""), answer.text
 
 
+def counted(
+    reader: PrometheusReader, public: str, target: str, since: float, until: float, kind: str = "total"
+) -> int:
+    """The slot's counter as Prometheus scraped it, at `until` minus at `since` (raw samples, no extrapolation)."""
+    series = f'inference_objective_request_{kind}{{model_name="{public}",target_model_name="{target}"}}'
+    before, after = reader.query(series, since), reader.query(series, until)
+    assert before is not None and after is not None, f"{series} not scraped"
+    return round(after - before)
+
+
 @pytest.mark.timeout(900)
 def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
     vllm_stack: VllmStack, canary_router: str, prometheus_url: str
@@ -67,15 +77,20 @@ def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
         assert (status, slot) == (200, live)
         time.sleep(5)  # two scrapes
 
-        # what the canary analysis reads, from the real Prometheus
+        # Prometheus scraped each slot's counter: its raw values before and after, exactly
         reader = PrometheusReader(prometheus_url)
+        assert counted(reader, public, candidate, started, time.time()) == 10
+        assert (
+            counted(reader, public, live, started, time.time()) == 90
+        )  # the direct request is not under the public name
+
+        # what the canary analysis reads: increase() and quantiles over the window (increase()
+        # extrapolates to the window's edges, so counts are close, not exact)
         range_s = int(time.time() - started) + 2
         ours = read_slot(reader, public, candidate, range_s, time.time())
         theirs = read_slot(reader, public, live, range_s, time.time())
-        assert round(ours.requests) == 10 and ours.errors == 0
-        assert (
-            round(theirs.requests) == 90
-        )  # the direct request to the live slot is not under the public name
+        assert ours.requests == pytest.approx(10, rel=0.3) and ours.errors == 0
+        assert theirs.requests == pytest.approx(90, rel=0.3) and theirs.errors == 0
         assert ours.ttft_p95_s is not None and ours.e2e_p95_s is not None
         assert 0 < ours.ttft_p95_s <= ours.e2e_p95_s + 0.5
 
@@ -86,8 +101,9 @@ def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
         assert [status for status, slot, _ in answers if slot == candidate] == [404] * 5
         assert all(status == 200 for status, slot, _ in answers if slot == live)
         time.sleep(5)
+        assert counted(reader, public, candidate, failed_from - 3, time.time(), "error_total") == 5
         range_s = int(time.time() - failed_from) + 2
         broken = read_slot(reader, public, candidate, range_s, time.time())
-        assert round(broken.errors) == 5 and broken.error_rate == pytest.approx(1.0, abs=0.05)
+        assert broken.error_rate == pytest.approx(1.0, abs=0.05)
     split.set_candidate_weight(0)
     server.unload_adapter(live)
