@@ -44,7 +44,7 @@ def counted(
     return round(after - before)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(2400)  # the session vLLM (training + start) when this test runs first
 def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
     vllm_stack: VllmStack, canary_router: str, prometheus_url: str
 ) -> None:
