@@ -24,6 +24,7 @@ REPORT = REPO_ROOT / "docs" / "performance.md"
 
 def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.audit_history import bench_audit_history
+    from benchmarks.canary import bench_canary
     from benchmarks.llm_training import bench_llm_training
     from benchmarks.loadgen_agreement import bench_loadgen_agreement
     from benchmarks.loadgen_overhead import bench_loadgen_overhead
@@ -43,6 +44,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "vllm_swap": bench_vllm_swap,
         "loadgen_agreement": bench_loadgen_agreement,
         "audit_history": bench_audit_history,
+        "canary": bench_canary,
     }
 
 
@@ -331,6 +333,40 @@ def render_audit_history(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def render_canary(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "## vLLM adapter canary through the router: share per step and failed requests",
+        "",
+        f"{record['clients']} clients stream completions (4 tokens) for a public name through the local router "
+        "without pause while the split goes 10% -> 50% -> 100% (each step held for "
+        f"{record['per_step']} requests), then the release in vllm-canary's order: the candidate's version "
+        "swapped into the live slot in place, the split back to 0, the candidate slot emptied; then "
+        f"{record['after_release']['requests']} more requests. Versions: {record['versions']}; "
+        f"{_machine_line(record)}. Source: `benchmarks/canary.py`.",
+        "",
+        "| weight | requests | to the candidate | observed share | deviation | failed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for step in record["steps"]:
+        lines.append(
+            f"| {step['weight_pct']}% | {step['requests']} | {step['to_candidate']} | "
+            f"{step['candidate_share_pct']}% | {step['deviation_pp']:+} pp | {step['failed']} |"
+        )
+    lines += [
+        "",
+        f"Whole canary: {record['requests']} requests, {record['failed']} failed"
+        + (f" ({'; '.join(record['errors'])})" if record["errors"] else "")
+        + f"; after the release {record['after_release']['to_live']} of {record['after_release']['requests']} "
+        f"went to the live slot; the release took {record['release_ms']} ms; median latency "
+        f"{record['latency_p50_ms']} ms; {record['wall_s']} s in all. The router's own per-slot counters "
+        f"{'agree' if record['router_counters_agree'] else 'do not agree'} with the slots the clients saw "
+        f"({record['router_counters']}). The split is a smooth weighted round-robin, so a step's share "
+        "is its weight up to the few requests in flight when the weight changed.",
+        "",
+    ]
+    return lines
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -349,6 +385,7 @@ def render_report() -> str:
         "vllm_swap": render_vllm_swap,
         "loadgen_agreement": render_loadgen_agreement,
         "audit_history": render_audit_history,
+        "canary": render_canary,
     }
     for name, render in renderers.items():
         record = _load(name)

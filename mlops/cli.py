@@ -39,6 +39,7 @@ PORT_FLAGS = (
     "vllm",
     "prometheus",
     "pushgateway",
+    "router",
 )
 
 
@@ -83,8 +84,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # the Triton stand-in runs in its own environment; resolved (and built once) only here
     manager = _manager(args, serving_python=serving_python())
-    # vLLM last: its base is resolved from the registry, which is up after this first pass
-    manager.services = [s for s in manager.services if s.name != "vllm"]
+    # vLLM (and the router in front of it) last: its base is resolved from the registry, which is
+    # up after this first pass
+    manager.services = [s for s in manager.services if s.name not in ("vllm", "router")]
     manager.up()
     env = client_env(manager.ports)
     saved = {key: os.environ.get(key) for key in env}
@@ -98,7 +100,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             else:
                 os.environ[key] = value
     manager = _manager(args, serving_python=serving_python(), vllm=vllm)
-    manager.up(progress=lambda line: print(line) if line.startswith("vllm") else None)
+    manager.up(progress=lambda line: print(line) if line.startswith(("vllm", "router")) else None)
     print(f"local stack up in {time.monotonic() - started:.1f}s (state: {args.state_dir})")
     for status in manager.status():
         print(
@@ -319,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "--pushgateway-port",
                 type=int,
                 help="Pushgateway port (default 9091, env MLOPS_PUSHGATEWAY_PORT)",
+            )
+            command.add_argument(
+                "--router-port", type=int, help="canary router port (default 8020, env MLOPS_ROUTER_PORT)"
             )
         return command
 

@@ -595,11 +595,44 @@ def route_refs(build: Build, obj: dict[str, Any], result: Result, where: str) ->
             result.add(where, f"no listener of Gateway {parent['name']} admits {obj['kind']}")
     for rule in obj["spec"].get("rules", []):
         for backend in rule.get("backendRefs", []):
+            if backend.get("kind") == "InferencePool":
+                if by_name(build, "InferencePool", namespace, backend["name"]) is None:
+                    result.add(where, f"backendRef InferencePool {backend['name']!r} is not in the build")
+                continue
             service = by_name(build, "Service", backend.get("namespace", namespace), backend["name"])
             if service is None:
                 result.add(where, f"backendRef Service {backend['name']!r} is not in the build")
             elif backend["port"] not in {p["port"] for p in service["spec"].get("ports", [])}:
                 result.add(where, f"backendRef {backend['name']}: the Service has no port {backend['port']}")
+
+
+def inference_refs(build: Build, obj: dict[str, Any], result: Result, where: str) -> None:
+    """An InferencePool selects pods serving its target port and names its endpoint picker's
+    Service port; an InferenceModelRewrite names a pool of the build."""
+    namespace, spec = obj["metadata"].get("namespace"), obj["spec"]
+    if obj["kind"] == "InferenceModelRewrite":
+        if by_name(build, "InferencePool", namespace, spec["poolRef"]["name"]) is None:
+            result.add(where, f"poolRef InferencePool {spec['poolRef']['name']!r} is not in the build")
+        return
+    pods = [
+        p
+        for w, p in pod_templates(build)
+        if w["metadata"].get("namespace") == namespace
+        and matches(spec["selector"], p["metadata"].get("labels", {}))
+    ]
+    if not pods:
+        result.add(where, "selector matches no pod template in the build")
+    for port in spec["targetPorts"]:
+        if pods and not any(port["number"] in container_ports(p).values() for p in pods):
+            result.add(where, f"targetPort {port['number']} is no container port of the selected pods")
+    picker = spec["endpointPickerRef"]
+    service = by_name(build, "Service", namespace, picker["name"])
+    if service is None:
+        result.add(where, f"endpointPickerRef Service {picker['name']!r} is not in the build")
+    elif picker["port"]["number"] not in {p["port"] for p in service["spec"].get("ports", [])}:
+        result.add(
+            where, f"endpointPickerRef {picker['name']}: the Service has no port {picker['port']['number']}"
+        )
 
 
 def analysis_template_refs(obj: dict[str, Any], result: Result, where: str) -> None:
@@ -717,6 +750,8 @@ def check_refs(ctx: Context) -> Result:
                 rollout_refs(ctx, build, obj, result, where)
             elif kind in ROUTE_KINDS:
                 route_refs(build, obj, result, where)
+            elif kind in ("InferencePool", "InferenceModelRewrite"):
+                inference_refs(build, obj, result, where)
             elif kind == "AnalysisTemplate":
                 analysis_template_refs(obj, result, where)
             elif kind == "CronWorkflow":

@@ -216,10 +216,33 @@ def pushgateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def canary_router(vllm_stack: VllmStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The canary router of `mlops up` (mlops.stack.router) in front of the session's vLLM; tests
+    give their own public names a split (`PUT /admin/split/<name>`). Its URL."""
+    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.services import Ports, VllmSettings, router_service, vllm_service
+
+    state_dir = tmp_path_factory.mktemp("router")
+    ports = Ports(vllm=int(vllm_stack.endpoint.rsplit(":", 1)[1]), router=free_port())
+    vllm = vllm_service(VllmSettings(vllm_stack.base_dir, vllm_stack.adapter_dir), ports.vllm)
+    spec = router_service(state_dir, ports, vllm)
+    manager = StackManager(state_dir, [spec], ports)
+    manager.up(progress=lambda line: print(f"[stack] {line}"))
+    try:
+        yield spec.url
+    finally:
+        manager.down(progress=lambda line: print(f"[stack] {line}"))
+
+
+@pytest.fixture(scope="session")
 def prometheus_url(
-    vllm_stack: VllmStack, pushgateway_url: str, tmp_path_factory: pytest.TempPathFactory
+    vllm_stack: VllmStack,
+    pushgateway_url: str,
+    canary_router: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    """Real Prometheus (Debian's, as `mlops up` runs it) scraping the session's vLLM and Pushgateway every 2 s."""
+    """Real Prometheus (Debian's, as `mlops up` runs it) scraping the session's vLLM, canary router
+    and Pushgateway every 2 s."""
     from mlops.stack.manager import StackManager, free_port
     from mlops.stack.services import Ports, prometheus_service
 
@@ -229,6 +252,7 @@ def prometheus_url(
         prometheus=free_port(),
         triton_metrics=free_port(),
         pushgateway=int(pushgateway_url.rsplit(":", 1)[1]),
+        router=int(canary_router.rsplit(":", 1)[1]),
     )
     spec = prometheus_service(state_dir, ports)
     if spec.skip_reason:

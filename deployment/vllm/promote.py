@@ -6,8 +6,9 @@ Every replica must agree on what its live and candidate slots serve (replicas th
 block the promotion: reconcile first). The adapter is then swapped into `<served-name>-live` in
 place on every replica (the name is served throughout; a replica that refuses restores the
 others), each replica answers through the live slot, and only then `live` moves to the version
-and `previous` to the version it replaced (guarded moves). The candidate slot is emptied and
-`staged` cleared: the staged version is now live.
+and `previous` to the version it replaced (guarded moves). The candidate slot is emptied (left
+loaded with `--keep-candidate-slot`, while a canary still routes to it) and `staged` cleared: the
+staged version is now live.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class Config(VllmSettings):
     verify_prompt: str = Field(
         "[INST] Skyloom services are documented here.\n\nQuestion: What is documented here? [/INST]",
         description="prompt each replica must answer through the live slot after the swap",
+    )
+    keep_candidate_slot: bool = Field(
+        False,
+        description="leave the candidate slot loaded (a canary still routes to it; vllm-canary moves the "
+        "weight back to live, then the slots are reconciled)",
     )
 
 
@@ -107,7 +113,8 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
         registry.move_alias(
             cfg.model_name, "staged", None, expect_version=version, reason=f"{reason}: now live"
         )
-        empty(servers, candidate_name)
+        if not cfg.keep_candidate_slot:
+            empty(servers, candidate_name)
     return StepResult(
         outputs={"live": version, "previous": live_before or ""},
         summary=(

@@ -45,6 +45,7 @@ class Ports:
     vllm: int = 8010
     prometheus: int = 9090
     pushgateway: int = 9091
+    router: int = 8020
 
     @classmethod
     def from_env(cls, overrides: dict[str, int | None] | None = None) -> Ports:
@@ -198,6 +199,34 @@ def vllm_service(
     )
 
 
+def router_service(
+    state_dir: Path, ports: Ports, vllm: ServiceSpec, served_name: str = VLLM_SERVED_NAME
+) -> ServiceSpec:
+    """The model-aware router in front of vLLM (`mlops.stack.router`): clients ask for `served_name`,
+    the canary split sends each request to the live or candidate slot; started with vLLM."""
+    return ServiceSpec(
+        name="router",
+        port=ports.router,
+        command=[
+            sys.executable,
+            "-m",
+            "mlops.stack.router",
+            f"--served-name={served_name}",
+            f"--upstreams=127.0.0.1:{ports.vllm}",
+            f"--port={ports.router}",
+            f"--state-file={(state_dir / 'router' / 'split.json').resolve()}",
+        ],
+        health_path="/health",
+        description=(
+            f"router: {served_name} -> {served_name}-live / -candidate by the canary split "
+            f"(GET/PUT /admin/split), per-slot /metrics"
+        ),
+        env={"PYTHONPATH": str(REPO_ROOT)},
+        start_timeout_s=30.0,
+        skip_reason=vllm.skip_reason,
+    )
+
+
 def prometheus_config(
     targets: dict[str, str],
     interval_s: int = 2,
@@ -242,8 +271,8 @@ def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
         ],
         health_path="/-/ready",
         description=(
-            f"Prometheus: scrapes vLLM :{ports.vllm}, Triton :{ports.triton_metrics} and the Pushgateway "
-            f":{ports.pushgateway} every 2 s, evaluates infra/monitoring's rules (alerts at /alerts)"
+            f"Prometheus: scrapes vLLM :{ports.vllm}, the router :{ports.router}, Triton :{ports.triton_metrics} "
+            f"and the Pushgateway :{ports.pushgateway} every 2 s, evaluates infra/monitoring's rules (alerts at /alerts)"
         ),
         start_timeout_s=60.0,
         skip_reason="" if binary else "no prometheus binary (apt-get install prometheus; `make env` does)",
@@ -253,6 +282,7 @@ def prometheus_service(state_dir: Path, ports: Ports) -> ServiceSpec:
                     "vllm": f"127.0.0.1:{ports.vllm}",
                     "triton": f"127.0.0.1:{ports.triton_metrics}",
                     "pushgateway": f"127.0.0.1:{ports.pushgateway}",
+                    "router": f"127.0.0.1:{ports.router}",
                 },
                 rule_files=("rules.yml",),
                 honor_labels=("pushgateway",),
@@ -302,6 +332,11 @@ def default_services(
     repository = model_repository or os.environ.get(REPOSITORY_ENV) or DEFAULT_REPOSITORY
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     stack_env = {k: v for k, v in client_env(ports).items() if not k.startswith(("TRITON_", "VLLM_"))}
+    vllm_spec = vllm_service(
+        vllm or VllmSettings(base_dir=None, adapter_dir=state_dir / "vllm" / "adapters"),
+        ports.vllm,
+        stack_env=stack_env,
+    )
     return [
         ServiceSpec(
             name="mlflow",
@@ -387,11 +422,8 @@ def default_services(
                 f"--endpoints=127.0.0.1:{ports.triton_grpc}",
             ],
         ),
-        vllm_service(
-            vllm or VllmSettings(base_dir=None, adapter_dir=state_dir / "vllm" / "adapters"),
-            ports.vllm,
-            stack_env=stack_env,
-        ),
+        vllm_spec,
+        router_service(state_dir, ports, vllm_spec),
         pushgateway_service(state_dir, ports),
         prometheus_service(state_dir, ports),
     ]
@@ -406,6 +438,7 @@ def client_env(ports: Ports) -> dict[str, str]:
         "TRITON_HTTP_URL": f"127.0.0.1:{ports.triton_http}",
         "TRITON_GRPC_URL": f"127.0.0.1:{ports.triton_grpc}",
         "VLLM_URL": f"http://127.0.0.1:{ports.vllm}",
+        "VLLM_ROUTER_URL": f"http://127.0.0.1:{ports.router}",
         "PROMETHEUS_URL": f"http://127.0.0.1:{ports.prometheus}",
         "PUSHGATEWAY_URL": f"http://127.0.0.1:{ports.pushgateway}",
     }

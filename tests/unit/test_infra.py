@@ -385,6 +385,66 @@ def test_rollout_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path)
     assert_each_break_reported(report, ROLLOUT_BREAKAGES)
 
 
+# --- the adapter canary (infra/inference): Inference Extension objects, route, dashboard -------
+
+# (file, text in the repository, broken text, check, what its finding says)
+INFERENCE_BREAKAGES: list[tuple[str, str, str, str, str]] = [
+    (
+        "infra/inference/routing.yaml",
+        "        - modelRewrite: aws-rag-qa-live\n",
+        "        - modelRewirte: aws-rag-qa-live\n",
+        "schema",
+        "'modelRewirte' was unexpected",
+    ),
+    (
+        "infra/inference/routing.yaml",
+        "  poolRef:\n    group: inference.networking.k8s.io\n    name: vllm\n",
+        "  poolRef:\n    group: inference.networking.k8s.io\n    name: vllm-pool\n",
+        "refs",
+        "poolRef InferencePool 'vllm-pool' is not in the build",
+    ),
+    (
+        "infra/inference/routing.yaml",
+        "          kind: InferencePool\n          name: vllm\n",
+        "          kind: InferencePool\n          name: vllm-gpu\n",
+        "refs",
+        "backendRef InferencePool 'vllm-gpu' is not in the build",
+    ),
+    (
+        "infra/inference/pool.yaml",
+        "  targetPorts:\n    - number: 8000\n",
+        "  targetPorts:\n    - number: 8080\n",
+        "refs",
+        "targetPort 8080 is no container port of the selected pods",
+    ),
+    (
+        "infra/inference/pool.yaml",
+        "    port:\n      number: 9002\n",
+        "    port:\n      number: 9020\n",
+        "refs",
+        "endpointPickerRef vllm-epp: the Service has no port 9020",
+    ),
+    (
+        "infra/monitoring/dashboards/canary.json",
+        "histogram_quantile(0.95, sum by (le, target_model_name) (rate(inference_objective_request_ttft",
+        "histogram_quantile(0.95, sum by (le, target_model_name) (rate((inference_objective_request_ttft",
+        "promql",
+        "dashboard canary.json panel 'Time to first token P95 by slot' A",
+    ),
+]
+
+
+def test_inference_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
+    root = copy_repository(tmp_path / "repo")
+    break_copy(root, INFERENCE_BREAKAGES)
+    checks = sorted({check for *_, check, _ in INFERENCE_BREAKAGES})
+    run, report = run_checks(
+        infra_python, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
+    )
+    assert run.returncode == 1
+    assert_each_break_reported(report, INFERENCE_BREAKAGES)
+
+
 # --- the cluster simulation: each defect it exists for, put back into a copy -------------------
 
 # (id, file, text in the repository, broken text, check, what its finding says)
@@ -412,6 +472,30 @@ SIMULATION_BREAKAGES: list[tuple[str, str, str, str, str, str]] = [
         "",
         "argocd",
         "HTTPRoute mlops/vllm (gateway.networking.k8s.io/HTTPRoute): kind not in namespaceResourceWhitelist",
+    ),
+    (
+        "appproject-lacks-inferencepool",
+        "infra/argocd/apps/project.yaml",
+        "    - {group: inference.networking.k8s.io, kind: InferencePool}\n",
+        "",
+        "argocd",
+        "InferencePool mlops/vllm (inference.networking.k8s.io/InferencePool): kind not in namespaceResourceWhitelist",
+    ),
+    (
+        "appproject-lacks-inferencemodelrewrite",
+        "infra/argocd/apps/project.yaml",
+        "    - {group: inference.networking.x-k8s.io, kind: InferenceModelRewrite}\n",
+        "",
+        "argocd",
+        "InferenceModelRewrite mlops/aws-rag-qa (inference.networking.x-k8s.io/InferenceModelRewrite): kind not in",
+    ),
+    (
+        "vllm-refuses-the-endpoint-picker",
+        "infra/inference/pool.yaml",
+        "              app.kubernetes.io/name: vllm-epp\n      ports:\n        - {protocol: TCP, port: 8000}\n",
+        "              app.kubernetes.io/name: vllm-epp\n      ports:\n        - {protocol: TCP, port: 8001}\n",
+        "flows",
+        "flow 'endpoint picker -> vLLM metrics (queue, KV cache, LoRA slots)': Deployment vllm-epp -> Deployment vllm:8000/TCP denied",
     ),
     (
         "appproject-lacks-persistentvolume",

@@ -1,0 +1,5 @@
+import sys
+
+from mlops.stack.router.server import main
+
+sys.exit(main())
