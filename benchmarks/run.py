@@ -27,6 +27,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.loadgen_agreement import bench_loadgen_agreement
     from benchmarks.loadgen_overhead import bench_loadgen_overhead
     from benchmarks.onnx_latency import bench_onnx_latency
+    from benchmarks.soak import bench_soak
     from benchmarks.triton_traffic import bench_triton_traffic
     from benchmarks.upload_memory import bench_upload_memory
     from benchmarks.vllm_swap import bench_vllm_swap
@@ -40,6 +41,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "llm_training": bench_llm_training,
         "loadgen_overhead": bench_loadgen_overhead,
         "vllm_swap": bench_vllm_swap,
+        "soak": bench_soak,
         "loadgen_agreement": bench_loadgen_agreement,
     }
 
@@ -262,6 +264,46 @@ def render_vllm_swap(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def render_soak(record: dict[str, Any]) -> list[str]:
+    rates = record["rates_per_s"]
+    load = record["load_average_1m"]
+    middle = record["middle"]
+    steps = ", ".join(f"`{name}` {seconds} s" for name, seconds in middle.get("seconds", {}).items())
+    lines = [
+        "## Soak: steady traffic through a release and a rollback of each model",
+        "",
+        f"{record['duration_s']} s of traffic at a fixed rate: completions (16 tokens) to the live vLLM slot "
+        f"`{record['llm']['slot']}` at {rates['vllm']}/s and batch-1 KServe-V2 inferences (tritonclient gRPC) "
+        f"to the live `{record['vision']['model']}` at {rates['triton']}/s, at most {record['max_in_flight']} "
+        f"in flight each. From {middle.get('started_s')} s to {middle.get('ended_s')} s: {steps or 'no workflow'} "
+        f"(vision v{record['vision']['live']} -> v{record['vision']['released_and_rolled_back']} and back, "
+        f"adapter v{record['llm']['live']} -> v{record['llm']['promoted_and_rolled_back']} and back). "
+        f"RSS (psutil, each service's whole process tree) after the {record['warmup_s']} s warm-up and at the end. "
+        f"The machine is shared: {record['cpus']} cores that other people's work uses at the same time; "
+        f"1-minute load average min {load['min']}, median {load['median']}, max {load['max']} during the run. "
+        f"{_machine_line(record)}. Source: `benchmarks/soak.py` (`--duration-s` for a shorter run).",
+        "",
+        "| target | requests | failed | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for target, t in record["traffic"].items():
+        lines.append(
+            f"| {target} | {t['scheduled']} | {t['failed']} | {t['p50_ms']} | {t['p99_ms']} | {t['max_ms']} |"
+        )
+    lines += [
+        "",
+        f"| service | RSS after warm-up MiB | RSS at the end MiB | change | within {record['rss_tolerance']:.0%} |",
+        "|---|---|---|---|---|",
+    ]
+    for m in record["memory"]:
+        change = f"{m['growth']:+.1%}" if m["growth"] is not None else "-"
+        lines.append(
+            f"| {m['service']} | {m['warm_mib']} | {m['end_mib']} | {change} | {m['problem'] or 'yes'} |"
+        )
+    verdict = "passed" if record["passed"] else "failed: " + "; ".join(record["problems"])
+    return [*lines, "", f"Verdict: {verdict}.", ""]
+
+
 def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
     pairs = record.get("pairs")
     if not pairs:  # a record from before the runs were interleaved
@@ -329,6 +371,7 @@ def render_report() -> str:
         "llm_training": render_llm_training,
         "loadgen_overhead": render_loadgen_overhead,
         "vllm_swap": render_vllm_swap,
+        "soak": render_soak,
         "loadgen_agreement": render_loadgen_agreement,
     }
     for name, render in renderers.items():
