@@ -19,6 +19,7 @@ def bench_audit_history(moves: int = 300, reads: int = 5) -> dict[str, Any]:
         raise RuntimeError('MLFLOW_TRACKING_URI is not set: start the stack and eval "$(bin/mlops env)"')
     from mlops.registry import mlflow_registry
 
+    load_before = os.getloadavg()[0]
     registry = mlflow_registry()
     model = f"bench-audit-{uuid.uuid4().hex[:8]}"
     versions = [registry.register(model, f"s3://bench/{i}", None) for i in range(2)]
@@ -46,4 +47,5 @@ def bench_audit_history(moves: int = 300, reads: int = 5) -> dict[str, Any]:
         "history_s_median": round(statistics.median(read_seconds), 3),
         "history_s_max": round(max(read_seconds), 3),
         "backend": "mlflow server (SQLite) of the local stack",
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

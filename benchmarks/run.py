@@ -427,13 +427,22 @@ def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _load_line(record: dict[str, Any]) -> str:
+    load = record.get("load_average_1m")
+    return (
+        f"; 1-minute load average {load[0]} before, {load[1]} after (other work on the machine)"
+        if load
+        else ""
+    )
+
+
 def render_audit_history(record: dict[str, Any]) -> list[str]:
     return [
         "## Registry audit trail: recording moves and reading `mlops history`",
         "",
         f"{record['moves']} moves of one alias through `Registry.move_alias` (guarded set, version tags, one "
         f"`registry-audit` run each), then `Registry.history` read {record['reads']} times; {record['backend']}; "
-        f"{_machine_line(record)}. Source: `benchmarks/audit_history.py`.",
+        f"{_machine_line(record)}{_load_line(record)}. Source: `benchmarks/audit_history.py`.",
         "",
         "| moves | move (median) | move (p95) | history read (median) | history read (max) |",
         "|---|---|---|---|---|",

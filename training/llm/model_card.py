@@ -160,7 +160,7 @@ def _gate_lines(gate: Verdict | None, model: str, version: str) -> list[str]:
     if gate is None:
         return ["Not judged yet: the register step (`training.llm.register`) adds the verdict."]
     rows = [
-        f"| {c.name} | {c.value:.4f} | {c.op} {c.bound:.4f} | {'pass' if c.passed else 'FAIL'} |"
+        f"| {c.name} | {c.value:.6g} | {c.op} {c.bound:.6g} | {'pass' if c.passed else 'FAIL'} |"
         for c in gate.checks
     ]
     outcome = (

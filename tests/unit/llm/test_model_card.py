@@ -111,8 +111,8 @@ def test_the_registered_card_fills_every_section_with_the_runs_values(tiny_base:
     )
     gate_text = _section(card, "Loss gate")
     assert "Verdict: **pass**" in gate_text and "registered as mistral-7b-lora v7" in gate_text
-    assert "| eval_loss | 0.6931 | <= 1.0000 | pass |" in gate_text
-    assert "| perplexity | 2.0000 | <= 2.5000 | pass |" in gate_text
+    assert "| eval_loss | 0.6931 | <= 1 | pass |" in gate_text
+    assert "| perplexity | 2 | <= 2.5 | pass |" in gate_text
     assert "--max-lora-rank` of at least 4" in _section(card, "Limits")
 
 
