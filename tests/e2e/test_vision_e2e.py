@@ -1,12 +1,17 @@
 """Pipeline 1 as one workflow (`vision-e2e`) through `mlops run`: a first model is trained, passes
-both gates and is served as `live`; a second run whose model does not improve stops at the
-quality gate, deploys nothing, and the exit handler still leaves Triton serving exactly `live`
-and writes the run's summary to MLflow."""
+both gates and is served as `live` (its `release-values` step records the probe figures on the
+version); `vision-probe` then sends the held-out probe images to the real Triton stand-in and pushes
+PSI and confidence to the real Pushgateway: the same model, the same class mix (PSI 0) and
+confidence as at release. A second run whose model does not improve stops at the quality gate,
+deploys nothing, and the exit handler still leaves Triton serving exactly `live` and writes the
+run's summary to MLflow."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import httpx
 import mlflow
 import pytest
 
@@ -18,9 +23,25 @@ from tests.e2e.conftest import WorkflowRunner
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.timeout(1800)  # two trainings and one deployment: ~3 min on an idle 2-core machine
-def test_vision_e2e_releases_then_stops_at_the_quality_gate(
-    local_stack: LocalStack, triton_stack: Any, run_workflow: WorkflowRunner, model_names: dict[str, str]
+def pushed(pushgateway: str, model: str) -> dict[str, float]:
+    """metric name -> value of what the Pushgateway holds for `model`."""
+    found: dict[str, float] = {}
+    for group in httpx.get(f"{pushgateway}/api/v1/metrics", timeout=10).json()["data"]:
+        if group["labels"].get("model") != model:
+            continue
+        for name, family in group.items():
+            if isinstance(family, dict) and "metrics" in family and not name.startswith("push_"):
+                found[name] = float(family["metrics"][0]["value"])
+    return found
+
+
+@pytest.mark.timeout(1800)  # two trainings, one deployment, one probe: ~4 min on an idle 2-core machine
+def test_vision_e2e_releases_is_probed_then_stops_at_the_quality_gate(
+    local_stack: LocalStack,
+    triton_stack: Any,
+    pushgateway_url: str,
+    run_workflow: WorkflowRunner,
+    model_names: dict[str, str],
 ) -> None:
     registry = mlflow_registry(local_stack.mlflow_uri)
     onnx_model = model_names["onnx-model-name"]
@@ -40,6 +61,33 @@ def test_vision_e2e_releases_then_stops_at_the_quality_gate(
     assert registry.alias(model_names["model-name"], "champion") == "1"
     assert served() == ["1"]
     assert "`live`: - -> v1" in first.stdout  # the exit handler's summary names the release
+    tags = registry.tags(onnx_model, "1")
+    shares = json.loads(tags["probe.release.class_shares"])
+    assert len(shares) == 10 and abs(sum(shares) - 1) < 1e-3
+    assert int(tags["probe.release.images"]) == 90  # a quarter of each digit's validation images
+
+    try:
+        probed = run_workflow(
+            "vision-probe",
+            **{
+                "onnx-model-name": onnx_model,
+                "triton-endpoints": triton_stack.grpc_url,
+                "pushgateway-url": pushgateway_url,
+            },
+        )
+        assert probed.returncode == 0, probed.stdout[-4000:]
+        figures = pushed(pushgateway_url, onnx_model)
+        print(f"vision probe of {onnx_model} v1: {figures}")
+        assert figures["mlops_vision_psi"] == pytest.approx(0.0, abs=1e-9)
+        assert figures["mlops_vision_mean_confidence"] == pytest.approx(
+            float(tags["probe.release.mean_confidence"]), abs=1e-5
+        )
+        assert figures["mlops_vision_mean_confidence_release"] == pytest.approx(
+            float(tags["probe.release.mean_confidence"]), abs=1e-6
+        )
+        assert figures["mlops_vision_probe_images"] == 90
+    finally:
+        httpx.delete(f"{pushgateway_url}/metrics/job/mlops-probe/model/{onnx_model}", timeout=10)
 
     second = run_workflow("vision-e2e", **params)
     assert second.returncode == 0, second.stdout[-4000:]
