@@ -33,8 +33,9 @@ from mlops.step import StepResult
 from mlops.tracking import mlflow_errors, tracking_client
 
 
-class Config(StepConfig):
-    run_id: str = Field(description="the evaluation run (run-id output of evaluation.generate)")
+class JudgeSettings(StepConfig):
+    """How to judge, without what: the judge step's settings, shared with the production probe."""
+
     backend: Literal["reference", "llm"] = Field("reference", description="reference (offline) or llm")
     judge_endpoint: str = Field("", description="llm: OpenAI-compatible base URL, e.g. http://judge:8000")
     judge_model: str = Field("", description="llm: the judge model's served name")
@@ -49,7 +50,11 @@ class Config(StepConfig):
     timeout_s: float = Field(120.0, gt=0.0, description="timeout of one judge request")
 
 
-def build_judge(cfg: Config) -> Judge:
+class Config(JudgeSettings):
+    run_id: str = Field(description="the evaluation run (run-id output of evaluation.generate)")
+
+
+def build_judge(cfg: JudgeSettings) -> Judge:
     if cfg.backend == "reference":
         if cfg.pairwise:
             raise BadInput("--pairwise needs --backend=llm (the reference judge grades each answer alone)")

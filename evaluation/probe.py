@@ -39,7 +39,7 @@ from evaluation.dataset import select
 from evaluation.generate import Config as GenerateConfig
 from evaluation.generate import Slot, check_slots, generate_answers
 from evaluation.grades import Judge
-from evaluation.judge import Config as JudgeConfig
+from evaluation.judge import JudgeSettings
 from evaluation.judge import build_judge, grade_rows
 from evaluation.summary import GradedRow
 from mlops import step
@@ -105,7 +105,7 @@ def _judges(cfg: Config) -> list[Judge]:
             raise BadInput(f"--judges: unknown judge backend {name!r} (reference, llm)")
         judges.append(
             build_judge(
-                JudgeConfig.model_validate(
+                JudgeSettings.model_validate(
                     {
                         "backend": name,
                         "judge_endpoint": cfg.judge_endpoint,

@@ -252,7 +252,7 @@ def fetch_eval_file(uri: str, workdir: Path, store: S3Store | None = None, name:
         path = Path(uri) / name
         if not path.is_file():
             raise BadInput(
-                f"{uri} is not a prepared dataset with a {name} (prepared before the split existed?)"
+                f"{uri} has no {name}: not a prepared dataset, or one prepared before that split existed"
             )
         return path
     store = store or S3Store()
