@@ -39,8 +39,7 @@ from evaluation.dataset import select
 from evaluation.generate import Config as GenerateConfig
 from evaluation.generate import Slot, check_slots, generate_answers
 from evaluation.grades import Judge
-from evaluation.judge import JudgeSettings
-from evaluation.judge import build_judge, grade_rows
+from evaluation.judge import JudgeSettings, build_judge, grade_rows
 from evaluation.summary import GradedRow
 from mlops import step
 from mlops.config import StepConfig
@@ -247,7 +246,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="evaluation.probe", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

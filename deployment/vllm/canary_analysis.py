@@ -184,7 +184,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return step.main(Config, run, argv, prog="deployment.vllm.canary_analysis", description=__doc__)
+    return step.main(Config, run, argv)
 
 
 if __name__ == "__main__":

@@ -272,4 +272,4 @@ def test_identity_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path
 def test_the_repository_passes_the_identities_check(infra_python: Path, tmp_path: Path) -> None:
     run, report = run_checks(infra_python, REPO_ROOT, tmp_path / "report.json", "--check", "identities")
     assert report["identities"]["findings"] == [], run.stdout
-    assert "13 workflows and pods with an MLflow identity" in report["identities"]["notes"][0]
+    assert "16 workflows and pods with an MLflow identity" in report["identities"]["notes"][0]
