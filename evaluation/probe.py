@@ -46,7 +46,7 @@ from mlops.config import StepConfig
 from mlops.datasets.ragqa import PROBE_FILE, fetch_eval_file, parse_items
 from mlops.errors import BadInput
 from mlops.models.names import LLM_MODEL
-from mlops.pushgateway import MetricsSink, Pushgateway, RecordingSink
+from mlops.pushgateway import MetricsSink, publish
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.vllm import VllmServer
 from mlops.step import StepResult
@@ -211,12 +211,8 @@ def run(
     release = drift.release_values(
         registry.tags(cfg.model_name, version), registry.model_tags(cfg.model_name), version
     )
-    if sink is None:
-        sink = Pushgateway(cfg.pushgateway_url) if cfg.pushgateway_url else RecordingSink()
-    sink.push(drift.JOB, {"model": cfg.model_name}, drift.gauges(cfg.model_name, version, current, release))
-    pushed = (
-        f"pushed to {cfg.pushgateway_url}" if cfg.pushgateway_url else "not pushed (no --pushgateway-url)"
-    )
+    gauges = drift.gauges(cfg.model_name, version, current, release)
+    pushed = publish(cfg.pushgateway_url, drift.JOB, {"model": cfg.model_name}, gauges, sink)
     if release is None:
         return StepResult(
             outputs={

@@ -134,3 +134,14 @@ class RecordingSink:
     def push(self, job: str, grouping: Mapping[str, str], gauges: list[Gauge]) -> None:
         exposition(gauges)  # the same checks as a real push
         self.pushes.append((job, dict(grouping), list(gauges)))
+
+
+def publish(
+    url: str, job: str, grouping: Mapping[str, str], gauges: list[Gauge], sink: MetricsSink | None = None
+) -> str:
+    """Push `gauges` to the Pushgateway at `url` (`sink` instead, in tests; nowhere without a URL)
+    and say where they went, for the step's summary."""
+    if sink is None:
+        sink = Pushgateway(url) if url else RecordingSink()
+    sink.push(job, grouping, gauges)
+    return f"pushed to {url}" if url else "not pushed (no --pushgateway-url)"

@@ -7,12 +7,27 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def serving(state_dir: Path, specs: list[Any], ports: Any) -> Iterator[None]:
+    """`specs` started as `mlops up` starts them (healthy, after-start hooks run), stopped after."""
+    from mlops.stack.manager import StackManager
+
+    manager = StackManager(state_dir, specs, ports)
+    manager.up(progress=lambda line: print(f"[stack] {line}"))
+    try:
+        yield
+    finally:
+        manager.down(progress=lambda line: print(f"[stack] {line}"))
 
 
 @dataclass(frozen=True)
@@ -164,7 +179,7 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 
     from mlops.registry import mlflow_registry
     from mlops.stack.llm_base import local_base
-    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.manager import free_port
     from mlops.stack.services import Ports, VllmSettings, vllm_python, vllm_service
 
     state_dir = tmp_path_factory.mktemp("vllm-stack")
@@ -180,9 +195,7 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
     port = free_port()
     settings = VllmSettings(base_dir=base_dir, adapter_dir=state_dir / "adapters", python=vllm_python())
     spec = vllm_service(settings, port, stack_env=local_stack.env)
-    manager = StackManager(state_dir, [spec], Ports(vllm=port))
-    manager.up(progress=lambda line: print(f"[stack] {line}"))
-    try:
+    with serving(state_dir, [spec], Ports(vllm=port)):
         yield VllmStack(
             endpoint=f"127.0.0.1:{port}",
             url=f"http://127.0.0.1:{port}",
@@ -192,14 +205,12 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
             base_dir=base_dir,
             state_dir=state_dir,
         )
-    finally:
-        manager.down(progress=lambda line: print(f"[stack] {line}"))
 
 
 @pytest.fixture(scope="session")
 def pushgateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Real Pushgateway (Debian's, as `mlops up` runs it) on a free port."""
-    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.manager import free_port
     from mlops.stack.services import Ports, pushgateway_service
 
     state_dir = tmp_path_factory.mktemp("pushgateway")
@@ -207,31 +218,23 @@ def pushgateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     spec = pushgateway_service(state_dir, ports)
     if spec.skip_reason:
         raise RuntimeError(f"the Pushgateway is part of the local stack: {spec.skip_reason}")
-    manager = StackManager(state_dir, [spec], ports)
-    manager.up(progress=lambda line: print(f"[stack] {line}"))
-    try:
+    with serving(state_dir, [spec], ports):
         yield spec.url
-    finally:
-        manager.down(progress=lambda line: print(f"[stack] {line}"))
 
 
 @pytest.fixture(scope="session")
 def canary_router(vllm_stack: VllmStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The canary router of `mlops up` (mlops.stack.router) in front of the session's vLLM; tests
     give their own public names a split (`PUT /admin/split/<name>`). Its URL."""
-    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.manager import free_port
     from mlops.stack.services import Ports, VllmSettings, router_service, vllm_service
 
     state_dir = tmp_path_factory.mktemp("router")
     ports = Ports(vllm=int(vllm_stack.endpoint.rsplit(":", 1)[1]), router=free_port())
     vllm = vllm_service(VllmSettings(vllm_stack.base_dir, vllm_stack.adapter_dir), ports.vllm)
     spec = router_service(state_dir, ports, vllm)
-    manager = StackManager(state_dir, [spec], ports)
-    manager.up(progress=lambda line: print(f"[stack] {line}"))
-    try:
+    with serving(state_dir, [spec], ports):
         yield spec.url
-    finally:
-        manager.down(progress=lambda line: print(f"[stack] {line}"))
 
 
 @pytest.fixture(scope="session")
@@ -243,7 +246,7 @@ def prometheus_url(
 ) -> Iterator[str]:
     """Real Prometheus (Debian's, as `mlops up` runs it) scraping the session's vLLM, canary router
     and Pushgateway every 2 s."""
-    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.manager import free_port
     from mlops.stack.services import Ports, prometheus_service
 
     state_dir = tmp_path_factory.mktemp("prometheus")
@@ -257,12 +260,8 @@ def prometheus_url(
     spec = prometheus_service(state_dir, ports)
     if spec.skip_reason:
         raise RuntimeError(f"Prometheus is part of the local stack: {spec.skip_reason}")
-    manager = StackManager(state_dir, [spec], ports)
-    manager.up(progress=lambda line: print(f"[stack] {line}"))
-    try:
+    with serving(state_dir, [spec], ports):
         yield spec.url
-    finally:
-        manager.down(progress=lambda line: print(f"[stack] {line}"))
 
 
 @pytest.fixture(scope="session")
@@ -271,7 +270,7 @@ def low_rank_vllm(vllm_stack: VllmStack) -> Iterator[str]:
     --max-lora-rank 8: it refuses the session's rank-16 adapters (a replica that fails a load)."""
     from dataclasses import replace
 
-    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.manager import free_port
     from mlops.stack.services import Ports, VllmSettings, vllm_python, vllm_service
 
     port = free_port()
@@ -282,9 +281,5 @@ def low_rank_vllm(vllm_stack: VllmStack) -> Iterator[str]:
         max_lora_rank=8,
     )
     spec = replace(vllm_service(settings, port, name="vllm-low-rank"), after_start=[])
-    manager = StackManager(vllm_stack.state_dir / "low-rank", [spec], Ports(vllm=port))
-    manager.up(progress=lambda line: print(f"[stack] {line}"))
-    try:
+    with serving(vllm_stack.state_dir / "low-rank", [spec], Ports(vllm=port)):
         yield f"127.0.0.1:{port}"
-    finally:
-        manager.down(progress=lambda line: print(f"[stack] {line}"))

@@ -34,7 +34,7 @@ from deployment.triton.serving import softmax
 from deployment.triton.settings import ServerSettings
 from mlops import step
 from mlops.errors import BadInput
-from mlops.pushgateway import MetricsSink, Pushgateway, RecordingSink
+from mlops.pushgateway import MetricsSink, publish
 from mlops.registry import Registry, mlflow_registry
 from mlops.serving.discovery import resolve
 from mlops.serving.triton import TritonServer, connect
@@ -152,12 +152,8 @@ def run(
     release = drift.release_values(
         registry.tags(cfg.model_name, version), registry.model_tags(cfg.model_name), version
     )
-    if sink is None:
-        sink = Pushgateway(cfg.pushgateway_url) if cfg.pushgateway_url else RecordingSink()
-    sink.push(drift.JOB, {"model": cfg.model_name}, drift.gauges(cfg.model_name, version, current, release))
-    pushed = (
-        f"pushed to {cfg.pushgateway_url}" if cfg.pushgateway_url else "not pushed (no --pushgateway-url)"
-    )
+    gauges = drift.gauges(cfg.model_name, version, current, release)
+    pushed = publish(cfg.pushgateway_url, drift.JOB, {"model": cfg.model_name}, gauges, sink)
     if release is None:
         return StepResult(
             outputs={**outputs, "psi": "", "drift": "unknown", "reason": "no release values"},
