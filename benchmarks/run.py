@@ -369,7 +369,59 @@ def render_soak(record: dict[str, Any]) -> list[str]:
             f"| {m['service']} | {m['warm_mib']} | {m['end_mib']} | {change} | {m['problem'] or 'yes'} |"
         )
     verdict = "passed" if record["passed"] else "failed: " + "; ".join(record["problems"])
-    return [*lines, "", f"Verdict: {verdict}.", ""]
+    lines += ["", f"Verdict: {verdict}.", "", *_soak_timeline(record), ""]
+    if record.get("earlier_runs"):
+        lines += [
+            "Earlier runs (RSS change from after warm-up to the end, per service):",
+            "",
+            "| measured | s | failed requests | RSS change | problems |",
+            "|---|---|---|---|---|",
+        ]
+        for run in record["earlier_runs"]:
+            failed = ", ".join(f"{k} {v}" for k, v in run["failed"].items())
+            change = ", ".join(f"{k} {v:+.1%}" for k, v in run["rss_change"].items() if v is not None)
+            lines.append(
+                f"| {run['measured_at']} | {run['duration_s']} | {failed} | {change} | "
+                f"{'; '.join(run['problems']) or 'none'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _soak_timeline(record: dict[str, Any]) -> list[str]:
+    """Each service's RSS through the run, from the samples every 15 s: where it moved, and when."""
+    timeline, middle = record["timeline"], record["middle"]
+    start, end = middle.get("started_s", 0.0), middle.get("ended_s", record["duration_s"])
+
+    def at(t: float) -> dict[str, Any]:
+        return min(timeline, key=lambda sample: abs(sample["t_s"] - t))
+
+    during = [sample for sample in timeline if start <= sample["t_s"] <= end] or timeline
+    points = [
+        ("after warm-up", at(record["warmup_s"])),
+        (f"middle starts ({start} s)", at(start)),
+        (f"middle ends ({end} s)", at(end)),
+        ("end", timeline[-1]),
+    ]
+    lines = [
+        "RSS in MiB through the run (sampled every 15 s; file-backed part in brackets where recorded):",
+        "",
+        "| service | " + " | ".join(label for label, _ in points) + " | min / max during the middle |",
+        "|---|" + "---|" * (len(points) + 1),
+    ]
+    for service in timeline[0]["rss_mib"]:
+
+        def cell(sample: dict[str, Any], name: str = service) -> str:
+            value, files = sample["rss_mib"].get(name), sample.get("file_mib", {}).get(name)
+            return f"{value}" + (f" ({files})" if files is not None else "")
+
+        values = [sample["rss_mib"][service] for sample in during if sample["rss_mib"].get(service)]
+        lines.append(
+            f"| {service} | "
+            + " | ".join(cell(sample) for _, sample in points)
+            + f" | {min(values)} / {max(values)} |"
+        )
+    return lines
 
 
 def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
