@@ -255,15 +255,16 @@ def render_vllm_swap(record: dict[str, Any]) -> list[str]:
         "`deployment.vllm.slots.fill` (what `vllm-promote` and `vllm-rollback` do to the live slot), then "
         f"{record['steady_s']} s with no swap again. Once on the stack's server (`launcher fix`), once on a "
         "second server with vLLM's in-place load as shipped (`as shipped`). A request is touched by a swap "
-        "when it waited for its first token while the swap ran or started within 1 s after it. Server CPU "
+        "when it waited for its first token while the swap ran or started within 0.5 s after it. Server CPU "
         "is the vLLM process tree's user + system time per generated token, which the machine's other "
-        "work does not inflate as it does wall times: 1-minute load average "
+        "work inflates less than wall times; adapter loads from disk are the opens of an adapter's "
+        "`adapter_config.json` by the server's processes, traced with strace: 1-minute load average "
         f"{load['before']} before, {load['after']} after, on a shared machine; {_machine_line(record)}. "
         "Source: `benchmarks/vllm_swap.py`, `benchmarks/swap_timeline.py`.",
         "",
         "| server | phase | requests | failed | TTFT p50 ms | TTFT p99 ms | TTFT max ms | TPOT p50 ms | "
-        "server CPU ms / token | worst / steady p99 | swap median / max ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "server CPU ms / token | adapter loads from disk | worst / steady p99 | swap median / max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for server, m in record["servers"].items():
         swapping = m["swapping"]
@@ -283,7 +284,7 @@ def render_vllm_swap(record: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {server} | {phase} | {f['requests']} | {f['failed']} | {f['ttft_p50_ms']} | "
                 f"{f['ttft_p99_ms']} | {f['ttft_max_ms']} | {f['tpot_p50_ms']} | "
-                f"{f.get('server_cpu_ms_per_token', '')} | {ratio} | {swap} |"
+                f"{f.get('server_cpu_ms_per_token', '')} | {f.get('adapter_loads', '')} | {ratio} | {swap} |"
             )
     lines += [
         "",
@@ -293,11 +294,11 @@ def render_vllm_swap(record: dict[str, Any]) -> list[str]:
         "request in flight waits for that load (the swap's duration). An in-place load keeps the name's "
         "LoRA id, and vLLM stores the load request, marked `load_inplace`, as the name's LoRA request: "
         "every later completion carries the mark, and the worker's LRU manager reloads an adapter whose "
-        "request is marked on every engine step it is scheduled (`as shipped`, steady after swaps: traced "
-        "with strace, one open of the adapter's files per step). The stack's launcher "
+        "request is marked on every engine step it is scheduled (`as shipped`, steady after swaps: hundreds "
+        "of loads with no swap). The stack's launcher "
         "(`mlops.stack.vllm_launch`) stores the request unmarked once the engine has taken the load, so "
-        "the steps after a swap find the new weights in the cache. Loading the new version under a "
-        "temporary name first and warming it does not shorten the swap: the worker caches adapters by "
+        "the steps after a swap find the new weights in the cache (one load a swap). Loading the new "
+        "version under a temporary name first and warming it would not shorten the swap: the worker caches adapters by "
         "LoRA id, so the in-place load reads the files again, and with `--max-loras 2` (the live and "
         "candidate slots) a third name evicts one of the served adapters, whose next request then "
         "reloads it in the request path.",
