@@ -370,7 +370,26 @@ def render_soak(record: dict[str, Any]) -> list[str]:
             f"| {m['service']} | {m['warm_mib']} | {m['end_mib']} | {change} | {m['problem'] or 'yes'} |"
         )
     verdict = "passed" if record["passed"] else "failed: " + "; ".join(record["problems"])
-    lines += ["", f"Verdict: {verdict}.", "", *_soak_timeline(record), ""]
+    lines += [
+        "",
+        f"Verdict: {verdict}.",
+        "",
+        *_soak_timeline(record),
+        "",
+        "Reading the RSS: no request failed in any run, and MLflow, vLLM (through an in-place promote and "
+        "rollback) and Prometheus stay within a few percent. S3 (moto behind the write-through layer) and the "
+        "Triton stand-in do not grow with traffic; their RSS moves in steps of about one model version (the "
+        "ONNX package is 45 MB) with the middle's transfers and loads, in either direction. S3 steps when "
+        "`publish` uploads the package in 8 MiB parts and when a step reads it back, and keeps or returns the "
+        "freed memory at the allocator's discretion (up after one run's publish, down after the next run's). "
+        "The Triton stand-in holds both versions while a deployment or rollback loads one next to the other "
+        "(the maximum during the middle), drops when the other is unloaded, and returns that memory to the "
+        "system later, at a moment unrelated to traffic; its file-backed part (shared libraries) stays flat, "
+        "so the kernel reclaiming pages is not the cause. A check of RSS at two fixed moments with a 10% "
+        "bound catches such a step on these small processes (a 45 MB step is 15-35% of them); the earlier "
+        "runs' changes below show the same services moving up in one run and down in the next, not a drift.",
+        "",
+    ]
     if record.get("earlier_runs"):
         lines += [
             "Earlier runs (RSS change from after warm-up to the end, per service):",
