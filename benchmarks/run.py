@@ -298,7 +298,7 @@ def render_vllm_swap(record: dict[str, Any]) -> list[str]:
         "of loads with no swap). The stack's launcher "
         "(`mlops.stack.vllm_launch`) stores the request unmarked once the engine has taken the load, so "
         "the steps after a swap find the new weights in the cache (one load a swap). Loading the new "
-        "version under a temporary name first and warming it would not shorten the swap: the worker caches adapters by "
+        "version under a temporary name first and warming it would not shorten the swap (read in vLLM's code, not measured): the worker caches adapters by "
         "LoRA id, so the in-place load reads the files again, and with `--max-loras 2` (the live and "
         "candidate slots) a third name evicts one of the served adapters, whose next request then "
         "reloads it in the request path.",
