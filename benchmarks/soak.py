@@ -46,6 +46,7 @@ MAX_IN_FLIGHT = 8
 REQUEST_TIMEOUT_S = 30.0
 RSS_TOLERANCE = 0.10
 SAMPLE_EVERY_S = 15.0
+EARLIER_RUNS = 3
 SERVICES = ("mlflow", "s3", "triton", "vllm", "prometheus")
 VISION_MODEL = "resnet18-imagenette-onnx"  # the registered ONNX model of vision-e2e
 VISION_TRAINING_MODEL = "resnet18-imagenette"
@@ -108,11 +109,14 @@ def traffic_summary(outcomes: Sequence[Outcome], scheduled: int) -> dict[str, An
 
 @dataclass(frozen=True)
 class Rss:
-    """A service's process tree at one moment: the root pid, its RSS summed over the tree."""
+    """A service's process tree at one moment: the root pid, its RSS summed over the tree, and the
+    part of it backed by files (shared libraries, mapped files: the kernel may drop those pages
+    under memory pressure, the rest it cannot without swap)."""
 
     pid: int
     rss_bytes: int
     processes: int
+    file_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,13 +189,15 @@ def service_rss(state: Path, services: Sequence[str] = SERVICES) -> dict[str, Rs
         except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
             found[service] = None
             continue
-        total = 0
+        total = shared = 0
         for process in tree:
             try:
-                total += process.memory_info().rss
+                memory = process.memory_info()
             except psutil.NoSuchProcess:  # a worker that exited between listing and reading
                 continue
-        found[service] = Rss(root.pid, total, len(tree))
+            total += memory.rss
+            shared += getattr(memory, "shared", 0)  # Linux: RssFile + RssShmem
+        found[service] = Rss(root.pid, total, len(tree), shared)
     return found
 
 
@@ -366,6 +372,7 @@ def soak(duration_s: float = DURATION_S) -> dict[str, Any]:
                 "label": label,
                 "load_1m": load_average(),
                 "rss_mib": {k: round(v.rss_bytes / 2**20, 1) if v else None for k, v in rss.items()},
+                "file_mib": {k: round(v.file_bytes / 2**20, 1) if v else None for k, v in rss.items()},
             }
         )
         return rss
@@ -448,11 +455,28 @@ class SoakFailed(AssertionError):
     """Requests failed or a service's memory left its bounds (the figures are recorded first)."""
 
 
-def bench_soak(duration_s: float = DURATION_S) -> dict[str, Any]:
-    """`make bench`'s entry: the 10-minute soak; its figures are recorded whether or not it passed."""
-    from benchmarks.run import write_result
+def run_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What an earlier run's verdict rested on: failures, each service's RSS change, problems."""
+    return {
+        "measured_at": record.get("measured_at"),
+        "duration_s": record.get("duration_s"),
+        "failed": {target: t["failed"] for target, t in record.get("traffic", {}).items()},
+        "rss_change": {m["service"]: m["growth"] for m in record.get("memory", [])},
+        "problems": record.get("problems", []),
+    }
 
-    figures = soak(duration_s)
+
+def bench_soak(duration_s: float = DURATION_S) -> dict[str, Any]:
+    """`make bench`'s entry: the 10-minute soak; its figures are recorded whether or not it passed,
+    with the verdicts of the last `EARLIER_RUNS` runs before it."""
+    from benchmarks.run import RESULTS_DIR, write_result
+
+    previous = RESULTS_DIR / "soak.json"
+    earlier: list[dict[str, Any]] = []
+    if previous.is_file():
+        record = json.loads(previous.read_text())
+        earlier = [run_summary(record), *record.get("earlier_runs", [])][:EARLIER_RUNS]
+    figures = {**soak(duration_s), "earlier_runs": earlier}
     if not figures["passed"]:
         write_result("soak", figures)
         raise SoakFailed("; ".join(figures["problems"]))

@@ -2,7 +2,7 @@
 
 Pure: each request is (start, first token, end, tokens, error) and each swap (start, end), in
 seconds on one clock. A request overlaps a swap when it was waiting for its first token while the
-swap ran, or started within `after_s` of its end (the first requests on the new weights pay
+swap ran, or started within `after_s` (0.5 s) of its end (the first requests on the new weights pay
 whatever the swap left to do: a prefix-cache miss, a reload in the request path).
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-AFTER_SWAP_S = 1.0
+AFTER_SWAP_S = 0.5
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ the figures before and after the launcher's fix, from one run on one machine.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -37,7 +39,7 @@ MODEL = LLM_MODEL
 SWAPS = 20
 CLIENTS = 4
 STEADY_S = 20.0
-PAUSE_S = 0.5
+PAUSE_S = 2.0
 
 
 class Streams:
@@ -147,6 +149,46 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+@contextmanager
+def traced_opens(pid: int, folder: Path) -> Iterator[Path | None]:
+    """strace (when on PATH) of `openat` calls in vLLM's process tree, written to a file under
+    `folder` with wall-clock timestamps; None when it cannot trace."""
+    import psutil
+
+    if not shutil.which("strace"):
+        yield None
+        return
+    root = psutil.Process(pid)
+    pids = [str(p.pid) for p in [root, *root.children(recursive=True)]]
+    out = folder / "openat.trace"
+    command = ["strace", "-f", "-ttt", "-e", "trace=openat", "-o", str(out)]
+    tracer = subprocess.Popen(
+        [*command, *(arg for p in pids for arg in ("-p", p))], stderr=subprocess.DEVNULL
+    )
+    time.sleep(1.0)  # attached
+    try:
+        yield out if tracer.poll() is None else None
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=30)
+
+
+def adapter_opens(trace: str, begin: float, end: float) -> int:
+    """Opens of an adapter's `adapter_config.json` in an strace -ttt file between two wall-clock times:
+    one per load of an adapter from disk."""
+    count = 0
+    for line in trace.splitlines():
+        parts = line.split(maxsplit=2)
+        if (
+            len(parts) == 3
+            and "adapter_config.json" in parts[2]
+            and "openat(" in parts[2]
+            and begin <= float(parts[1]) < end
+        ):
+            count += 1
+    return count
+
+
 def measure(server: Any, pid: int, paths: list[str]) -> dict[str, Any]:
     """Steady, swapping (`SWAPS` `fill` swaps) and steady again, on a fresh name; each phase's figures."""
     from deployment.vllm.slots import fill
@@ -160,40 +202,51 @@ def measure(server: Any, pid: int, paths: list[str]) -> dict[str, Any]:
         return time.perf_counter() - origin
 
     swaps: list[tuple[float, float]] = []
-    marks: list[tuple[float, float]] = []  # (clock, server CPU s) at each phase boundary
+    marks: list[tuple[float, float, float]] = []  # (clock, wall clock, server CPU s) at each phase boundary
+
+    def mark() -> None:
+        marks.append((clock(), time.time(), cpu_seconds(pid)))
+
+    trace_text = ""
     try:
-        with Streams(url, name, clock) as streams:
-            time.sleep(2.0)  # the first requests on the name are not the steady state
-            marks.append((clock(), cpu_seconds(pid)))
-            time.sleep(STEADY_S)
-            marks.append((clock(), cpu_seconds(pid)))
-            for index in range(SWAPS):
-                started = clock()
-                fill([server], name, paths[(index + 1) % 2])
-                swaps.append((started, clock()))
-                time.sleep(PAUSE_S)
-            time.sleep(1.0)
-            marks.append((clock(), cpu_seconds(pid)))
-            time.sleep(STEADY_S)
-            marks.append((clock(), cpu_seconds(pid)))
+        with tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp, traced_opens(pid, Path(tmp)) as trace:
+            with Streams(url, name, clock) as streams:
+                time.sleep(2.0)  # the first requests on the name are not the steady state
+                mark()
+                time.sleep(STEADY_S)
+                mark()
+                for index in range(SWAPS):
+                    started = clock()
+                    fill([server], name, paths[(index + 1) % 2])
+                    swaps.append((started, clock()))
+                    time.sleep(PAUSE_S)
+                time.sleep(1.0)
+                mark()
+                time.sleep(STEADY_S)
+                mark()
+            if trace is not None:
+                time.sleep(1.0)  # strace writes what it saw
+                trace_text = trace.read_text() if trace.is_file() else ""
     finally:
         server.unload_adapter(name)
 
-    def phase(index: int) -> tuple[list[Request], float | None]:
-        (begin, cpu_begin), (end, cpu_end) = marks[index], marks[index + 1]
+    def phase(index: int) -> tuple[list[Request], dict[str, Any]]:
+        (begin, wall_begin, cpu_begin), (end, wall_end, cpu_end) = marks[index], marks[index + 1]
         requests = [r for r in streams.records if begin <= r.start < end]
         tokens = sum(r.tokens for r in streams.records if begin <= r.end < end and not r.error)
-        return requests, round((cpu_end - cpu_begin) * 1000 / tokens, 2) if tokens else None
+        server = {
+            "server_cpu_ms_per_token": round((cpu_end - cpu_begin) * 1000 / tokens, 2) if tokens else None,
+            # loads of an adapter from disk in the phase (None: strace unavailable)
+            "adapter_loads": adapter_opens(trace_text, wall_begin, wall_end) if trace_text else None,
+        }
+        return requests, server
 
-    (steady, steady_cpu), (during, during_cpu), (after, after_cpu) = phase(0), phase(1), phase(2)
+    (steady, steady_server), (during, during_server), (after, after_server) = phase(0), phase(1), phase(2)
     steady_figures = ttft_figures(steady)
     return {
-        "steady": {**steady_figures, "server_cpu_ms_per_token": steady_cpu},
-        "swapping": {
-            **swap_figures(during, swaps, steady_figures["ttft_p99_ms"]),
-            "server_cpu_ms_per_token": during_cpu,
-        },
-        "after": {**ttft_figures(after), "server_cpu_ms_per_token": after_cpu},
+        "steady": {**steady_figures, **steady_server},
+        "swapping": {**swap_figures(during, swaps, steady_figures["ttft_p99_ms"]), **during_server},
+        "after": {**ttft_figures(after), **after_server},
     }
 
 

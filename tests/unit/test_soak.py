@@ -88,3 +88,23 @@ def test_a_tolerance_that_is_not_a_fraction_is_refused(tolerance: float) -> None
 def test_no_memory_after_warm_up_is_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         memory_checks({"s3": Rss(1, 0, 1)}, {"s3": Rss(1, MIB, 1)})
+
+
+def test_an_earlier_run_is_summarised_by_what_its_verdict_rested_on() -> None:
+    from benchmarks.soak import run_summary
+
+    record = {
+        "measured_at": "2026-12-07T00:45:28Z",
+        "duration_s": 601.1,
+        "traffic": {"vllm": {"failed": 0, "scheduled": 1202}, "triton": {"failed": 2, "scheduled": 6008}},
+        "memory": [{"service": "s3", "growth": 0.1494}, {"service": "triton", "growth": None}],
+        "problems": ["s3: grew +14.9%, beyond ±10%"],
+        "timeline": [{"t_s": 0.0}],
+    }
+    assert run_summary(record) == {
+        "measured_at": "2026-12-07T00:45:28Z",
+        "duration_s": 601.1,
+        "failed": {"vllm": 0, "triton": 2},
+        "rss_change": {"s3": 0.1494, "triton": None},
+        "problems": ["s3: grew +14.9%, beyond ±10%"],
+    }

@@ -14,8 +14,8 @@ SWAP = [(10.0, 10.2)]
     [
         (Request(9.9, 10.05, 10.3, 16), True),  # waiting for its first token while the swap ran
         (Request(9.0, 10.0, 10.5, 16), True),  # first token exactly when the swap started
-        (Request(10.9, 10.95, 11.2, 16), True),  # started within 1 s after the swap ended
-        (Request(11.3, 11.35, 11.6, 16), False),  # started more than 1 s after
+        (Request(10.6, 10.65, 11.2, 16), True),  # started within 0.5 s after the swap ended
+        (Request(10.8, 10.85, 11.1, 16), False),  # started more than 0.5 s after
         (Request(9.0, 9.5, 10.1, 16), False),  # had its first token before the swap began
         (Request(9.9, None, 10.4, 0, "HTTP 500"), True),  # no token: waiting until it ended
     ],
@@ -52,3 +52,22 @@ def test_worst_ttft_is_compared_with_the_steady_p99() -> None:
     assert figures["not_touched"]["ttft_max_ms"] == 30.0
     assert figures["swap_median_ms"] == 200.0
     assert swap_figures(requests, SWAP, steady_p99_ms=None)["worst_over_steady_p99"] is None
+
+
+def test_adapter_loads_are_counted_from_strace_opens_in_the_phase() -> None:
+    from benchmarks.vllm_swap import adapter_opens
+
+    trace = "\n".join(
+        [
+            '21755 100.5 openat(AT_FDCWD, "/a/adapter_config.json", O_RDONLY|O_CLOEXEC) = 24',
+            '21755 100.6 openat(AT_FDCWD, "/a/adapter_model.safetensors", O_RDONLY) = 25',
+            '21755 101.5 openat(AT_FDCWD, "/b/adapter_config.json", O_RDONLY|O_CLOEXEC <unfinished ...>',
+            "21755 101.6 <... openat resumed>) = 24",
+            '21756 102.5 openat(AT_FDCWD, "/usr/lib/libc.so.6", O_RDONLY) = 3',
+            '21755 103.5 openat(AT_FDCWD, "/a/adapter_config.json", O_RDONLY|O_CLOEXEC) = 24',
+            "+++ exited with 0 +++",
+        ]
+    )
+    assert adapter_opens(trace, 100.0, 103.0) == 2
+    assert adapter_opens(trace, 103.0, 104.0) == 1
+    assert adapter_opens(trace, 104.0, 105.0) == 0
