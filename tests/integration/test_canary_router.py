@@ -57,7 +57,12 @@ def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
     split = RouterSplit(canary_router, public)
     split.set_candidate_weight(10)
     assert split.candidate_weight() == 10
-    time.sleep(3)  # the new name's series (at 0) are scraped before its first request
+    reader = PrometheusReader(prometheus_url)
+    for slot in (live, candidate):  # the new name's series (at 0) are scraped before its first request
+        series = f'inference_objective_request_total{{model_name="{public}",target_model_name="{slot}"}}'
+        deadline = time.monotonic() + 120
+        while reader.query(series, time.time()) is None and time.monotonic() < deadline:
+            time.sleep(1)
     started = time.time()
     with httpx.Client(base_url=canary_router, timeout=60) as client:
         answers = [complete(client, public, stream=index % 2 == 0) for index in range(100)]
@@ -78,7 +83,6 @@ def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
         time.sleep(5)  # two scrapes
 
         # Prometheus scraped each slot's counter: its raw values before and after, exactly
-        reader = PrometheusReader(prometheus_url)
         assert counted(reader, public, candidate, started, time.time()) == 10
         assert (
             counted(reader, public, live, started, time.time()) == 90
