@@ -65,13 +65,13 @@ def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
             time.sleep(1)
     started = time.time()
     with httpx.Client(base_url=canary_router, timeout=60) as client:
-        answers = [complete(client, public, stream=index % 2 == 0) for index in range(100)]
+        answers = [
+            complete(client, public, stream=index % 4 != 1) for index in range(100)
+        ]  # each slot gets both kinds
         assert {status for status, _, _ in answers} == {200}
         routed = [slot for _, slot, _ in answers]
         assert routed.count(candidate) == 10 and routed.count(live) == 90  # exact: weighted round-robin
-        non_streamed = [
-            json.loads(text) for (_, _, text), i in zip(answers, range(100), strict=True) if i % 2
-        ]
+        non_streamed = [json.loads(text) for i, (_, _, text) in enumerate(answers) if i % 4 == 1]
         assert {answer["model"] for answer in non_streamed} == {
             live,
             candidate,
