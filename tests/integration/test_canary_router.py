@@ -57,16 +57,21 @@ def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
     split = RouterSplit(canary_router, public)
     split.set_candidate_weight(10)
     assert split.candidate_weight() == 10
-    time.sleep(3)  # the new name's series (at 0) are scraped before its first request
+    reader = PrometheusReader(prometheus_url)
+    for slot in (live, candidate):  # the new name's series (at 0) are scraped before its first request
+        series = f'inference_objective_request_total{{model_name="{public}",target_model_name="{slot}"}}'
+        deadline = time.monotonic() + 120
+        while reader.query(series, time.time()) is None and time.monotonic() < deadline:
+            time.sleep(1)
     started = time.time()
     with httpx.Client(base_url=canary_router, timeout=60) as client:
-        answers = [complete(client, public, stream=index % 2 == 0) for index in range(100)]
+        answers = [
+            complete(client, public, stream=index % 4 != 1) for index in range(100)
+        ]  # each slot gets both kinds
         assert {status for status, _, _ in answers} == {200}
         routed = [slot for _, slot, _ in answers]
         assert routed.count(candidate) == 10 and routed.count(live) == 90  # exact: weighted round-robin
-        non_streamed = [
-            json.loads(text) for (_, _, text), i in zip(answers, range(100), strict=True) if i % 2
-        ]
+        non_streamed = [json.loads(text) for i, (_, _, text) in enumerate(answers) if i % 4 == 1]
         assert {answer["model"] for answer in non_streamed} == {
             live,
             candidate,
@@ -78,7 +83,6 @@ def test_weighted_split_streams_and_per_slot_metrics_in_prometheus(
         time.sleep(5)  # two scrapes
 
         # Prometheus scraped each slot's counter: its raw values before and after, exactly
-        reader = PrometheusReader(prometheus_url)
         assert counted(reader, public, candidate, started, time.time()) == 10
         assert (
             counted(reader, public, live, started, time.time()) == 90
