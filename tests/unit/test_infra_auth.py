@@ -242,6 +242,20 @@ AUTH_BREAKAGES: list[tuple[str, str, str, str, str]] = [
         "NetworkPolicy mlops-workflows/judge-client-egress: selector matches no pod template in the build",
     ),
     (
+        "workflows/vllm-promote.yaml",
+        'mlops.io/judge-client: "true"',
+        'mlops.io/judge: "true"',
+        "refs",
+        "NetworkPolicy mlops-workflows/judge-client-egress: selector matches no pod template in the build",
+    ),
+    (
+        "workflows/llm-probe.yaml",
+        'mlops.io/judge-client: "true"',
+        'mlops.io/judge: "true"',
+        "refs",
+        "NetworkPolicy mlops-workflows/judge-client-egress: selector matches no pod template in the build",
+    ),
+    (
         "docker/mlflow-server/requirements.txt",
         "mlflow[auth]==3.17.2",
         "mlflow==3.17.2",
