@@ -148,17 +148,8 @@ def run(
     }
     gate = f"canary analysis at {cfg.weight}%"
     if not verdict.passed:
-        split.set_candidate_weight(0)
-        registry.record_verdict(
-            verdict,
-            model=cfg.model_name,
-            version=version,
-            tags=tags,
-            pass_alias=PASS_ALIAS,
-            fail_alias=FAIL_ALIAS,
-            gate=gate,
-        )
-    elif cfg.record_pass:
+        split.set_candidate_weight(0)  # traffic off the candidate before anything is recorded
+    if not verdict.passed or cfg.record_pass:
         registry.record_verdict(
             verdict,
             model=cfg.model_name,
