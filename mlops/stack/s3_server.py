@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import hashlib
 import json
 import os
@@ -126,6 +127,14 @@ class DiskBuckets:
             del index[name]
 
 
+def frees_an_object(method: str, query: str) -> bool:
+    """Whether a successful write may have left a large object unreachable: completing a multipart
+    upload (its parts, and any object it replaced) or a delete. moto's objects hold reference
+    cycles, so without a collection their bytes (a 45 MB model package) stay resident until
+    Python's oldest generation is next collected, which a quiet server may not reach for hours."""
+    return method == "DELETE" or (method == "POST" and "uploadId=" in query)
+
+
 class WriteThrough:
     """WSGI middleware: after a successful write to a bucket, sync that bucket to disk, then answer."""
 
@@ -152,6 +161,8 @@ class WriteThrough:
             body = list(self.app(environ, capture))
             if status and int(status[0].split()[0]) < 300:
                 self.disk.sync_bucket(self.backend, bucket)
+                if frees_an_object(method, str(environ.get("QUERY_STRING", ""))):
+                    gc.collect()
         yield from body
 
 

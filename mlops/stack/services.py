@@ -31,6 +31,14 @@ LOCAL_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+# S3 and the Triton stand-in move whole model packages (45 MB for the ResNet ONNX) through
+# buffers of several MiB. glibc raises its mmap threshold to the size of each such buffer once it
+# is freed (up to 32 MiB), so later buffers come from the heap and stay in the process after
+# they are freed: RSS then moved in steps of a package, up or down, between two quiet moments. A
+# fixed threshold keeps every buffer over 128 KiB in its own mapping, returned on free (both
+# servers also collect reference cycles when a package is dropped). Measured on the S3 service,
+# six 45 MB uploads and downloads: RSS 79 -> 110..163 MiB without either, 73 -> 73 with both.
+RETURN_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 @dataclass(frozen=True)
@@ -377,6 +385,7 @@ def default_services(
             ],
             health_path="/moto-api/",
             description="S3 API (moto server, every object written through to .stack/s3/data)",
+            env=RETURN_FREED_MEMORY,
             start_timeout_s=60.0,
         ),
         ServiceSpec(
@@ -410,7 +419,7 @@ def default_services(
                 f":{ports.triton_metrics}/metrics, repository {repository}"
             ),
             # MLflow and S3 of the stack, for the post-start reconciliation
-            env={"PYTHONPATH": pythonpath, **LOCAL_CREDENTIALS, **stack_env},
+            env={"PYTHONPATH": pythonpath, **LOCAL_CREDENTIALS, **stack_env, **RETURN_FREED_MEMORY},
             start_timeout_s=60.0,
             # a (re)started Triton serves nothing: load what each model's `live` alias says
             after_start=[

@@ -108,3 +108,37 @@ def test_down_purge_is_what_empties_it(tmp_path: Path, monkeypatch: pytest.Monke
             store.list(S3Url(BUCKET, ""))
     finally:
         manager.down(progress=print)
+
+
+def process_tree_rss(pid: int) -> int:
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+def test_memory_of_a_moved_model_package_is_returned(tmp_path: Path) -> None:
+    """A 45 MB package (the ResNet ONNX's size) uploaded in parts and read back four times leaves
+    the service's RSS where it was: the buffers are given back when freed (`RETURN_FREED_MEMORY`)
+    and a replaced object's cycles are collected at once. Measured without both: 30-85 MiB more
+    resident after such a run; with both: the same RSS to the MiB."""
+    port = free_port()
+    manager = s3_manager(tmp_path / "stack", port)
+    assert manager.services[0].env.get("MALLOC_MMAP_THRESHOLD_")
+    manager.up(progress=print)
+    try:
+        store = S3Store(f"http://127.0.0.1:{port}")
+        store.ensure_bucket(BUCKET)
+        package = tmp_path / "model.onnx"
+        package.write_bytes(os.urandom(45 * 2**20))
+        pid = manager.pid(manager.services[0])
+        assert pid is not None
+        before = process_tree_rss(pid)
+        for attempt in range(4):
+            url = S3Url(BUCKET, f"triton/m/{attempt % 2}/model.onnx")
+            store.upload_file(package, url)
+            store.download_file(url, tmp_path / "back" / str(attempt))
+        grown_mib = (process_tree_rss(pid) - before) / 2**20
+        assert grown_mib < 15, f"S3 kept {grown_mib:.0f} MiB after moving a 45 MB package 4 times"
+    finally:
+        manager.down(progress=print)

@@ -13,6 +13,7 @@ Semantics follow NVIDIA Triton's in `--model-control-mode=explicit`:
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 import threading
@@ -42,6 +43,13 @@ from mlops.stack.triton.settings import ServerSettings
 log = logging.getLogger("triton-standin")
 
 READY, UNAVAILABLE, LOADING = "READY", "UNAVAILABLE", "LOADING"
+
+
+def release_memory() -> None:
+    """Collect now what a dropped model version left in reference cycles (its ONNX Runtime session
+    holds the weights), so its memory goes back to the system at once (`mlops up` fixes glibc's
+    mmap threshold, `RETURN_FREED_MEMORY`), not at Python's next full collection."""
+    gc.collect()
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,10 @@ class ModelManager:
                 # a version no longer in the repository (withdrawn after it failed to serve) is forgotten
                 for version in [v for v in states if v not in listing.versions]:
                     del states[version]
+            dropped = current is not None and bool(set(current.versions) - set(versions))
+            current = None
+            if dropped:
+                release_memory()
             log.info(
                 "loaded %s versions %s (policy %s) in %.3fs",
                 name,
@@ -213,7 +225,10 @@ class ModelManager:
             states = self._states.setdefault(name, {})
             for version in served.versions:
                 states[version] = (UNAVAILABLE, "unloaded")
-        log.info("unloaded %s versions %s", name, sorted(served.versions))
+        versions = sorted(served.versions)
+        del served
+        release_memory()
+        log.info("unloaded %s versions %s", name, versions)
 
     # --- routing --------------------------------------------------------------------------
     def route(self, name: str, version: str = "") -> tuple[OnnxModel, Served]:
