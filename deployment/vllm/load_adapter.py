@@ -1,6 +1,6 @@
 """Step: hot-load the `candidate` adapter into the candidate slot of every vLLM replica.
 
-Fetches the version behind `--alias` (default `candidate`) from MLflow into
+Fetches `--version`, or the version behind `--alias` (default `candidate`), from MLflow into
 `<adapter-dir>/<model>/<version>/` (checksum verified against the registry, written atomically),
 refuses a rank above the servers' `--max-lora-rank` before touching a server, then serves it as
 `<served-name>-candidate` on every replica, in place when the slot is already filled. If any
@@ -23,13 +23,14 @@ from mlops.step import StepResult
 
 
 class Config(VllmSettings):
-    alias: str = Field("candidate", description="alias of the version to load")
+    alias: str = Field("candidate", description="alias of the version to load (when --version is empty)")
+    version: str = Field("", description="version to load ('' = the one behind --alias)")
     max_lora_rank: int = Field(16, ge=1, description="the servers' --max-lora-rank")
 
 
 def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     registry = registry or mlflow_registry()
-    version = registry.require_alias(cfg.model_name, cfg.alias)
+    version = cfg.version or registry.require_alias(cfg.model_name, cfg.alias)
     folder = fetch_adapter(registry, cfg.model_name, version, Path(cfg.adapter_dir))
     rank = check_rank(folder, cfg.max_lora_rank)
     servers = connect_all(cfg)

