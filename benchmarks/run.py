@@ -352,7 +352,7 @@ def render_soak(record: dict[str, Any]) -> list[str]:
         f"(vision v{record['vision']['live']} -> v{record['vision']['released_and_rolled_back']} and back, "
         f"adapter v{record['llm']['live']} -> v{record['llm']['promoted_and_rolled_back']} and back). "
         f"RSS (psutil, each service's whole process tree) after the {record['warmup_s']} s warm-up and at the end. "
-        f"The machine is shared: {record['cpus']} cores that other people's work uses at the same time; "
+        f"{record['cpus']} cores, shared with whatever else runs on the machine; "
         f"1-minute load average min {load['min']}, median {load['median']}, max {load['max']} during the run. "
         f"{_machine_line(record)}. Source: `benchmarks/soak.py` (`--duration-s` for a shorter run).",
         "",
@@ -380,18 +380,15 @@ def render_soak(record: dict[str, Any]) -> list[str]:
         "",
         *_soak_timeline(record),
         "",
-        "Reading the RSS: no request failed in any run, and MLflow, vLLM (through an in-place promote and "
-        "rollback) and Prometheus stay within a few percent. S3 (moto behind the write-through layer) and the "
-        "Triton stand-in do not grow with traffic; their RSS moves in steps of about one model version (the "
-        "ONNX package is 45 MB) with the middle's transfers and loads, in either direction. S3 steps when "
-        "`publish` uploads the package in 8 MiB parts and when a step reads it back, and keeps or returns the "
-        "freed memory at the allocator's discretion (up after one run's publish, down after the next run's). "
-        "The Triton stand-in holds both versions while a deployment or rollback loads one next to the other "
-        "(the maximum during the middle), drops when the other is unloaded, and returns that memory to the "
-        "system later, at a moment unrelated to traffic; its file-backed part (shared libraries) stays flat, "
-        "so the kernel reclaiming pages is not the cause. A check of RSS at two fixed moments with a 10% "
-        "bound catches such a step on these small processes (a 45 MB step is 15-35% of them); the earlier "
-        "runs' changes below show the same services moving up in one run and down in the next, not a drift.",
+        "Reading the RSS: the earlier runs below (before 2026-12-07T03:30Z) saw S3 and the Triton stand-in "
+        "move in steps of one model package (the ONNX package is 45 MB), up in one run and down in the next. "
+        "That was memory kept after it was freed, not a leak: glibc raises its mmap threshold to the size of "
+        "each large buffer freed, so later multi-MiB buffers (8 MiB upload parts, a package read back, an "
+        "ONNX graph parsed) came from the heap and stayed resident; and moto's replaced objects and the "
+        "stand-in's unloaded sessions waited in reference cycles for Python's next full collection. `mlops up` "
+        "now fixes the threshold for both servers (`RETURN_FREED_MEMORY` in mlops/stack/services.py) and "
+        "both collect cycles when a package is dropped; tests/integration/test_s3_durable.py moves a 45 MB "
+        "package four times and checks that the S3 service's RSS is where it was.",
         "",
     ]
     if record.get("earlier_runs"):

@@ -441,7 +441,7 @@ def soak(duration_s: float = DURATION_S) -> dict[str, Any]:
         "memory": [asdict(check) for check in checks],
         "load_average_1m": {
             "min": min(s["load_1m"] for s in timeline),
-            "median": statistics.median(s["load_1m"] for s in timeline),
+            "median": round(statistics.median(s["load_1m"] for s in timeline), 2),
             "max": max(s["load_1m"] for s in timeline),
         },
         "cpus": os.cpu_count(),

@@ -163,8 +163,17 @@ def mlops_run(
     }
     for key, value in merged.items():
         command += ["-p", f"{key.replace('_', '-')}={value}"]
-    # Argo's retry decisions with 1/100 of its backoff waits: a retried step costs no minutes of sleep
-    env = {**os.environ, **local_stack.env, "PYTHONPATH": str(REPO_ROOT), "MLOPS_RETRY_BACKOFF_SCALE": "0.01"}
+    # Argo's retry decisions with 1/100 of its backoff waits, and the MLflow client's own retries
+    # (mlops/tracking.py: 2, backoff factor 1 plus jitter) without their sleeps: a retried step
+    # costs no seconds of waiting
+    env = {
+        **os.environ,
+        **local_stack.env,
+        "PYTHONPATH": str(REPO_ROOT),
+        "MLOPS_RETRY_BACKOFF_SCALE": "0.01",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.01",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    }
     return subprocess.run(
         command, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=1500, check=False
     )

