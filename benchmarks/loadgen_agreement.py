@@ -34,7 +34,7 @@ FIGURES = (
     "p99_e2el_ms",
 )
 CONCURRENCY, REQUESTS, OUTPUT_TOKENS = 8, 400, 16
-PAIRS = 3
+PAIRS = 5
 
 
 def write_prompts(folder: Path) -> tuple[Path, int]:

@@ -69,6 +69,7 @@ def worker(url: str, concurrency: int, requests: int, core: int | None) -> dict[
 
 
 def bench_loadgen_overhead() -> dict[str, Any]:
+    import aiohttp
     import httpx
 
     from mlops.stack.manager import free_port
@@ -133,7 +134,7 @@ def bench_loadgen_overhead() -> dict[str, Any]:
         "tokens_per_request": TOKENS,
         "pinned": generator_core is not None,
         "load_average_1m": round(load, 2) if load is not None else None,
-        "httpx": httpx.__version__,
+        "client": f"aiohttp {aiohttp.__version__}",
         "runs": runs,
     }
 

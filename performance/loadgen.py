@@ -156,21 +156,28 @@ def _error_reason(status: int, body: bytes) -> str:
     return f"http {status}: {message}" if message else f"http {status}"
 
 
-async def send_request(client: Any, spec: LoadSpec, prompt: Prompt, record: RequestRecord) -> None:
-    """Stream one request, filling `record`; every failure ends up as `record.error`, never raised."""
-    import httpx
+def base_url(spec: LoadSpec) -> str:
+    """The server's URL without a trailing slash; `host:port` means http."""
+    return spec.url.rstrip("/") if "://" in spec.url else f"http://{spec.url}"
+
+
+async def send_request(session: Any, spec: LoadSpec, prompt: Prompt, record: RequestRecord) -> None:
+    """Stream one request through an `aiohttp.ClientSession`, filling `record`; every failure ends
+    up as `record.error`, never raised."""
+    import aiohttp
 
     started = time.perf_counter()
     first = last = 0.0
     chunks = 0
     done = False
     try:
-        async with client.stream("POST", API_PATHS[spec.api], json=request_body(spec, prompt)) as response:
-            if response.status_code != 200:
-                record.error = _error_reason(response.status_code, await response.aread())
+        url = base_url(spec) + API_PATHS[spec.api]
+        async with session.post(url, json=request_body(spec, prompt)) as response:
+            if response.status != 200:
+                record.error = _error_reason(response.status, await response.read())
                 return
             buffer = b""
-            async for raw in response.aiter_raw():
+            async for raw in response.content.iter_any():
                 buffer += raw
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
@@ -205,13 +212,13 @@ async def send_request(client: Any, spec: LoadSpec, prompt: Prompt, record: Requ
                         record.output_tokens = int(usage.get("completion_tokens") or 0)
                 if done:
                     break
-    except httpx.TimeoutException:
+    except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors
         record.error = "timeout"
-    except httpx.ConnectError:
+    except aiohttp.ClientConnectorError:
         record.error = "connect error"
-    except (httpx.RemoteProtocolError, httpx.ReadError):
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError):
         record.error = "connection closed mid-response"
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         record.error = f"{type(exc).__name__}"
     finally:
         record.e2el_s = time.perf_counter() - started
@@ -286,23 +293,23 @@ class _Run:
         self.on_done(record)
 
 
-async def _fixed_concurrency(run: _Run, client: Any) -> None:
+async def _fixed_concurrency(run: _Run, session: Any) -> None:
     async def worker() -> None:
         while (record := run.next_record()) is not None:
-            await send_request(client, run.spec, run.prompt(record), record)
+            await send_request(session, run.spec, run.prompt(record), record)
             run.finished(record)
 
     await asyncio.gather(*(worker() for _ in range(run.spec.concurrency)))
 
 
-async def _poisson(run: _Run, client: Any) -> None:
+async def _poisson(run: _Run, session: Any) -> None:
     gaps = random.Random(run.spec.seed + 1)
     limit = asyncio.Semaphore(run.spec.concurrency) if run.spec.concurrency > 0 else None
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(record: RequestRecord) -> None:
         try:
-            await send_request(client, run.spec, run.prompt(record), record)
+            await send_request(session, run.spec, run.prompt(record), record)
             run.finished(record)
         finally:
             if limit is not None:
@@ -334,36 +341,42 @@ async def run_load(
     prompts: Sequence[Prompt],
     *,
     progress: bool = False,
-    client: Any = None,
+    session: Any = None,
 ) -> LoadResult:
-    """Run one load test; never raises for what the server does (failures are records)."""
-    import httpx
+    """Run one load test; never raises for what the server does (failures are records).
+
+    `session`: an `aiohttp.ClientSession` to send through (default: one made here, with at most
+    `concurrency` connections). aiohttp, as `vllm bench serve` uses: its C HTTP parser keeps the
+    generator's own CPU per streamed chunk low, so on a busy machine a chunk is timed when it
+    arrives, not when a pure-Python parser gets to it (docs/performance.md, the agreement table).
+    """
+    import aiohttp
 
     spec.validate()
-    _skip_failing_sniffio_import()
     if not prompts:
         raise BadInput("no prompts to send")
     bar = _progress_bar(spec, progress)
     run = _Run(spec, prompts, on_done=lambda _record: bar.update(1) if bar is not None else None)
     started_at = time.time() - (time.perf_counter() - run.t0)
-    owned = client is None
-    if client is None:
+    owned = session is None
+    if session is None:
         headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
-        in_flight = spec.concurrency if spec.concurrency > 0 else None
-        client = httpx.AsyncClient(
-            base_url=spec.url.rstrip("/") if "://" in spec.url else f"http://{spec.url}",
+        session = aiohttp.ClientSession(
             headers=headers,
-            timeout=httpx.Timeout(spec.timeout_s, connect=min(10.0, spec.timeout_s)),
-            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
+            # per read, as a stream may run long: connect within 10 s, then no gap over timeout_s
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=min(10.0, spec.timeout_s), sock_read=spec.timeout_s
+            ),
+            connector=aiohttp.TCPConnector(limit=max(spec.concurrency, 0)),  # 0: no limit
         )
     try:
         if spec.request_rate > 0:
-            await _poisson(run, client)
+            await _poisson(run, session)
         else:
-            await _fixed_concurrency(run, client)
+            await _fixed_concurrency(run, session)
     finally:
         if owned:
-            await client.aclose()
+            await session.close()
         if bar is not None:
             bar.close()
     measured = [r for r in run.records if not r.warmup]
@@ -372,20 +385,6 @@ async def run_load(
         result.window_start = started_at + min(r.sent_at for r in measured)
         result.window_end = started_at + max(r.finished_at for r in measured)
     return result
-
-
-def _skip_failing_sniffio_import() -> None:
-    """Make httpcore's per-request `import sniffio` fail fast when sniffio is not installed.
-
-    httpcore 1.0 runs `import sniffio` in every connection-pool lock; without the package each
-    attempt searches the whole sys.path (~0.3 ms, 40 % of the generator's CPU at 300 req/s). A
-    `None` entry in sys.modules is Python's documented way to say "not importable": the same
-    ImportError, at once, and httpcore's fallback (asyncio) is what it would pick anyway.
-    """
-    import importlib.util
-
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def _progress_bar(spec: LoadSpec, enabled: bool) -> Any:

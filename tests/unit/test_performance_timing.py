@@ -1,16 +1,17 @@
 """The load generator times a stream as `vllm bench serve` does (vllm/benchmarks/lib/
 endpoint_request_func.py): a token chunk is any chunk with `choices`, even with empty text; TTFT is
 the first one; the end-to-end latency ends at the last token chunk, not at the usage chunk,
-`[DONE]` or the close. The stream is scripted through httpx's transport API with real delays."""
+`[DONE]` or the close. The stream is scripted by an aiohttp server on a local port, with real
+delays and a flush after each part, read through the generator's own aiohttp client."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
-import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from performance.loadgen import LoadSpec, Prompt, send_request
 from performance.summary import RequestRecord
@@ -22,25 +23,27 @@ def chunk(data: dict) -> bytes:
     return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
-class Scripted(httpx.AsyncByteStream):
-    """(delay before, bytes) pairs, sent with real sleeps."""
-
-    def __init__(self, parts: list[tuple[float, bytes]]) -> None:
-        self.parts = parts
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for delay, part in self.parts:
-            await asyncio.sleep(delay)
-            yield part
-
-
 def run(parts: list[tuple[float, bytes]]) -> RequestRecord:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Scripted(parts)))
+    """(delay before, bytes) pairs, each written and flushed after its delay."""
+    import aiohttp
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for delay, part in parts:
+            await asyncio.sleep(delay)
+            await response.write(part)
+        await response.write_eof()
+        return response
+
     record = RequestRecord(index=0, sent_at=0.0)
 
     async def go() -> None:
-        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
-            await send_request(client, LoadSpec(url="http://server", model="m"), Prompt("p"), record)
+        app = web.Application()
+        app.router.add_post("/v1/completions", stream)
+        async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+            spec = LoadSpec(url=str(server.make_url("")), model="m")
+            await send_request(session, spec, Prompt("p"), record)
 
     asyncio.run(go())
     return record

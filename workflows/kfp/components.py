@@ -46,7 +46,7 @@ class Images:
     """The two step images (the Argo workflows' `llm-training-image` and `vllm-deployment-image`)."""
 
     training: str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-k8s/vllm-training:0.1.0"
-    deployment: str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-k8s/vllm-deployment-tools:0.1.1"
+    deployment: str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-k8s/vllm-deployment-tools:0.1.2"
 
 
 def step_spec(
