@@ -171,7 +171,7 @@ def mlops_run(
         **local_stack.env,
         "PYTHONPATH": str(REPO_ROOT),
         "MLOPS_RETRY_BACKOFF_SCALE": "0.01",
-        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.01",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",  # an int: 0 is no sleep
         "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
     }
     return subprocess.run(
