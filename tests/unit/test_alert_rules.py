@@ -75,7 +75,7 @@ def alerts_without_a_firing_test(rule_groups_: list[dict[str, Any]], test_files:
 
 
 def test_promtool_tests_pass(promtool: str, tmp_path: Path) -> None:
-    assert len(TEST_FILES) == 4
+    assert len(TEST_FILES) == 5
     answer = promtool_test(promtool, RULES_PATH.read_text(), tmp_path, TEST_FILES)
     assert answer.returncode == 0, answer.stdout + answer.stderr
     assert answer.stdout.count("SUCCESS") == len(TEST_FILES)
@@ -164,7 +164,7 @@ BROKEN_COPIES = [
         'mlops_vision_psi{job="mlops-probe"} > 0.4',
         "drift.test.yaml",
     ),
-    ("stale after 3 days, not 2", "> 2 * 86400", "> 3 * 86400", "drift.test.yaml"),
+    ("stale after 3 days, not 2", "> 2 * 86400", "> 3 * 86400", "stale.test.yaml"),
 ]
 
 
