@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalStack, mlops_run
+from tests.conftest import LocalStack, VllmStack, mlops_run
 
 WorkflowRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -35,3 +35,25 @@ def model_names() -> dict[str, str]:
     """Model names private to one test, so tests sharing the stack never see each other's aliases."""
     suffix = uuid.uuid4().hex[:6]
     return {"model-name": f"resnet18-e2e-{suffix}", "onnx-model-name": f"resnet18-e2e-{suffix}-onnx"}
+
+
+def release_session_adapter(
+    run: WorkflowRunner, vllm_stack: VllmStack, model: str, reason: str, **slot: str
+) -> str:
+    """The session's trained adapter as a new version of `model`, deployed (vllm-deployment) and
+    released (vllm-promote) through the workflows, with both gate verdicts moved by hand (the gates
+    have tests of their own); `slot`: the workflows' slot parameters. Returns the version, now live."""
+    from mlops.registry import mlflow_registry
+    from tests.integration.test_vllm_serving import register_adapter, session_adapter
+
+    registry = mlflow_registry()
+    version = register_adapter(vllm_stack, model, session_adapter(vllm_stack))
+    registry.move_alias(model, "candidate", version, reason=reason)
+    deployed = run("vllm-deployment", **slot)
+    assert deployed.returncode == 0, deployed.stdout[-4000:]
+    for verdict in ("eval-passed", "perf-passed"):
+        registry.move_alias(model, verdict, version, reason=reason)
+    promoted = run("vllm-promote", **slot)
+    assert promoted.returncode == 0, promoted.stdout[-4000:]
+    assert registry.alias(model, "live") == version
+    return version

@@ -24,8 +24,7 @@ from deployment.vllm.traffic import RouterSplit
 from mlops.registry import mlflow_registry
 from mlops.serving.vllm import adapters, connect
 from tests.conftest import VllmStack
-from tests.e2e.conftest import WorkflowRunner
-from tests.integration.test_vllm_serving import register_adapter, session_adapter
+from tests.e2e.conftest import WorkflowRunner, release_session_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -85,17 +84,12 @@ def test_canary_releases_to_full_and_a_failing_candidate_is_rolled_back(
 
     # 1. a live version to compare with: the session's trained adapter, deployed and promoted
     # through the workflows (a first release through llm-e2e is test_llm_release's)
-    v1 = register_adapter(vllm_stack, model, session_adapter(vllm_stack))
-    registry.move_alias(model, "candidate", v1, reason="canary e2e: the live version to compare with")
     slot_params = {
         k: common[k] for k in ("lora-model-name", "vllm-served-name", "vllm-endpoints", "vllm-adapter-dir")
     }
-    deployed = run_workflow("vllm-deployment", **slot_params)
-    assert deployed.returncode == 0, deployed.stdout[-4000:]
-    for verdict in ("eval-passed", "perf-passed"):  # both gates run on the canaries below
-        registry.move_alias(model, verdict, v1, reason="canary e2e: the live version to compare with")
-    first = run_workflow("vllm-promote", **slot_params)
-    assert first.returncode == 0, first.stdout[-4000:]
+    v1 = release_session_adapter(
+        run_workflow, vllm_stack, model, "canary e2e: the live version", **slot_params
+    )
     assert alias("live") == v1 and slots() == {live_slot: path(v1)}
 
     # 2. a canary that passes every step: 10% -> 50% -> 100%, canary-passed, promoted

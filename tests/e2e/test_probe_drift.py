@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ import yaml
 from mlops.registry import mlflow_registry
 from mlops.serving.vllm import connect
 from tests.conftest import REPO_ROOT, LocalStack, VllmStack, mlops_run
+from tests.e2e.conftest import release_session_adapter
 from tests.integration.test_vllm_serving import register_adapter, session_adapter
 
 pytestmark = pytest.mark.e2e
@@ -107,20 +109,15 @@ def test_the_probe_is_stable_then_sees_a_degraded_live_adapter_drift(
     slot = {"lora_model_name": model, "vllm_served_name": served, "vllm_endpoints": vllm_stack.endpoint}
     adapters = {**slot, "vllm_adapter_dir": str(vllm_stack.adapter_dir)}
 
-    def run(workflow: str, **params: str) -> None:
+    def run(workflow: str, **params: str) -> CompletedProcess[str]:
         state = tmp_path / f"{workflow}-{uuid.uuid4().hex[:4]}"
         result = mlops_run(local_stack, workflow, state, **params)
         print(result.stdout[-4000:])
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+        return result
 
     # the session's trained adapter, deployed and released through the workflows
-    good = register_adapter(vllm_stack, model, session_adapter(vllm_stack))
-    registry.move_alias(model, "candidate", good, reason="probe drift test")
-    run("vllm-deployment", **adapters)
-    for verdict in ("eval-passed", "perf-passed"):  # both gates have tests of their own
-        registry.move_alias(model, verdict, good, reason="probe drift test")
-    run("vllm-promote", **adapters)
-    assert registry.alias(model, "live") == good
+    good = release_session_adapter(run, vllm_stack, model, "probe drift test", **adapters)
     release = registry.tags(model, good)
     assert float(release["probe.release.questions"]) >= 30
     expression = alert_expression(ALERT)
