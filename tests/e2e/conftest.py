@@ -6,10 +6,12 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from mlops.registry import Registry
 from tests.conftest import LocalStack, VllmStack, mlops_run
 
 WorkflowRunner = Callable[..., subprocess.CompletedProcess[str]]
@@ -30,11 +32,72 @@ def run_workflow(local_stack: LocalStack, tmp_path: Path) -> WorkflowRunner:
     return run
 
 
+def resnet_names() -> dict[str, str]:
+    suffix = uuid.uuid4().hex[:6]
+    return {"model-name": f"resnet18-e2e-{suffix}", "onnx-model-name": f"resnet18-e2e-{suffix}-onnx"}
+
+
 @pytest.fixture
 def model_names() -> dict[str, str]:
     """Model names private to one test, so tests sharing the stack never see each other's aliases."""
-    suffix = uuid.uuid4().hex[:6]
-    return {"model-name": f"resnet18-e2e-{suffix}", "onnx-model-name": f"resnet18-e2e-{suffix}-onnx"}
+    return resnet_names()
+
+
+@dataclass(frozen=True)
+class TrainedResnet:
+    """A first `triton-training` run under model names of its own: version 1 of the ONNX model
+    (`names["onnx-model-name"]`) is a trained, validated package with `deploy` on it."""
+
+    names: dict[str, str]
+    first: subprocess.CompletedProcess[str]
+    state_dir: Path  # the run's state (Argo's memoize cache): a second run here reuses it
+
+    @property
+    def onnx_model(self) -> str:
+        return self.names["onnx-model-name"]
+
+
+def _first_training(local_stack: LocalStack, state_dir: Path, **params: str) -> TrainedResnet:
+    names = resnet_names()
+    result = mlops_run(local_stack, "triton-training", state_dir, **names, **params)
+    print(result.stdout[-20000:])
+    if result.returncode != 0:
+        raise RuntimeError(f"triton-training failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    return TrainedResnet(names, result, state_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_resnet(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> TrainedResnet:
+    """`triton-training` with the local params, once per session: test_train_twice_second_rejected
+    checks this first run and makes the second; the deployment tests serve copies of its version
+    (`register_copy`) under names of their own."""
+    return _first_training(local_stack, tmp_path_factory.mktemp("resnet"))
+
+
+@pytest.fixture(scope="session")
+def other_trained_resnet(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> TrainedResnet:
+    """A second, different model (another seed), once per session: what a redeployment serves."""
+    return _first_training(local_stack, tmp_path_factory.mktemp("resnet-seed-7"), seed="7")
+
+
+def register_copy(
+    registry: Registry,
+    source: tuple[str, str],
+    model: str,
+    *,
+    artifact: tuple[str, str] | None = None,
+) -> str:
+    """A new version of ONNX model `model` carrying `source` (model, version)'s package and its
+    training tags (not its alias, Triton or rollback records), served under `model`'s own name;
+    `artifact`: (source URI, run id) of another package to register instead."""
+    name, version = source
+    tags = {
+        k: v
+        for k, v in registry.tags(name, version).items()
+        if not k.startswith(("alias.", "triton_", "rollback."))
+    }
+    uri, run_id = artifact or (registry.source(name, version), registry.run_id(name, version))
+    return registry.register(model, uri, run_id, {**tags, "triton_model_name": model})
 
 
 def release_session_adapter(

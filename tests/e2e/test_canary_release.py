@@ -64,8 +64,11 @@ def test_canary_releases_to_full_and_a_failing_candidate_is_rolled_back(
         "prometheus-url": prometheus_url,
         "canary-split": canary_router,
         "canary-url": canary_router,
-        "lora-epochs": "2",
-        "perf-duration-s": "10",
+        # the workflows' parts at a smaller size (the quality and speed gates have tests of
+        # their own): one LoRA epoch, 12 questions (3 of each type), a 5 s load test
+        "lora-epochs": "1",
+        "eval-limit": "12",
+        "perf-duration-s": "5",
         **ANY_QUALITY,
         **ANY_SPEED,
     }

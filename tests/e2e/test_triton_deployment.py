@@ -1,6 +1,8 @@
-"""Pipeline 1 end to end on the local stack: training -> deployment -> inference through
-tritonclient -> a second deployment -> rollback, with aliases and served versions checked at
-each stage; and the faults that must leave `live` and the served model as they were."""
+"""Pipeline 1's serving half on the local stack: models trained by `triton-training` (the session's
+two runs, `trained_resnet` and `other_trained_resnet`, registered again under names private to each
+test) -> deployment -> inference through tritonclient -> a second deployment -> rollback, with
+aliases and served versions checked at each stage; and the faults that must leave `live` and the
+served model as they were. Training itself: test_triton_training.py and test_vision_e2e.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from mlops.registry import Registry, mlflow_registry
 from mlops.serving.triton import connect
 from mlops.storage import S3Store, S3Url
 from tests.conftest import LocalStack
-from tests.e2e.conftest import WorkflowRunner
+from tests.e2e.conftest import TrainedResnet, WorkflowRunner, register_copy
 
 pytestmark = pytest.mark.e2e
 
@@ -44,24 +46,24 @@ def _aliases(registry: Registry, model: str) -> tuple[str | None, str | None]:
     return registry.alias(model, "live"), registry.alias(model, "previous")
 
 
-@pytest.mark.timeout(
-    2400
-)  # two trainings, three deployments, two rollbacks: ~6 min on an idle 2-core machine
-def test_train_deploy_redeploy_rollback(
+@pytest.mark.timeout(1800)  # three deployments, two rollbacks: ~3 min on an idle 2-core machine
+def test_deploy_redeploy_rollback(
     local_stack: LocalStack,
     triton_stack: Any,
     run_workflow: WorkflowRunner,
     model_names: dict[str, str],
+    trained_resnet: TrainedResnet,
+    other_trained_resnet: TrainedResnet,
     tmp_path: Path,
 ) -> None:
     registry = mlflow_registry(local_stack.mlflow_uri)
     onnx_model = model_names["onnx-model-name"]
-    triton_name = onnx_model  # export names the Triton model after the ONNX model locally
+    triton_name = onnx_model  # the package is served under the ONNX model's name
     params = _triton_params(triton_stack, model_names)
 
-    trained = run_workflow("triton-training", **model_names)
-    assert trained.returncode == 0, trained.stdout[-3000:]
-    assert registry.alias(onnx_model, "deploy") == "1"
+    trained = register_copy(registry, (trained_resnet.onnx_model, "1"), onnx_model)
+    registry.move_alias(onnx_model, "deploy", trained, reason="e2e: a trained model")
+    assert trained == "1"
 
     first = run_workflow("triton-deployment", **params)
     assert first.returncode == 0, first.stdout[-4000:]
@@ -71,10 +73,10 @@ def test_train_deploy_redeploy_rollback(
     v1_logits = _answer(triton_stack, triton_name)
     assert v1_logits.shape == (2, 10)
 
-    # a second, different model (another seed; min-improvement -1 lets it through gate 1)
-    retrained = run_workflow("triton-training", seed="7", min_improvement="-1", **model_names)
-    assert retrained.returncode == 0, retrained.stdout[-3000:]
-    assert registry.alias(onnx_model, "deploy") == "2"
+    # a second, different model (another seed), as gate 2 would hand it over
+    retrained = register_copy(registry, (other_trained_resnet.onnx_model, "1"), onnx_model)
+    registry.move_alias(onnx_model, "deploy", retrained, reason="e2e: a retrained model")
+    assert retrained == "2"
 
     second = run_workflow("triton-deployment", **params)
     assert second.returncode == 0, second.stdout[-4000:]
@@ -135,12 +137,9 @@ def _register_mismatched_package(
     run = client.create_run(experiment)
     client.log_artifacts(run.info.run_id, str(package), "onnx")
     client.set_terminated(run.info.run_id)
-    tags = {
-        k: v
-        for k, v in registry.tags(model, onnx_from).items()
-        if not k.startswith(("alias.", "triton_", "rollback."))
-    }
-    return registry.register(model, f"{run.info.artifact_uri}/onnx", run.info.run_id, tags)
+    return register_copy(
+        registry, (model, onnx_from), model, artifact=(f"{run.info.artifact_uri}/onnx", run.info.run_id)
+    )
 
 
 def test_deploy_without_deploy_alias_fails_and_changes_nothing(
@@ -161,12 +160,17 @@ def test_rollback_without_previous_is_bad_input(
 
 
 def test_checksum_mismatch_and_unreachable_server_leave_live_alone(
-    local_stack: LocalStack, triton_stack: Any, run_workflow: WorkflowRunner, model_names: dict[str, str]
+    local_stack: LocalStack,
+    triton_stack: Any,
+    run_workflow: WorkflowRunner,
+    model_names: dict[str, str],
+    trained_resnet: TrainedResnet,
 ) -> None:
     registry = mlflow_registry(local_stack.mlflow_uri)
     onnx_model = model_names["onnx-model-name"]
     params = _triton_params(triton_stack, model_names)
-    assert run_workflow("triton-training", **model_names).returncode == 0
+    version = register_copy(registry, (trained_resnet.onnx_model, "1"), onnx_model)
+    registry.move_alias(onnx_model, "deploy", version, reason="e2e: a trained model")
     assert run_workflow("triton-deployment", **params).returncode == 0
     assert _aliases(registry, onnx_model) == ("1", None)
 

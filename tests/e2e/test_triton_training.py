@@ -1,5 +1,6 @@
-"""`triton-training` end to end on the local stack: first run sets both aliases, an identical
-second run is rejected by the quality gate and moves nothing; bad input fails fast and moves nothing."""
+"""`triton-training` end to end on the local stack: first run (the session's `trained_resnet`, whose
+model the deployment tests serve) sets both aliases, an identical second run is rejected by the
+quality gate and moves nothing; bad input fails fast and moves nothing."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops.registry import mlflow_registry
-from tests.conftest import LocalStack
-from tests.e2e.conftest import WorkflowRunner
+from tests.conftest import LocalStack, mlops_run
+from tests.e2e.conftest import TrainedResnet, WorkflowRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -19,14 +20,13 @@ def _versions(client: MlflowClient, model: str) -> list[str]:
     return sorted(v.version for v in client.search_model_versions(f"name='{model}'"))
 
 
-def test_train_twice_second_rejected(
-    local_stack: LocalStack, run_workflow: WorkflowRunner, model_names: dict[str, str]
-) -> None:
+def test_train_twice_second_rejected(local_stack: LocalStack, trained_resnet: TrainedResnet) -> None:
     registry = mlflow_registry(local_stack.mlflow_uri)
     client = MlflowClient(local_stack.mlflow_uri)
+    model_names = trained_resnet.names
     model, onnx_model = model_names["model-name"], model_names["onnx-model-name"]
 
-    first = run_workflow("triton-training", **model_names)
+    first = trained_resnet.first
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "Succeeded" in first.stdout
     champion = registry.alias(model, "champion")
@@ -38,7 +38,8 @@ def test_train_twice_second_rejected(
     accuracy = float(registry.tags(model, champion)["best_val_accuracy"])
     assert 0.85 <= accuracy <= 1.0  # a fraction, above the local threshold
 
-    second = run_workflow("triton-training", **model_names)
+    second = mlops_run(local_stack, "triton-training", trained_resnet.state_dir, **model_names)
+    print(second.stdout[-20000:])
     assert second.returncode == 0, second.stdout[-3000:]
     assert "no improvement" in second.stdout or "improvement_over_champion" in second.stdout
     assert "Skipped" in second.stdout  # export and validate did not run

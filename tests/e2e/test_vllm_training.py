@@ -1,6 +1,7 @@
-"""`vllm-training` end to end on the local stack with the local params: the first run builds the
-tiny base, fine-tunes and sets `candidate`; an identical second run reuses the stored dataset and
-base, trains the same adapter (same bytes) and registers nothing. Bad data fails fast, moves nothing."""
+"""`vllm-training` end to end on the local stack with the local params: the first run (the session's,
+`vllm_stack`, whose adapter and base the vLLM tests serve) builds the tiny base, fine-tunes and sets
+`candidate`; an identical second run reuses the stored dataset and base, trains the same adapter
+(same bytes) and registers nothing. Bad data fails fast, moves nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops.registry import mlflow_registry
-from tests.conftest import LocalStack
+from tests.conftest import LocalStack, VllmStack, mlops_run
 from tests.e2e.conftest import WorkflowRunner
 
 pytestmark = pytest.mark.e2e
@@ -27,13 +28,12 @@ def _versions(client: MlflowClient, model: str) -> list[str]:
     return sorted(v.version for v in client.search_model_versions(f"name='{model}'"))
 
 
-def test_train_twice_second_changes_nothing(
-    local_stack: LocalStack, run_workflow: WorkflowRunner, lora_model: str
-) -> None:
+def test_train_twice_second_changes_nothing(local_stack: LocalStack, vllm_stack: VllmStack) -> None:
     registry = mlflow_registry(local_stack.mlflow_uri)
     client = MlflowClient(local_stack.mlflow_uri)
+    lora_model = vllm_stack.model
 
-    first = run_workflow("vllm-training", lora_model_name=lora_model)
+    first = vllm_stack.training
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "Succeeded" in first.stdout
     assert registry.alias(lora_model, "candidate") == "1"
@@ -48,7 +48,8 @@ def test_train_twice_second_changes_nothing(
     config = json.loads(Path(client.download_artifacts(run_id, "adapter/adapter_config.json")).read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 16
 
-    second = run_workflow("vllm-training", lora_model_name=lora_model)
+    second = mlops_run(local_stack, "vllm-training", vllm_stack.training_state, lora_model_name=lora_model)
+    print(second.stdout[-20000:])
     assert second.returncode == 0, second.stdout[-3000:]
     assert "memoized (rag-qa-v1-" in second.stdout  # data preparation: Argo's memoize, same key
     assert "base already built for this recipe" in second.stdout

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-# Folders whose session fixtures are expensive (a pre-trained tiny Mistral, an exported ResNet-18,
-# the infra environment's kustomize builds): under `-n N --dist loadgroup` each folder's tests stay
-# on one worker, so each fixture is made once, not once per worker.
+# Folders whose session fixtures are expensive (a pre-trained tiny Mistral, an exported ResNet-18):
+# under `-n N --dist loadgroup` each folder's tests stay on one worker, so each fixture is made
+# once, not once per worker.
 _UNIT = Path(__file__).parent
 XDIST_GROUPS = {
     _UNIT / "llm": "tiny-mistral",
@@ -18,12 +18,22 @@ XDIST_GROUPS = {
 }
 
 
+# Session fixtures outside those folders that cost seconds (the infra checks over the whole
+# repository): every test using one runs on one worker.
+FIXTURE_GROUPS = {"repository_report": "infra-report"}
+
+
+# tryfirst: xdist's own hook turns each xdist_group mark into the test's group when it runs, and
+# a worker registers that hook after this file, so without tryfirst it would run first and see none
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = Path(str(item.path))
-        for folder, group in XDIST_GROUPS.items():
-            if path.is_relative_to(folder):
-                item.add_marker(pytest.mark.xdist_group(group))
+        groups = [group for folder, group in XDIST_GROUPS.items() if path.is_relative_to(folder)]
+        fixtures = getattr(item, "fixturenames", ())
+        groups += [group for fixture, group in FIXTURE_GROUPS.items() if fixture in fixtures]
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups[0]))
 
 
 @pytest.fixture
