@@ -75,7 +75,10 @@ infra-check: ## images, manifests, GitOps, CI workflows and the cluster simulati
 kfp-check: ## compile workflows/kfp to IR YAML and check it (own venv: --extras kfp)
 	@venv="$$(python3 scripts/ensure_venv.py --extras kfp)" && PYTHONPATH=. "$$venv/bin/python" scripts/compile_kfp.py
 
-ci: lint typecheck infra-check kfp-check test ## lint + types + infra and KFP checks + tests
+# `make test` runs the infra and KFP checks over the repository too (tests/unit/test_infra.py's
+# test_repository_passes, one per check; tests/unit/test_kfp.py compiles the pipeline), so `ci`
+# does not run them a second time; `make infra-check` / `make kfp-check` print them for a person
+ci: lint typecheck test ## lint + types + tests (the tests include the infra and KFP checks)
 
 bench: up ## benchmarks: ONNX vs PyTorch latency, workflow wall time -> benchmarks/results, docs/performance.md
 	@eval "$$($(MLOPS) env)" && $(IN_ENV) python -m benchmarks.run

@@ -69,6 +69,10 @@ def test_canary_releases_to_full_and_a_failing_candidate_is_rolled_back(
         "lora-epochs": "1",
         "eval-limit": "12",
         "perf-duration-s": "5",
+        # one LoRA epoch leaves the adapter near the local training gate's bars (perplexity 2.50-2.54
+        # against 2.5, by learning rate): they are lifted, that gate has tests of its own
+        "max-eval-loss": "10",
+        "max-perplexity": "100",
         **ANY_QUALITY,
         **ANY_SPEED,
     }

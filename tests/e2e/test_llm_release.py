@@ -40,6 +40,10 @@ def test_llm_release_reject_release_and_rollback(
         "lora-epochs": "1",
         "eval-limit": "12",
         "perf-duration-s": "5",
+        # one LoRA epoch leaves the adapter near the local training gate's bars (perplexity 2.50-2.54
+        # against 2.5, by learning rate): they are lifted, that gate has tests of its own
+        "max-eval-loss": "10",
+        "max-perplexity": "100",
     }
     any_quality = {"eval-min-a-rate": "0", "eval-max-c-rate": "1", "eval-min-refusal-accuracy": "0"}
     registry = mlflow_registry()
