@@ -21,17 +21,34 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # worker, so each is made once per run; the other tests spread over the workers, each of which
 # starts its own MLflow and S3 (`local_stack`).
 XDIST_GROUPS = {"vllm_stack": "vllm", "trained_resnet": "resnet", "other_trained_resnet": "resnet"}
+UNIT_TIER = REPO_ROOT / "tests" / "unit"  # grouped by folder instead (tests/unit/conftest.py)
 
 
-# tryfirst: xdist's own hook turns each xdist_group mark into the test's group when it runs, and
-# a worker registers that hook after this file, so without tryfirst it would run first and see none
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    """Whether `item` needs a module- or class-scoped fixture (a trained model, a server of the
+    module's own): made once per worker that runs one of the module's tests."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info else ()
+    return any(d.scope in ("module", "class") for defs in definitions for d in defs)
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The session fixture's group, else the module's own where the test needs a module fixture
+    (so it is made once, not once per worker), else none (the test goes wherever there is room)."""
+    fixtures = getattr(item, "fixturenames", ())
+    group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in fixtures), None)
+    if group is None and not Path(str(item.path)).is_relative_to(UNIT_TIER) and _uses_module_fixture(item):
+        group = item.nodeid.split("::")[0]  # the module's file
+    return group
+
+
+# tryfirst: the marks must be on the items before pytest-xdist's own hook reads them
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        for fixture, group in XDIST_GROUPS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @contextmanager

@@ -23,8 +23,7 @@ XDIST_GROUPS = {
 FIXTURE_GROUPS = {"repository_report": "infra-report"}
 
 
-# tryfirst: xdist's own hook turns each xdist_group mark into the test's group when it runs, and
-# a worker registers that hook after this file, so without tryfirst it would run first and see none
+# tryfirst: the marks must be on the items before pytest-xdist's own hook reads them
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -1,5 +1,6 @@
 """The suite's xdist groups really group: every test that uses an expensive session fixture (a
-trained model, a vLLM server) runs on one worker, so the fixture is made once per run. Checked
+trained model, a vLLM server) runs on one worker, so the fixture is made once per run, and so do
+the tests of one module that use a module-scoped fixture. Checked
 end to end with pytest-xdist itself on a scratch suite, because a pytest/xdist pair that disagree
 on where a node id lives ignores every xdist_group mark without a word."""
 
@@ -35,6 +36,16 @@ def test_marked(case):
 
 
 test_marked = pytest.mark.xdist_group("marked")(test_marked)
+
+
+@pytest.fixture(scope="module")
+def made_once_per_module():  # a module's own server or trained model
+    return "stand-in"
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_uses_a_module_fixture(made_once_per_module, case):
+    Path(os.environ["WHERE"], f"module-{case}").write_text(os.environ["PYTEST_XDIST_WORKER"])
 """
 
 
@@ -67,7 +78,7 @@ def _workers(tmp_path: Path) -> dict[str, set[str]]:
         timeout=300,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    found: dict[str, set[str]] = {"fixture": set(), "marked": set()}
+    found: dict[str, set[str]] = {"fixture": set(), "marked": set(), "module": set()}
     for file in where.iterdir():
         found[file.name.split("-")[0]].add(file.read_text())
     return found
@@ -77,3 +88,4 @@ def test_a_group_runs_on_one_worker_and_fixture_users_form_one(tmp_path: Path) -
     found = _workers(tmp_path)
     assert found["marked"] and len(found["marked"]) == 1, found  # xdist honours xdist_group
     assert found["fixture"] and len(found["fixture"]) == 1, found  # tests/conftest.py marks fixture users
+    assert found["module"] and len(found["module"]) == 1, found  # ... and a module fixture's users
