@@ -10,12 +10,13 @@ PYTEST_ARGS ?=
 MYPY_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mlops-k8s/mypy
 # the 20 slowest tests are printed after every run, so a slow one stays visible
 DURATIONS := --durations=20
-# the unit tier over every core (pytest-xdist); a folder with an expensive session fixture stays on
-# one worker (tests/unit/conftest.py).
+# the unit tier over every core (pytest-xdist); the tests of an expensive session fixture (the tiny
+# Mistral, the exported ResNet, the infra report) or of a module fixture stay on one worker
+# (tests/conftest.py), so each is made once
 XDIST ?= -n auto --dist loadgroup
 # integration and e2e over two workers, each with its own local stack (MLflow, S3, ...); the tests
-# of an expensive session fixture (the trained adapter and its vLLM, the trained ResNets) stay on
-# one worker (tests/conftest.py)
+# of an expensive session fixture (the trained adapter and its vLLM, the trained ResNets) or of a
+# module fixture stay on one worker (tests/conftest.py)
 STACK_XDIST ?= -n 2 --dist loadgroup
 
 .PHONY: help env demo test test-unit test-integration test-e2e lint typecheck infra-check kfp-check ci up down status bench clean

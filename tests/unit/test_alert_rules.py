@@ -29,7 +29,7 @@ ALERT_TESTS = Path(__file__).parent / "alerts"
 TEST_FILES = sorted(ALERT_TESTS.glob("*.test.yaml"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # a PATH lookup: per test, so the promtool runs spread over the xdist workers
 def promtool() -> str:
     path = shutil.which("promtool")
     assert path, "promtool not found: apt-get install prometheus (Debian's package ships it; `make env` does)"
