@@ -70,8 +70,9 @@ def test_llm_release_reject_release_and_rollback(
     assert "# llm-e2e-" in first.stdout and "`live`: - -> v" in first.stdout  # the exit handler's summary
 
     # 2. a candidate the evaluation rejects: nothing of it stays staged or loaded, live untouched
-    # (every answer fully right: the tiny model answers 22-30% so, never all 12)
-    rejected = run_workflow("llm-e2e", **common, **{"lora-learning-rate": "3e-3", "eval-min-a-rate": "1.0"})
+    # (a negative margin asks the candidate to beat live's A-rate by 100 points: never met; with a
+    # live version the A- and C-rates are judged against live, not against eval-min-a-rate)
+    rejected = run_workflow("llm-e2e", **common, **{"lora-learning-rate": "3e-3", "eval-margin": "-1"})
     assert rejected.returncode == 0, rejected.stdout[-4000:]
     v2 = alias("eval-failed")
     assert v2 is not None and v2 != v1 and alias("candidate") == v2
