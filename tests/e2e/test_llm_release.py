@@ -70,9 +70,13 @@ def test_llm_release_reject_release_and_rollback(
     assert "# llm-e2e-" in first.stdout and "`live`: - -> v" in first.stdout  # the exit handler's summary
 
     # 2. a candidate the evaluation rejects: nothing of it stays staged or loaded, live untouched
-    # (a negative margin asks the candidate to beat live's A-rate by 100 points: never met; with a
-    # live version the A- and C-rates are judged against live, not against eval-min-a-rate)
-    rejected = run_workflow("llm-e2e", **common, **{"lora-learning-rate": "3e-3", "eval-margin": "-1"})
+    # (every answerable question of every type fully right: a per-type A-rate floor of 100%, which
+    # the tiny model, at 22-30% A, never meets; with a live version the overall A- and C-rates are
+    # judged against live, so eval-min-a-rate would not bind, and at 12 questions three refusals
+    # out of three can meet any refusal-accuracy bar)
+    rejected = run_workflow(
+        "llm-e2e", **common, **{"lora-learning-rate": "3e-3", "eval-min-type-a-rate": "1.0"}
+    )
     assert rejected.returncode == 0, rejected.stdout[-4000:]
     v2 = alias("eval-failed")
     assert v2 is not None and v2 != v1 and alias("candidate") == v2
