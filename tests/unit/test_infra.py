@@ -85,6 +85,13 @@ def test_repository_passes(repository_report: dict[str, Any], check: str) -> Non
     assert not findings, "\n".join(f"{f['where']}: {f['message']}" for f in findings)
 
 
+def test_a_full_run_builds_each_kustomization_on_its_own_too(repository_report: dict[str, Any]) -> None:
+    """`--check X` for another check builds only the roots it reads; the kustomize check itself
+    (here, in a run of every check) still builds every other kustomization on its own."""
+    [note] = repository_report["kustomize"]["notes"]
+    assert re.search(r"; [1-9]\d* more kustomizations build on their own$", note), note
+
+
 # --- the checks catch what they claim to -------------------------------------------------------
 
 # A workflow nobody deploys, naming an image nothing builds.
