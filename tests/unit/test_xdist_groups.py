@@ -1,8 +1,8 @@
 """The suite's xdist groups really group: every test that uses an expensive session fixture (a
 trained model, a vLLM server) runs on one worker, so the fixture is made once per run, and so do
-the tests of one module that use a module-scoped fixture. Checked
-end to end with pytest-xdist itself on a scratch suite, because a pytest/xdist pair that disagree
-on where a node id lives ignores every xdist_group mark without a word."""
+the tests of one module that use a module-scoped fixture. Checked end to end with pytest-xdist
+itself on a scratch suite, because a pytest/xdist pair that disagree on where a node id lives
+ignores every xdist_group mark without a word."""
 
 from __future__ import annotations
 
