@@ -224,6 +224,18 @@ def mlops_run(
     )
 
 
+def fixture_run(
+    local_stack: LocalStack, workflow: str, state_dir: Path, **params: str
+) -> subprocess.CompletedProcess[str]:
+    """`mlops_run` for a session fixture: its output printed (pytest shows it with the first test
+    that uses the fixture), and an error, not a result to assert on, where the workflow failed."""
+    result = mlops_run(local_stack, workflow, state_dir, **params)
+    print(result.stdout[-20000:])
+    if result.returncode != 0:
+        raise RuntimeError(f"{workflow} failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
 @pytest.fixture(scope="session")
 def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmStack]:
     """Train an adapter once (the vllm-training workflow with the local params: the base is the
@@ -239,10 +251,7 @@ def vllm_stack(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 
     state_dir = tmp_path_factory.mktemp("vllm-stack")
     model = f"llm-session-{uuid.uuid4().hex[:6]}"
-    trained = mlops_run(local_stack, "vllm-training", state_dir / "run", lora_model_name=model)
-    print(trained.stdout[-20000:])
-    if trained.returncode != 0:
-        raise RuntimeError(f"vllm-training failed:\n{trained.stdout[-6000:]}\n{trained.stderr[-3000:]}")
+    trained = fixture_run(local_stack, "vllm-training", state_dir / "run", lora_model_name=model)
     registry = mlflow_registry()
     version = registry.require_alias(model, "candidate")
     base_dir = local_base(registry.tags(model, version)["base_uri"], state_dir / "base")

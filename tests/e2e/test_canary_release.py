@@ -24,7 +24,7 @@ from deployment.vllm.traffic import RouterSplit
 from mlops.registry import mlflow_registry
 from mlops.serving.vllm import adapters, connect
 from tests.conftest import VllmStack
-from tests.e2e.conftest import WorkflowRunner, release_session_adapter
+from tests.e2e.conftest import SMALL_LLM_RELEASE, WorkflowRunner, release_session_adapter
 
 pytestmark = pytest.mark.e2e
 
@@ -64,15 +64,7 @@ def test_canary_releases_to_full_and_a_failing_candidate_is_rolled_back(
         "prometheus-url": prometheus_url,
         "canary-split": canary_router,
         "canary-url": canary_router,
-        # the workflows' parts at a smaller size (the quality and speed gates have tests of
-        # their own): one LoRA epoch, 12 questions (3 of each type), a 5 s load test
-        "lora-epochs": "1",
-        "eval-limit": "12",
-        "perf-duration-s": "5",
-        # one LoRA epoch leaves the adapter near the local training gate's bars (perplexity 2.50-2.54
-        # against 2.5, by learning rate): they are lifted, that gate has tests of its own
-        "max-eval-loss": "10",
-        "max-perplexity": "100",
+        **SMALL_LLM_RELEASE,
         **ANY_QUALITY,
         **ANY_SPEED,
     }

@@ -16,7 +16,7 @@ import pytest
 from mlops.registry import mlflow_registry
 from mlops.serving.vllm import adapters, connect
 from tests.conftest import VllmStack
-from tests.e2e.conftest import WorkflowRunner
+from tests.e2e.conftest import SMALL_LLM_RELEASE, WorkflowRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -35,15 +35,7 @@ def test_llm_release_reject_release_and_rollback(
         "vllm-url": vllm_stack.url,
         "vllm-adapter-dir": str(vllm_stack.adapter_dir),
         "prometheus-url": prometheus_url,
-        # the workflows' parts at a smaller size (the quality and speed gates have tests of
-        # their own): one LoRA epoch, 12 questions (3 of each type), a 5 s load test
-        "lora-epochs": "1",
-        "eval-limit": "12",
-        "perf-duration-s": "5",
-        # one LoRA epoch leaves the adapter near the local training gate's bars (perplexity 2.50-2.54
-        # against 2.5, by learning rate): they are lifted, that gate has tests of its own
-        "max-eval-loss": "10",
-        "max-perplexity": "100",
+        **SMALL_LLM_RELEASE,
     }
     any_quality = {"eval-min-a-rate": "0", "eval-max-c-rate": "1", "eval-min-refusal-accuracy": "0"}
     registry = mlflow_registry()
