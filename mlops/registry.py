@@ -164,8 +164,13 @@ class Registry:
                 "someone else moved it; refusing to overwrite"
             )
         if current == version:
-            return self._record(model, alias, current, version, f"{reason} (already there)")
-        if version is None:
+            recorded = self.recorded_holder(model, alias)
+            if recorded == version:
+                return self._record(model, alias, current, version, f"{reason} (already there)")
+            # moved with no record of it: an earlier attempt of a retried step stopped between the
+            # move and its record. Recorded now, from the holder the trail last knew.
+            current, reason = recorded, f"{reason} (found there without a recorded move: recorded now)"
+        elif version is None:
             self.backend.delete_alias(model, alias)
         else:
             self.backend.set_alias(model, alias, version)
@@ -255,6 +260,11 @@ class Registry:
             previous = None
         self.move_alias(model, alias, previous, expect_version=version, reason=reason)
         return previous
+
+    def recorded_holder(self, model: str, alias: str) -> str | None:
+        """Where the audit trail last moved `alias` (None: unset, or never recorded)."""
+        moves = [entry for entry in self.history(model) if entry.alias == alias]
+        return moves[-1].to_version if moves else None
 
     def history(self, model: str) -> list[AuditEntry]:
         """The model's audit trail, oldest first; entries still kept in the old format included."""

@@ -63,6 +63,9 @@ ENV_ALLOW = (
 _TMP_PREFIX = re.compile(r"(^|=|:)/tmp(?=/|$)")
 PYTHON_COMMAND = re.compile(r"^python(3(\.\d+)?)?$")
 RESULT_LIMIT = 256 * 1024  # Argo keeps at most 256 KiB of stdout as outputs.result
+# after a step exits: how long its output pipes may stay open with nothing to read before the
+# reader gives up (a background process the step left behind holds them open)
+PIPE_IDLE_S = 5.0
 
 
 def repository_root() -> Path:
@@ -188,6 +191,18 @@ class _Stream(threading.Thread):
         self.captured = bytearray()
         self.tail: deque[str] = deque(maxlen=20)
         self._last_progress = 0.0
+        self.last_active = time.monotonic()  # when this thread last read or emitted something
+
+    def drain(self, idle_timeout: float) -> None:
+        """Wait until the pipe is at EOF and every line is emitted; give up only after `idle_timeout`
+        seconds without anything read (a grandchild that outlives the step holds the pipe open).
+
+        A busy thread is never cut short: on a loaded machine the last lines of a step (the exit
+        handler's summary) would otherwise be lost when `mlops run` exits."""
+        while self.is_alive():
+            self.join(timeout=0.2)
+            if time.monotonic() - self.last_active > idle_timeout:
+                return
 
     def run(self) -> None:
         pending = b""
@@ -196,6 +211,7 @@ class _Stream(threading.Thread):
                 chunk = os.read(self.fd, 65536)
             except OSError:
                 break
+            self.last_active = time.monotonic()
             if not chunk:
                 break
             with self.log_lock:
@@ -230,6 +246,7 @@ class _Stream(threading.Thread):
             return  # a progress bar redrawn with \r: at most one line a second
         self._last_progress = now
         self.sink(line)
+        self.last_active = time.monotonic()
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -304,7 +321,7 @@ def run_process(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.05)
         for stream in streams:
-            stream.join(timeout=5.0)
+            stream.drain(idle_timeout=PIPE_IDLE_S)
         if killed:
             log.write(f"killed: {killed}\n".encode())
     return ProcessResult(

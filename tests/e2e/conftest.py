@@ -29,6 +29,13 @@ SMALL_LLM_RELEASE = {
 WorkflowRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def exit_summary(stdout: str) -> str:
+    """The exit handler's summary (deployment/release/summary.py) as `mlops run` printed it."""
+    return "\n".join(
+        line.split(" | ", 1)[1] for line in stdout.splitlines() if line.startswith("  onExit.summary | ")
+    )
+
+
 @pytest.fixture
 def run_workflow(local_stack: LocalStack, tmp_path: Path) -> WorkflowRunner:
     """`run_workflow("triton-training", model_name=..., **params)` -> the finished `mlops run` process."""

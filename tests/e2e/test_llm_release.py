@@ -16,7 +16,7 @@ import pytest
 from mlops.registry import mlflow_registry
 from mlops.serving.vllm import adapters, connect
 from tests.conftest import VllmStack
-from tests.e2e.conftest import SMALL_LLM_RELEASE, WorkflowRunner
+from tests.e2e.conftest import SMALL_LLM_RELEASE, WorkflowRunner, exit_summary
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,8 @@ def test_llm_release_reject_release_and_rollback(
     tags = registry.tags(model, v1)
     assert tags["eval.verdict"] == "pass" and tags["perf.verdict"] == "pass"
     assert tags["perf.server_metrics_source"] == "prometheus"  # the real Prometheus answered
-    assert "# llm-e2e-" in first.stdout and "`live`: - -> v" in first.stdout  # the exit handler's summary
+    summary = exit_summary(first.stdout)  # the exit handler's report of the run's alias moves
+    assert "# llm-e2e-" in summary and "`live`: - -> v" in summary, summary
 
     # 2. a candidate the evaluation rejects: nothing of it stays staged or loaded, live untouched
     # (every answerable question of every type fully right: a per-type A-rate floor of 100%, which

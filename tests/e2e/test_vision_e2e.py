@@ -18,7 +18,7 @@ import pytest
 from mlops.registry import mlflow_registry
 from mlops.serving.triton import connect
 from tests.conftest import LocalStack
-from tests.e2e.conftest import WorkflowRunner
+from tests.e2e.conftest import WorkflowRunner, exit_summary
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,8 @@ def test_vision_e2e_releases_is_probed_then_stops_at_the_quality_gate(
     assert registry.alias(onnx_model, "live") == "1" and registry.alias(onnx_model, "deploy") == "1"
     assert registry.alias(model_names["model-name"], "champion") == "1"
     assert served() == ["1"]
-    assert "`live`: - -> v1" in first.stdout  # the exit handler's summary names the release
+    summary = exit_summary(first.stdout)
+    assert "`live`: - -> v1" in summary, summary  # the exit handler's summary names the release
     tags = registry.tags(onnx_model, "1")
     shares = json.loads(tags["probe.release.class_shares"])
     assert len(shares) == 10 and abs(sum(shares) - 1) < 1e-3

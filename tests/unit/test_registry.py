@@ -58,6 +58,39 @@ def test_delete_and_history_order(registry: Registry) -> None:
     assert moves == [(None, v1), (v1, v2), (v2, None)]
 
 
+def test_a_retried_move_records_what_the_failed_attempt_did_not(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = registry.register("m", "s3://a", None)
+    v2 = registry.register("m", "s3://b", None)
+    registry.move_alias("m", "live", v1, expect_version=None, reason="deploy v1")
+
+    def mlflow_times_out(entry: AuditEntry) -> None:
+        raise TimeoutError("MLflow did not answer")
+
+    with monkeypatch.context() as attempt_1:  # killed between the move and its record
+        attempt_1.setattr(registry.backend, "append_audit", mlflow_times_out)
+        with pytest.raises(TimeoutError):
+            registry.move_alias("m", "live", v2, expect_version=v1, reason="deploy v2")
+    assert registry.alias("m", "live") == v2 and len(registry.history("m")) == 1  # moved, unrecorded
+    # the retry reads live at v2 already: the move from v1 goes in the trail, not "v2 -> v2"
+    entry = registry.move_alias("m", "live", v2, expect_version=v2, reason="deploy v2")
+    assert (entry.from_version, entry.to_version) == (v1, v2)
+    assert "without a recorded move" in entry.reason
+    assert [(e.from_version, e.to_version) for e in registry.history("m")] == [(None, v1), (v1, v2)]
+    # once recorded, a repeat is the no-op it always was
+    again = registry.move_alias("m", "live", v2, expect_version=v2, reason="deploy v2")
+    assert (again.from_version, again.to_version) == (v2, v2) and "(already there)" in again.reason
+
+
+def test_a_retried_unset_records_the_unrecorded_removal(registry: Registry) -> None:
+    v1 = registry.register("m", "s3://a", None)
+    registry.move_alias("m", "staged", v1, expect_version=None, reason="smoke passed")
+    registry.backend.delete_alias("m", "staged")  # an attempt that unset it and died
+    entry = registry.move_alias("m", "staged", None, expect_version=None, reason="promoted")
+    assert (entry.from_version, entry.to_version) == (v1, None)
+
+
 def test_require_alias(registry: Registry) -> None:
     with pytest.raises(BadInput, match="has no alias 'deploy'"):
         registry.require_alias("m", "deploy")
