@@ -1,34 +1,27 @@
 """Build facts the Dockerfiles, images.yml and scripts/check_infra.py share (stdlib only).
 
     python docker/buildinfo.py requirements --extras training   # pip requirements: core + extras
-    python docker/buildinfo.py requirements --extras deploy --mlflow-skinny   # MLflow client only
     python docker/buildinfo.py sources docker/X/Dockerfile      # what the image copies from the context
     python docker/buildinfo.py missing docker/X/Dockerfile      # those not in the tree yet (exit 1 if any)
 
 `requirements` reuses `scripts/ensure_venv.py`'s reading of pyproject.toml, so an image installs
 exactly what the matching cached venv installs. `sources` lets CI skip an image whose stage
 folders are not written yet, and lets the infra check prove each image's path filter covers
-everything the image contains. `--mlflow-skinny` swaps the core `mlflow` requirement for
-`mlflow-skinny` (same version range): the tracking and registry client without the server stack
-(SQLAlchemy, Alembic, Flask, the UI, pandas); the images in MLFLOW_CLIENT_IMAGES install it, and
-scripts/check_infra.py's `images` check holds every Dockerfile to that list.
+everything the image contains. MLflow comes as the core dependency `mlflow-skinny`, the client
+without the server stack; scripts/check_infra.py's `images` check fails an image whose
+requirements name the full `mlflow`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import re
 import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
-# Images whose steps only call MLflow's REST API (runs, metrics, artifacts, registry aliases):
-# they carry mlflow-skinny. The training images log and load models and keep the full package.
-MLFLOW_CLIENT_IMAGES = ("mlops-deployment-tools", "vllm-deployment-tools")
-_MLFLOW = re.compile(r"^mlflow(?=\s*(?:[<>=!~;\[]|$))")
 
 
 def _ensure_venv() -> ModuleType:
@@ -42,18 +35,10 @@ def _ensure_venv() -> ModuleType:
     raise SystemExit("buildinfo: scripts/ensure_venv.py not found next to docker/")
 
 
-def requirements(pyproject: Path, extras: list[str], mlflow_skinny: bool = False) -> list[str]:
-    """Core dependencies plus the named extras, as pip requirement lines.
-
-    `mlflow_skinny`: the `mlflow` requirement becomes `mlflow-skinny` with the same specifier.
-    """
+def requirements(pyproject: Path, extras: list[str]) -> list[str]:
+    """Core dependencies plus the named extras, as pip requirement lines."""
     reqs, _uninstall = _ensure_venv().requirements(pyproject, extras)
-    if not mlflow_skinny:
-        return list(reqs)
-    swapped = [_MLFLOW.sub("mlflow-skinny", req) for req in reqs]
-    if swapped == list(reqs):
-        raise SystemExit("buildinfo: --mlflow-skinny, but no `mlflow` requirement to replace")
-    return swapped
+    return list(reqs)
 
 
 def _logical_lines(text: str) -> list[str]:
@@ -104,9 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     req = sub.add_parser("requirements", help="pip requirements for core + extras, one a line")
     req.add_argument("--extras", default="", help="comma-separated extras from pyproject.toml")
     req.add_argument("--pyproject", default=str(HERE.parent / "pyproject.toml"))
-    req.add_argument(
-        "--mlflow-skinny", action="store_true", help="mlflow-skinny (client only) instead of mlflow"
-    )
     for name in ("sources", "missing"):
         cmd = sub.add_parser(name, help=f"{name} of a Dockerfile's COPY instructions")
         cmd.add_argument("dockerfile")
@@ -114,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "requirements":
         extras = [e for e in args.extras.split(",") if e]
-        print("\n".join(requirements(Path(args.pyproject), extras, args.mlflow_skinny)))
+        print("\n".join(requirements(Path(args.pyproject), extras)))
         return 0
     dockerfile = Path(args.dockerfile)
     if args.command == "sources":

@@ -941,19 +941,23 @@ def workflow_images(ctx: Context, result: Result) -> Iterator[tuple[str, str]]:
                 yield f"{ctx.rel(params_file)}: {name}", str(value)
 
 
-def mlflow_requirements(info: ModuleType, name: str, dockerfile: Path, result: Result, where: str) -> None:
-    """An image in buildinfo.MLFLOW_CLIENT_IMAGES installs mlflow-skinny; every other one full mlflow."""
-    client_only = name in info.MLFLOW_CLIENT_IMAGES
-    for line in dockerfile.read_text().splitlines():
-        if "buildinfo.py requirements" not in line:
-            continue
-        if client_only and "--mlflow-skinny" not in line:
+FULL_MLFLOW = re.compile(r"^mlflow(?=\s*(?:[<>=!~;\[]|$))")  # `mlflow...`, not `mlflow-skinny`
+
+
+def mlflow_requirements(ctx: Context, info: ModuleType, dockerfile: Path, result: Result, where: str) -> None:
+    """An image built from pyproject's requirements gets MLflow's client (mlflow-skinny), never the
+    full `mlflow`: no step needs its server stack (SQLAlchemy, Flask, the UI, pandas), which costs
+    every step's start a second of imports. The mlflow-server image pins its own requirements."""
+    text = dockerfile.read_text()
+    if "buildinfo.py requirements" not in text:
+        return
+    found = re.search(r"^ARG EXTRAS=(\S*)", text, re.MULTILINE)
+    extras = [e for e in (found.group(1) if found else "").split(",") if e]
+    for req in info.requirements(ctx.root / "pyproject.toml", extras):
+        if FULL_MLFLOW.match(req):
             result.add(
-                where, "installs the full mlflow: a client-only image takes `requirements --mlflow-skinny`"
-            )
-        if not client_only and "--mlflow-skinny" in line:
-            result.add(
-                where, f"--mlflow-skinny, but {name} is not in docker/buildinfo.py's MLFLOW_CLIENT_IMAGES"
+                where,
+                f"installs the full {req!r} (pyproject.toml): images take the client, mlflow-skinny",
             )
 
 
@@ -995,7 +999,7 @@ def check_images(ctx: Context) -> Result:
                 result.add(where, f"base image {image} is not pinned by digest (@sha256:...)")
             if stage:
                 stages.add(stage)
-        mlflow_requirements(info, name, dockerfile, result, where)
+        mlflow_requirements(ctx, info, dockerfile, result, where)
         if name not in filters:
             result.add(
                 ".github/workflows/images.yml", f"no path filter for image {name} (docker/{name}/Dockerfile)"

@@ -34,28 +34,18 @@ def load(path: Path, name: str) -> ModuleType:
     return module
 
 
-# --- deployment images: mlflow-skinny ----------------------------------------------------------
+# --- images: MLflow's client, mlflow-skinny ----------------------------------------------------
 
 
-def test_client_images_get_mlflow_skinny_with_the_same_version_range() -> None:
+def test_every_image_extra_gets_mlflow_skinny_and_only_the_server_gets_mlflow() -> None:
     buildinfo = load(REPO_ROOT / "docker" / "buildinfo.py", "buildinfo")
-    full = buildinfo.requirements(REPO_ROOT / "pyproject.toml", ["deploy"])
-    skinny = buildinfo.requirements(REPO_ROOT / "pyproject.toml", ["deploy"], mlflow_skinny=True)
-    mlflow = next(r for r in full if r.startswith("mlflow"))
-    assert mlflow.startswith("mlflow>") or mlflow.startswith("mlflow=")
-    assert mlflow.replace("mlflow", "mlflow-skinny", 1) in skinny
-    assert not [r for r in skinny if r.startswith(("mlflow>", "mlflow=", "mlflow<"))]
-    assert len(skinny) == len(full)  # nothing else changes
-    assert set(buildinfo.MLFLOW_CLIENT_IMAGES) == {"mlops-deployment-tools", "vllm-deployment-tools"}
-
-
-def test_skinny_without_an_mlflow_requirement_is_an_error(tmp_path: Path) -> None:
-    buildinfo = load(REPO_ROOT / "docker" / "buildinfo.py", "buildinfo")
-    pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[project]\nname = "x"\ndependencies = ["mlflow-skinny>=3", "httpx"]\n')
-    assert buildinfo.requirements(pyproject, []) == ["mlflow-skinny>=3", "httpx"]
-    with pytest.raises(SystemExit, match="no `mlflow` requirement"):
-        buildinfo.requirements(pyproject, [], mlflow_skinny=True)
+    pyproject = REPO_ROOT / "pyproject.toml"
+    for extras in ([], ["deploy"], ["training"], ["llm"]):
+        reqs = buildinfo.requirements(pyproject, extras)
+        assert [r for r in reqs if r.startswith("mlflow")] == ["mlflow-skinny>=3.1,<4"], extras
+    assert [r for r in buildinfo.requirements(pyproject, ["mlflow-server"]) if r.startswith("mlflow")] == [
+        "mlflow[auth]==3.17.2"
+    ]
 
 
 # --- the users sidecar (docker/mlflow-server/sync_users.py) ------------------------------------
@@ -263,11 +253,11 @@ AUTH_BREAKAGES: list[tuple[str, str, str, str, str]] = [
         "differs from pyproject.toml's mlflow-server extra: only here ['mlflow==3.17.2']",
     ),
     (
-        "docker/mlops-deployment-tools/Dockerfile",
-        " --mlflow-skinny > requirements.txt",
-        " > requirements.txt",
+        "pyproject.toml",
+        '"mlflow-skinny>=3.1,<4",',
+        '"mlflow>=3.1,<4",',
         "images",
-        "installs the full mlflow: a client-only image takes `requirements --mlflow-skinny`",
+        "docker/triton-training/Dockerfile: installs the full 'mlflow>=3.1,<4' (pyproject.toml)",
     ),
 ]
 
