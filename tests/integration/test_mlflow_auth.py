@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,8 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 import yaml
+
+from mlops.stack.services import mlflow_python
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNC_USERS = REPO_ROOT / "docker" / "mlflow-server" / "sync_users.py"
@@ -95,15 +96,8 @@ def test_rendered_auth_config_survives_uri_and_configparser_characters() -> None
 
 @pytest.fixture(scope="module")
 def server_python() -> Path:
-    """The interpreter of the `mlflow-server` environment (created here on first use, about 2 minutes)."""
-    made = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "ensure_venv.py"), "--extras", "mlflow-server"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert made.returncode == 0, f"could not create the mlflow-server environment:\n{made.stderr[-3000:]}"
-    return Path(made.stdout.strip().splitlines()[-1]) / "bin" / "python"
+    """The interpreter of the `mlflow-server` environment (created on first use, about a minute)."""
+    return Path(mlflow_python())
 
 
 @pytest.fixture(scope="module")
