@@ -12,6 +12,7 @@ write, Prometheus' user may scrape /metrics, and a rotated password replaces the
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import socket
@@ -72,26 +73,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_rendered_auth_config_survives_uri_and_configparser_characters() -> None:
+def database_url(server_python: Path, uri: str) -> dict[str, object]:
+    """`uri` as the MLflow server reads it: SQLAlchemy's make_url, in the server's environment."""
+    code = (
+        "import json, sys; from sqlalchemy.engine import make_url; u = make_url(sys.argv[1]); "
+        "print(json.dumps([u.drivername, u.username, u.password, u.host, u.port, u.database]))"
+    )
+    done = subprocess.run([str(server_python), "-c", code, uri], capture_output=True, text=True, check=True)
+    keys = ("drivername", "username", "password", "host", "port", "database")
+    return dict(zip(keys, json.loads(done.stdout), strict=True))
+
+
+def test_rendered_auth_config_survives_uri_and_configparser_characters(server_python: Path) -> None:
     values = {"dbPassword": DB_PASSWORD, "adminPassword": ADMIN_PASSWORD, "flaskSecretKey": "k"}
     ini = render(external_secret("mlflow-auth")["basic_auth.ini"], values)
     config = configparser.ConfigParser()
     config.read_string(ini)
-    from sqlalchemy.engine import make_url
-
-    url = make_url(config["mlflow"]["database_uri"])
-    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
-        "postgresql+psycopg2",
-        "mlflow",
-        DB_PASSWORD,
-        "mlflow-postgres",
-        5432,
-        "mlflow",
-    )
+    assert database_url(server_python, config["mlflow"]["database_uri"]) == {
+        "drivername": "postgresql+psycopg2",
+        "username": "mlflow",
+        "password": DB_PASSWORD,
+        "host": "mlflow-postgres",
+        "port": 5432,
+        "database": "mlflow",
+    }
     assert config["mlflow"]["admin_password"] == ADMIN_PASSWORD
     assert config["mlflow"]["default_permission"] == "EDIT"
-    backend = make_url(render(external_secret("mlflow-db")["backend-store-uri"], {"password": DB_PASSWORD}))
-    assert backend.password == DB_PASSWORD
+    backend = render(external_secret("mlflow-db")["backend-store-uri"], {"password": DB_PASSWORD})
+    assert database_url(server_python, backend)["password"] == DB_PASSWORD
 
 
 @pytest.fixture(scope="module")
