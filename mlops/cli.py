@@ -43,7 +43,12 @@ PORT_FLAGS = (
 )
 
 
-def _manager(args: argparse.Namespace, serving_python: str | None = None, vllm=None):  # type: ignore[no-untyped-def]
+def _manager(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace,
+    serving_python: str | None = None,
+    vllm=None,
+    mlflow_server_python: str | None = None,
+):
     from mlops.stack.manager import StackManager
     from mlops.stack.services import Ports, VllmSettings, default_services
 
@@ -53,7 +58,13 @@ def _manager(args: argparse.Namespace, serving_python: str | None = None, vllm=N
         adapter_dir=args.state_dir / "vllm" / "adapters",
         no_base_reason="starts with `mlops up` once vllm-training has registered an adapter",
     )
-    services = default_services(args.state_dir, ports, serving_python=serving_python, vllm=vllm)
+    services = default_services(
+        args.state_dir,
+        ports,
+        serving_python=serving_python,
+        vllm=vllm,
+        mlflow_server_python=mlflow_server_python,
+    )
     return StackManager(args.state_dir, services, ports)
 
 
@@ -79,11 +90,13 @@ def _vllm_settings(args: argparse.Namespace, mlflow_uri: str):  # type: ignore[n
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from mlops.stack.services import client_env, serving_python
+    from mlops.stack.services import client_env, mlflow_python, serving_python
 
     started = time.monotonic()
-    # the Triton stand-in runs in its own environment; resolved (and built once) only here
-    manager = _manager(args, serving_python=serving_python())
+    # the MLflow server and the Triton stand-in run in their own environments; resolved (and built
+    # once) only here
+    servers = {"serving_python": serving_python(), "mlflow_server_python": mlflow_python()}
+    manager = _manager(args, **servers)
     # vLLM (and the router in front of it) last: its base is resolved from the registry, which is
     # up after this first pass
     manager.services = [s for s in manager.services if s.name not in ("vllm", "router")]
@@ -99,7 +112,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    manager = _manager(args, serving_python=serving_python(), vllm=vllm)
+    manager = _manager(args, vllm=vllm, **servers)
     manager.up(progress=lambda line: print(line) if line.startswith(("vllm", "router")) else None)
     print(f"local stack up in {time.monotonic() - started:.1f}s (state: {args.state_dir})")
     for status in manager.status():

