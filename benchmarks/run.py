@@ -28,6 +28,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.llm_training import bench_llm_training
     from benchmarks.loadgen_agreement import bench_loadgen_agreement
     from benchmarks.loadgen_overhead import bench_loadgen_overhead
+    from benchmarks.omp_wait import bench_omp_wait
     from benchmarks.onnx_latency import bench_onnx_latency
     from benchmarks.soak import bench_soak
     from benchmarks.triton_traffic import bench_triton_traffic
@@ -47,6 +48,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "loadgen_agreement": bench_loadgen_agreement,
         "audit_history": bench_audit_history,
         "canary": bench_canary,
+        "omp_wait": bench_omp_wait,
     }
 
 
@@ -560,6 +562,26 @@ def render_canary(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def render_omp_wait(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Training threads that spin or sleep while they wait (`OMP_WAIT_POLICY`)",
+        "",
+        f"One training step of {record['model']}, mean of {record['steps']} after a warm-up, each setting in "
+        "a fresh process; 'one core busy': another process spins on a core meanwhile, as a pod's "
+        f"neighbours or the local stack's servers do. torch {record['torch']}; {_machine_line(record)}. "
+        "Source: `benchmarks/omp_wait.py`. The training workflows set `OMP_WAIT_POLICY=PASSIVE` on every "
+        "container: a spinning thread takes the core from the thread it waits for.",
+        "",
+        "| load | threads | OMP_WAIT_POLICY | wall s / step | CPU s / step |",
+        "|---|---|---|---|---|",
+    ]
+    for row in record["results"]:
+        lines.append(
+            f"| {row['load']} | {row['threads']} | {row['policy']} | {row['wall_s']} | {row['cpu_s']} |"
+        )
+    return [*lines, ""]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -580,6 +602,7 @@ def render_report() -> str:
         "loadgen_agreement": render_loadgen_agreement,
         "audit_history": render_audit_history,
         "canary": render_canary,
+        "omp_wait": render_omp_wait,
     }
     for name, render in renderers.items():
         record = _load(name)
