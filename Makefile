@@ -16,8 +16,12 @@ DURATIONS := --durations=20
 XDIST ?= -n auto --dist loadgroup
 # integration and e2e over two workers, each with its own local stack (MLflow, S3, ...); the tests
 # of an expensive session fixture (the trained adapter and its vLLM, the trained ResNets) or of a
-# module fixture stay on one worker (tests/conftest.py)
+# module fixture stay on one worker (tests/conftest.py). pytest-xdist hands out the groups largest
+# first, then the single tests in the order collected: e2e before integration, so the workflows
+# of minutes start early and the tests of seconds fill the end, not a 150 s workflow alone on one
+# worker while the other waits
 STACK_XDIST ?= -n 2 --dist loadgroup
+STACK_TESTS := tests/e2e tests/integration
 
 .PHONY: help env demo test test-unit test-integration test-e2e lint typecheck infra-check kfp-check ci up down status bench clean
 
@@ -51,7 +55,7 @@ demo: up ## set up, start the stack, run both pipelines end to end, print where 
 
 test: env ## install and run the whole test suite (unit over every core, then integration and e2e)
 	@$(IN_ENV) python -m pytest tests/unit -q -ra $(XDIST) $(DURATIONS) $(PYTEST_ARGS)
-	@$(IN_ENV) python -m pytest tests/integration tests/e2e -ra $(STACK_XDIST) $(DURATIONS) $(PYTEST_ARGS)
+	@$(IN_ENV) python -m pytest $(STACK_TESTS) -ra $(STACK_XDIST) $(DURATIONS) $(PYTEST_ARGS)
 
 test-unit: env ## unit tests only (no services), over every core
 	@$(IN_ENV) python -m pytest tests/unit -q $(XDIST) $(DURATIONS) $(PYTEST_ARGS)
