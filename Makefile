@@ -16,10 +16,9 @@ DURATIONS := --durations=20
 XDIST ?= -n auto --dist loadgroup
 # integration and e2e over two workers, each with its own local stack (MLflow, S3, ...); the tests
 # of an expensive session fixture (the trained adapter and its vLLM, the trained ResNets) or of a
-# module fixture stay on one worker (tests/conftest.py). pytest-xdist hands out the groups largest
-# first, then the single tests in the order collected: e2e before integration, so the workflows
-# of minutes start early and the tests of seconds fill the end, not a 150 s workflow alone on one
-# worker while the other waits
+# module fixture stay on one worker (tests/conftest.py). pytest-xdist hands out the groups with
+# the most tests first, then the single tests in the order collected: e2e before integration, so
+# the single workflows of minutes start early and the tests of seconds fill the end
 STACK_XDIST ?= -n 2 --dist loadgroup
 STACK_TESTS := tests/e2e tests/integration
 

@@ -16,11 +16,12 @@ from typing import Any
 
 # Run one step module and hand its outputs to KFP. Arguments: the module, the workflow name
 # (MLOPS_WORKFLOW_NAME, for the audit trail), the MLflow URI, the S3 endpoint ("" = AWS), then
-# `<output-name>=<kfp-output-path>` pairs, `--`, and the step's own flags.
+# `<output-name>=<kfp-output-path>` pairs, `--`, and the step's own flags. torch's OpenMP threads
+# sleep while they wait, as the Argo training workflows set it (docs/performance.md)
 STEP_WRAPPER = """\
 set -eu
 module="$1"
-export MLOPS_WORKFLOW_NAME="$2" MLFLOW_TRACKING_URI="$3" AWS_ENDPOINT_URL="$4"
+export MLOPS_WORKFLOW_NAME="$2" MLFLOW_TRACKING_URI="$3" AWS_ENDPOINT_URL="$4" OMP_WAIT_POLICY=PASSIVE
 shift 4
 MLOPS_OUTPUTS_DIR="$(mktemp -d)"
 export MLOPS_OUTPUTS_DIR
