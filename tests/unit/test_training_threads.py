@@ -52,3 +52,10 @@ def test_a_container_without_it_is_named() -> None:
     assert spinning_containers(template) == ["train"]
     train["container"]["env"].append({"name": "OMP_WAIT_POLICY", "value": "ACTIVE"})
     assert spinning_containers(template) == ["train"]
+
+
+def test_the_kfp_step_wrapper_sets_it_too() -> None:
+    from workflows.kfp.components import STEP_WRAPPER
+
+    exports = [line.split()[1:] for line in STEP_WRAPPER.splitlines() if line.startswith("export ")]
+    assert ["OMP_WAIT_POLICY=PASSIVE"] in [[a for a in e if a.startswith("OMP_")] for e in exports]
