@@ -14,15 +14,19 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # one training step after a warm-up, repeated; prints {"wall_s": ..., "cpu_s": ...} per step
 _STEP = """
-import json, sys, time, torch, torchvision
+import json, sys, time, torch
+from training.resnet.model import build_model
 threads, steps = int(sys.argv[1]), int(sys.argv[2])
 torch.manual_seed(0)
 torch.set_num_threads(threads)
-model = torchvision.models.resnet18(num_classes=10)
+model = build_model(num_classes=10)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
 def step():
@@ -45,6 +49,7 @@ def _measure(threads: int, policy: str | None, steps: int) -> dict[str, float]:
         env["OMP_WAIT_POLICY"] = policy
     answer = subprocess.run(
         [sys.executable, "-c", _STEP, str(threads), str(steps)],
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -79,7 +84,7 @@ def bench_omp_wait(steps: int = 12) -> dict[str, Any]:
                 busy.wait()
     return {
         "benchmark": "omp_wait",
-        "model": "torchvision resnet18, 10 classes, batch 64, 32 px, SGD",
+        "model": "ResNet-18 of training.resnet.model (torchvision resnet18), 10 classes, batch 64, 32 px, SGD",
         "steps": steps,
         "torch": torch.__version__,
         "results": rows,

@@ -3,8 +3,8 @@
 torch's OpenMP threads spin by default while they wait at a barrier. A training pod shares its
 node's cores (locally: the stack's servers and another workflow), and a spinning thread takes
 the core from the thread it waits for: measured on 2 cores with one busy, a ResNet-18 step took
-1.03 s and 1.28 CPU-s spinning, 0.63 s and 0.64 CPU-s with OMP_WAIT_POLICY=PASSIVE; on quiet
-cores PASSIVE costs 0.39 -> 0.46 s (docs/performance.md). Every container of the two training
+1.09 s and 1.35 CPU-s spinning, 0.67 s and 0.67 CPU-s with OMP_WAIT_POLICY=PASSIVE; on quiet
+cores PASSIVE costs 0.39 -> 0.53 s (docs/performance.md). Every container of the two training
 workflows sets it.
 """
 
