@@ -19,7 +19,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# one training step after a warm-up, repeated; prints {"wall_s": ..., "cpu_s": ...} per step
+# one training step after a warm-up, repeated; prints the mean {"wall_s", "cpu_s"} of a step and torch's version
 _STEP = """
 import json, sys, time, torch
 from training.resnet.model import build_model
@@ -37,13 +37,14 @@ step()
 wall, cpu = time.monotonic(), time.process_time()
 for _ in range(steps):
     step()
-print(json.dumps({"wall_s": (time.monotonic() - wall) / steps, "cpu_s": (time.process_time() - cpu) / steps}))
+wall, cpu = (time.monotonic() - wall) / steps, (time.process_time() - cpu) / steps
+print(json.dumps({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "torch": torch.__version__}))
 """
 
-_BUSY = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\nwhile time.monotonic() < end: pass\n"
+_BUSY = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end: pass\n"
 
 
-def _measure(threads: int, policy: str | None, steps: int) -> dict[str, float]:
+def _measure(threads: int, policy: str | None, steps: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if policy:
         env["OMP_WAIT_POLICY"] = policy
@@ -56,14 +57,14 @@ def _measure(threads: int, policy: str | None, steps: int) -> dict[str, float]:
         check=True,
         timeout=600,
     )
-    figures: dict[str, float] = json.loads(answer.stdout.strip().splitlines()[-1])
-    return {k: round(v, 3) for k, v in figures.items()}
+    figures: dict[str, Any] = json.loads(answer.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def bench_omp_wait(steps: int = 12) -> dict[str, Any]:
-    """Per-step wall and CPU seconds for (threads, policy) on a quiet machine and beside a busy core."""
-    import torch
+    """Per-step wall and CPU seconds for (threads, policy) on a quiet machine and beside a busy core.
 
+    torch is loaded only in the measured processes (its version comes back with their figures)."""
     settings = [(2, None), (2, "PASSIVE"), (1, None)]
     rows = []
     for load in ("quiet", "one core busy"):
@@ -74,6 +75,7 @@ def bench_omp_wait(steps: int = 12) -> dict[str, Any]:
         try:
             for threads, policy in settings:
                 figures = _measure(threads, policy, steps)
+                version = figures.pop("torch")
                 rows.append({"load": load, "threads": threads, "policy": policy or "unset", **figures})
                 print(
                     f"  {load}: {threads} threads, OMP_WAIT_POLICY={policy or 'unset'}: {figures}", flush=True
@@ -86,6 +88,6 @@ def bench_omp_wait(steps: int = 12) -> dict[str, Any]:
         "benchmark": "omp_wait",
         "model": "ResNet-18 of training.resnet.model (torchvision resnet18), 10 classes, batch 64, 32 px, SGD",
         "steps": steps,
-        "torch": torch.__version__,
+        "torch": version,
         "results": rows,
     }
