@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import importlib.util
 import json
 import os
@@ -108,13 +109,23 @@ class Build:
 class Context:
     """What every check reads: the repository, and the builds the kustomize check made."""
 
-    def __init__(self, root: Path, kubernetes_version: str, *, standalone_builds: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        kubernetes_version: str,
+        *,
+        standalone_builds: bool = True,
+        kustomize_cache: Path | None = None,
+    ) -> None:
         self.root = root
         self.kubernetes_version = kubernetes_version
         self.builds: dict[str, Build] = {}
         # build each kustomization outside the roots on its own too: the kustomize check's own
         # finding, skipped when another check only needs the builds (`--check refs`)
         self.standalone_builds = standalone_builds
+        # successful `kubectl kustomize` outputs by the content of everything the build reads
+        # (`kustomize_key`); None: every build runs kubectl
+        self.kustomize_cache = kustomize_cache
 
     def rel(self, path: Path) -> str:
         return str(path.relative_to(self.root))
@@ -175,6 +186,109 @@ def kustomization_resources(directory: Path) -> list[Path]:
     return [(directory / entry).resolve() for entry in entries]
 
 
+# kustomization fields whose entries may name a remote base (a URL, a git repository)
+REMOTE_FIELDS = ("resources", "components", "bases", "generators", "transformers")
+REMOTE = re.compile(r"^(\w+://|git@|github\.com/|gitlab\.com/|bitbucket\.org/)")
+
+
+def _strings(data: Any) -> Iterator[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+
+
+def kustomize_inputs(directory: Path) -> list[Path] | None:
+    """Every file `kubectl kustomize DIRECTORY` can read, or None where that cannot be told.
+
+    The folder's tree, and for every string of its kustomization.yaml that names an existing path:
+    a folder with a kustomization.yaml is followed the same way, any other folder's tree and any
+    file count as read. None for a remote base, or a folder whose kustomization is spelt otherwise.
+    More than kustomize reads is fine (a change there only costs a build); less is not.
+    """
+    import yaml
+
+    files: set[Path] = set()
+    followed: set[Path] = set()
+    pending = [directory.resolve()]
+    while pending:
+        current = pending.pop()
+        if current in followed:
+            continue
+        kustomization = current / "kustomization.yaml"
+        if not kustomization.is_file():
+            return None
+        followed.add(current)
+        files.update(p for p in current.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        data = yaml.safe_load(kustomization.read_text()) or {}
+        if not isinstance(data, dict):
+            return None
+        if any(REMOTE.match(s) for f in REMOTE_FIELDS for s in _strings(data.get(f, []))):
+            return None
+        for text in _strings(data):
+            try:
+                target = (current / text).resolve()
+                exists = bool(text) and "\n" not in text and target.exists()
+            except (OSError, ValueError):
+                continue
+            if not exists:
+                continue
+            if target.is_file():
+                files.add(target)
+            elif (target / "kustomization.yaml").is_file():
+                pending.append(target)
+            elif any(target.glob("kustomization.*")) or (target / "Kustomization").is_file():
+                return None
+            else:
+                files.update(p for p in target.rglob("*") if p.is_file())
+    return sorted(files)
+
+
+def kustomize_key(kubectl: str, root: Path, directory: Path) -> str | None:
+    """What a build's output depends on, hashed: kubectl (path, size, time), the folder and every
+    input file (path under `root` and content). None when the inputs cannot be told."""
+    inputs = kustomize_inputs(directory)
+    if inputs is None:
+        return None
+    found = shutil.which(kubectl)
+    if found is None:
+        return None
+    digest = hashlib.sha256()
+    binary = Path(found).resolve()
+    stat = binary.stat()
+    digest.update(f"{binary}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    try:
+        digest.update(f"{directory.resolve().relative_to(root)}\0".encode())
+        for path in inputs:
+            content = path.read_bytes()
+            digest.update(f"{path.relative_to(root)}\0{len(content)}\0".encode())
+            digest.update(content)
+    except ValueError:  # an input outside the repository
+        return None
+    return digest.hexdigest()
+
+
+def kustomize(ctx: Context, kubectl: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """`kubectl kustomize DIRECTORY`; with `ctx.kustomize_cache`, a build whose inputs were built
+    before with the same kubectl is read back (only successful builds are kept)."""
+    command = [kubectl, "kustomize", str(directory)]
+    key = kustomize_key(kubectl, ctx.root, directory) if ctx.kustomize_cache else None
+    stored = ctx.kustomize_cache / f"{key}.yaml" if ctx.kustomize_cache and key else None
+    if stored is not None and stored.is_file():
+        return subprocess.CompletedProcess(command, 0, stored.read_text(), "")
+    run = subprocess.run(command, capture_output=True, text=True)
+    if stored is not None and run.returncode == 0:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_name(f"{stored.name}.{os.getpid()}.tmp")
+        partial.write_text(run.stdout)
+        partial.replace(stored)  # whole or absent, for a run beside this one
+    return run
+
+
 def build_roots(root: Path) -> list[Path]:
     overlays = sorted(p.parent for p in (root / "infra" / "overlays").glob("*/kustomization.yaml"))
     return [
@@ -194,7 +308,7 @@ def check_kustomize(ctx: Context) -> Result:
     reached: set[Path] = set()
     for directory in build_roots(ctx.root):
         where = ctx.rel(directory)
-        run = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
+        run = kustomize(ctx, kubectl, directory)
         if run.returncode != 0:
             result.add(where, f"kubectl kustomize failed: {run.stderr.strip()}")
             continue
@@ -222,9 +336,7 @@ def check_kustomize(ctx: Context) -> Result:
         if kind != "Kustomization" or kustomization.parent.resolve() in roots or not ctx.standalone_builds:
             continue  # a Component builds only inside an overlay; roots were built above
         standalone += 1
-        run = subprocess.run(
-            [kubectl, "kustomize", str(kustomization.parent)], capture_output=True, text=True
-        )
+        run = kustomize(ctx, kubectl, kustomization.parent)
         if run.returncode != 0:
             result.add(ctx.rel(kustomization), f"kubectl kustomize (no flags) failed: {run.stderr.strip()}")
     total = sum(len(b.objects) for b in ctx.builds.values())
@@ -1077,10 +1189,7 @@ def render(ctx: Context, path: str, result: Result) -> list[dict[str, Any]] | No
         return ctx.builds[path].objects
     directory = ctx.root / path
     if (directory / "kustomization.yaml").is_file():
-        kubectl = ctx.tool("kubectl")
-        run = subprocess.run(
-            [kubectl or "kubectl", "kustomize", str(directory)], capture_output=True, text=True
-        )
+        run = kustomize(ctx, ctx.tool("kubectl") or "kubectl", directory)
         if run.returncode != 0:
             result.add(path, f"kubectl kustomize (no flags, as Argo CD) failed: {run.stderr.strip()}")
             return None
@@ -1586,12 +1695,24 @@ def main(argv: list[str] | None = None) -> int:
         "--kubernetes-version", default=KUBERNETES_VERSION, help="schemas to validate against"
     )
     parser.add_argument("--json", type=Path, help="also write every result to this file")
+    parser.add_argument(
+        "--kustomize-cache",
+        type=Path,
+        help="keep each successful `kubectl kustomize` output in this folder, keyed by a hash of every "
+        "file the build reads, and read it back for the same inputs (for many runs over copies of one "
+        "tree, as the tests' broken copies are; off by default)",
+    )
     args = parser.parse_args(argv)
     selected = [name for name in CHECKS if (not args.check or name in args.check) and name not in args.skip]
     standalone = "kustomize" in selected
     if any(name in NEEDS_BUILDS for name in selected) and not standalone:
         selected.insert(0, "kustomize")  # the builds the others read, the roots only
-    ctx = Context(args.root.resolve(), args.kubernetes_version, standalone_builds=standalone)
+    ctx = Context(
+        args.root.resolve(),
+        args.kubernetes_version,
+        standalone_builds=standalone,
+        kustomize_cache=args.kustomize_cache,
+    )
     results = []
     for name in selected:
         result = CHECKS[name](ctx)

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -42,9 +43,19 @@ CHECKS = [
 ]
 
 
+@dataclass(frozen=True)
+class InfraChecks:
+    """How the tests run scripts/check_infra.py: the `infra` environment's interpreter, and one
+    `--kustomize-cache` for the session. The broken copies differ from the repository in a file
+    or two, so most of their kustomize builds have the repository's inputs and are read back."""
+
+    python: Path
+    kustomize_cache: Path
+
+
 @pytest.fixture(scope="session")
-def infra_python() -> Path:
-    """The interpreter of the `infra` environment (created here on first use)."""
+def infra_checks(tmp_path_factory: pytest.TempPathFactory) -> InfraChecks:
+    """The `infra` environment (created here on first use) and this worker's kustomize cache."""
     made = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "ensure_venv.py"), "--extras", "infra"],
         capture_output=True,
@@ -52,15 +63,17 @@ def infra_python() -> Path:
         timeout=1200,
     )
     assert made.returncode == 0, f"could not create the infra environment:\n{made.stderr[-3000:]}"
-    return Path(made.stdout.strip().splitlines()[-1]) / "bin" / "python"
+    python = Path(made.stdout.strip().splitlines()[-1]) / "bin" / "python"
+    return InfraChecks(python, tmp_path_factory.mktemp("kustomize-cache"))
 
 
 def run_checks(
-    python: Path, root: Path, report: Path, *args: str
+    checks: InfraChecks, root: Path, report: Path, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [str(checks.python), str(SCRIPT), "--root", str(root), "--json", str(report)]
     run = subprocess.run(
-        [str(python), str(SCRIPT), "--root", str(root), "--json", str(report), *args],
+        [*command, "--kustomize-cache", str(checks.kustomize_cache), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -73,8 +86,8 @@ def run_checks(
 
 
 @pytest.fixture(scope="session")
-def repository_report(infra_python: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    _, report = run_checks(infra_python, REPO_ROOT, tmp_path_factory.mktemp("infra") / "report.json")
+def repository_report(infra_checks: InfraChecks, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    _, report = run_checks(infra_checks, REPO_ROOT, tmp_path_factory.mktemp("infra") / "report.json")
     return report
 
 
@@ -236,6 +249,64 @@ COPIED = [
 ]
 
 
+def load_check_infra(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """scripts/check_infra.py as a module (its imports at the top are the standard library's;
+    its dataclasses need it in sys.modules while they are made, for this test only)."""
+    spec = importlib.util.spec_from_file_location("check_infra", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "check_infra", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_kustomize_cache_key_changes_with_every_input_and_only_with_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached build is read back only for the same inputs: a change to the folder, to a base it
+    names (followed transitively) or to a file it names makes a new key; a change to a folder no
+    build reads does not; the same tree elsewhere has the same key; a remote base is never cached."""
+    check_infra = load_check_infra(monkeypatch)
+    files = {
+        "infra/app/kustomization.yaml": "resources: [../base]\npatches:\n  - path: patch.yaml\n",
+        "infra/app/patch.yaml": "a: 1\n",
+        "infra/base/kustomization.yaml": "resources: [deploy.yaml, ../../workflows]\n",
+        "infra/base/deploy.yaml": "kind: Deployment\n",
+        "workflows/kustomization.yaml": "resources: [flow.yaml]\n",
+        "workflows/flow.yaml": "kind: WorkflowTemplate\n",
+        "infra/other/kustomization.yaml": "resources: [x.yaml]\n",
+        "infra/other/x.yaml": "kind: ConfigMap\n",
+    }
+
+    def key(root: Path) -> str | None:
+        return check_infra.kustomize_key(sys.executable, root, root / "infra" / "app")
+
+    def write(root: Path, changes: dict[str, str]) -> None:
+        for name, text in changes.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+
+    write(tmp_path / "a", files)
+    write(tmp_path / "b", files)
+    first = key(tmp_path / "a")
+    assert first is not None and key(tmp_path / "b") == first  # where the tree lies does not count
+    write(tmp_path / "b", {"infra/other/x.yaml": "kind: Secret\n"})
+    assert key(tmp_path / "b") == first  # no build of app reads infra/other
+    seen = {first}
+    for name in ("infra/app/patch.yaml", "infra/base/deploy.yaml", "workflows/flow.yaml"):
+        write(tmp_path / "b", {name: files[name] + "# changed\n"})
+        changed = key(tmp_path / "b")
+        assert changed is not None and changed not in seen, name
+        seen.add(changed)
+    write(tmp_path / "b", {"infra/app/kustomization.yaml": "resources: [../base, https://example.com/x]\n"})
+    assert key(tmp_path / "b") is None
+    write(
+        tmp_path / "b",
+        {"infra/app/kustomization.yaml": "resources: [../odd]\n", "infra/odd/kustomization.yml": ""},
+    )
+    assert key(tmp_path / "b") is None  # a kustomization spelt otherwise: not followed, so not cached
+
+
 def copy_repository(root: Path, entries: list[str] = COPIED) -> Path:
     """What the checks read, copied to `root` (to be broken there)."""
     for entry in entries:
@@ -265,10 +336,10 @@ def assert_each_break_reported(report: dict[str, Any], breakages: list[tuple[Any
         assert any(expected in m for m in messages), f"{check} missed the break in {file}: {messages}"
 
 
-def test_each_check_reports_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
+def test_each_check_reports_a_broken_copy(infra_checks: InfraChecks, tmp_path: Path) -> None:
     root = copy_repository(tmp_path / "repo")
     break_copy(root, BREAKAGES)
-    run, report = run_checks(infra_python, root, tmp_path / "report.json")
+    run, report = run_checks(infra_checks, root, tmp_path / "report.json")
     assert run.returncode == 1
     assert_each_break_reported(report, BREAKAGES)
 
@@ -381,12 +452,12 @@ ROLLOUT_BREAKAGES: list[tuple[str, str, str, str, str]] = [
 ]
 
 
-def test_rollout_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
+def test_rollout_checks_report_a_broken_copy(infra_checks: InfraChecks, tmp_path: Path) -> None:
     root = copy_repository(tmp_path / "repo")
     break_copy(root, ROLLOUT_BREAKAGES)
     checks = sorted({check for *_, check, _ in ROLLOUT_BREAKAGES})
     run, report = run_checks(
-        infra_python, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
+        infra_checks, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
     )
     assert run.returncode == 1
     assert_each_break_reported(report, ROLLOUT_BREAKAGES)
@@ -441,12 +512,12 @@ INFERENCE_BREAKAGES: list[tuple[str, str, str, str, str]] = [
 ]
 
 
-def test_inference_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
+def test_inference_checks_report_a_broken_copy(infra_checks: InfraChecks, tmp_path: Path) -> None:
     root = copy_repository(tmp_path / "repo")
     break_copy(root, INFERENCE_BREAKAGES)
     checks = sorted({check for *_, check, _ in INFERENCE_BREAKAGES})
     run, report = run_checks(
-        infra_python, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
+        infra_checks, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
     )
     assert run.returncode == 1
     assert_each_break_reported(report, INFERENCE_BREAKAGES)
@@ -608,11 +679,11 @@ SIMULATION_BREAKAGES: list[tuple[str, str, str, str, str, str]] = [
     [pytest.param(*case[1:], id=case[0]) for case in SIMULATION_BREAKAGES],
 )
 def test_simulation_reports_a_broken_copy(
-    infra_python: Path, tmp_path: Path, file: str, good: str, bad: str, check: str, expected: str
+    infra_checks: InfraChecks, tmp_path: Path, file: str, good: str, bad: str, check: str, expected: str
 ) -> None:
     root = copy_repository(tmp_path / "repo", ["infra", "workflows", "docker", ".github"])
     breakage = [(file, good, bad, check, expected)]
     break_copy(root, breakage)
-    run, report = run_checks(infra_python, root, tmp_path / "report.json", "--check", check)
+    run, report = run_checks(infra_checks, root, tmp_path / "report.json", "--check", check)
     assert run.returncode == 1, run.stdout
     assert_each_break_reported(report, breakage)

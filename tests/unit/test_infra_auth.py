@@ -16,14 +16,15 @@ from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EX
 
 from tests.unit.test_infra import (
     REPO_ROOT,
+    InfraChecks,
     assert_each_break_reported,
     break_copy,
     copy_repository,
-    infra_python,
+    infra_checks,
     run_checks,
 )
 
-__all__ = ["infra_python"]  # the session fixture, shared with test_infra.py
+__all__ = ["infra_checks"]  # the session fixture, shared with test_infra.py
 
 
 def load(path: Path, name: str) -> ModuleType:
@@ -262,18 +263,18 @@ AUTH_BREAKAGES: list[tuple[str, str, str, str, str]] = [
 ]
 
 
-def test_identity_checks_report_a_broken_copy(infra_python: Path, tmp_path: Path) -> None:
+def test_identity_checks_report_a_broken_copy(infra_checks: InfraChecks, tmp_path: Path) -> None:
     root = copy_repository(tmp_path / "repo")
     break_copy(root, AUTH_BREAKAGES)
     checks = sorted({check for *_, check, _ in AUTH_BREAKAGES})
     run, report = run_checks(
-        infra_python, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
+        infra_checks, root, tmp_path / "report.json", *(a for c in checks for a in ("--check", c))
     )
     assert run.returncode == 1
     assert_each_break_reported(report, AUTH_BREAKAGES)
 
 
-def test_the_repository_passes_the_identities_check(infra_python: Path, tmp_path: Path) -> None:
-    run, report = run_checks(infra_python, REPO_ROOT, tmp_path / "report.json", "--check", "identities")
+def test_the_repository_passes_the_identities_check(infra_checks: InfraChecks, tmp_path: Path) -> None:
+    run, report = run_checks(infra_checks, REPO_ROOT, tmp_path / "report.json", "--check", "identities")
     assert report["identities"]["findings"] == [], run.stdout
     assert "16 workflows and pods with an MLflow identity" in report["identities"]["notes"][0]
