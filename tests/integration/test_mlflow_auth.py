@@ -136,6 +136,7 @@ def auth_server(
         "MLFLOW_BACKEND_STORE_URI_FILE": str(root / "backend-store-uri"),
         "MLFLOW_AUTH_CONFIG_PATH": str(secrets / "basic_auth.ini"),
         "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE": str(secrets / "flask-secret-key"),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # as the Deployment sets it
     }
     for variable in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
         env.pop(variable, None)

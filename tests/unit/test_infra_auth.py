@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST
 
@@ -47,6 +48,20 @@ def test_every_image_extra_gets_mlflow_skinny_and_only_the_server_gets_mlflow() 
     assert [r for r in buildinfo.requirements(pyproject, ["mlflow-server"]) if r.startswith("mlflow")] == [
         "mlflow[auth]==3.17.2"
     ]
+
+
+def test_the_cluster_mlflow_server_sets_every_variable_the_local_one_does(tmp_path: Path) -> None:
+    """The Deployment's server container has the local stack's MLflow settings (today: no GenAI
+    job runner, which would hold most of the container's memory limit at idle)."""
+    from mlops.stack.services import Ports, default_services
+
+    local = next(s for s in default_services(tmp_path, Ports()) if s.name == "mlflow").env
+    assert local.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == "false"
+    manifests = yaml.safe_load_all((REPO_ROOT / "infra" / "base" / "mlflow" / "mlflow.yaml").read_text())
+    deployment = next(d for d in manifests if d and d["kind"] == "Deployment")
+    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")
+    cluster = {e["name"]: e.get("value") for e in container["env"]}
+    assert {k: cluster.get(k) for k in local} == local
 
 
 # --- the users sidecar (docker/mlflow-server/sync_users.py) ------------------------------------
