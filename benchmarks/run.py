@@ -28,6 +28,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
     from benchmarks.llm_training import bench_llm_training
     from benchmarks.loadgen_agreement import bench_loadgen_agreement
     from benchmarks.loadgen_overhead import bench_loadgen_overhead
+    from benchmarks.mlflow_auth import bench_mlflow_auth
     from benchmarks.omp_wait import bench_omp_wait
     from benchmarks.onnx_latency import bench_onnx_latency
     from benchmarks.soak import bench_soak
@@ -49,6 +50,7 @@ def _benchmarks() -> dict[str, Callable[[], dict[str, Any]]]:
         "audit_history": bench_audit_history,
         "canary": bench_canary,
         "omp_wait": bench_omp_wait,
+        "mlflow_auth": bench_mlflow_auth,
     }
 
 
@@ -582,6 +584,25 @@ def render_omp_wait(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def render_mlflow_auth(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "## MLflow basic-auth: the credential cache",
+        "",
+        f"{record['server']}; {record['request']}; {record['results'][0]['requests']} requests per "
+        f"setting; {_machine_line(record)}. Source: `benchmarks/mlflow_auth.py`. Every check of a "
+        "password hashes it, slowly on purpose; the cluster's `basic_auth.ini` caches a successful "
+        'check for 60 s per server process (docs/infra.md, "MLflow authentication").',
+        "",
+        "| auth_cache_ttl_seconds | server CPU ms / request | wall ms / request |",
+        "|---|---|---|",
+    ]
+    for row in record["results"]:
+        lines.append(
+            f"| {row['auth_cache_ttl_seconds']} | {row['server_cpu_ms_per_request']} | {row['wall_ms_per_request']} |"
+        )
+    return [*lines, ""]
+
+
 def render_report() -> str:
     lines = [
         "# Performance",
@@ -603,6 +624,7 @@ def render_report() -> str:
         "audit_history": render_audit_history,
         "canary": render_canary,
         "omp_wait": render_omp_wait,
+        "mlflow_auth": render_mlflow_auth,
     }
     for name, render in renderers.items():
         record = _load(name)

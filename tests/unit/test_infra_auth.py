@@ -50,6 +50,21 @@ def test_every_image_extra_gets_mlflow_skinny_and_only_the_server_gets_mlflow() 
     ]
 
 
+def test_the_cluster_mlflow_caches_credential_checks_for_at_most_five_minutes() -> None:
+    """basic_auth.ini turns MLflow's credential cache on: every request would otherwise hash the
+    password again (about half a CPU-second of the server's each); a rotated password is
+    accepted by the other server processes for at most the TTL."""
+    import configparser
+
+    manifests = yaml.safe_load_all(
+        (REPO_ROOT / "infra" / "base" / "secrets" / "mlflow-server.yaml").read_text()
+    )
+    secret = next(d for d in manifests if d and d["metadata"]["name"] == "mlflow-auth")
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string(secret["spec"]["target"]["template"]["data"]["basic_auth.ini"])
+    assert 1 <= ini.getint("mlflow", "auth_cache_ttl_seconds", fallback=0) <= 300
+
+
 def test_the_cluster_mlflow_server_sets_every_variable_the_local_one_does(tmp_path: Path) -> None:
     """The Deployment's server container has the local stack's MLflow settings (today: no GenAI
     job runner, which would hold most of the container's memory limit at idle)."""
