@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 USER, PASSWORD = "mlops-training", "training-pass-0001"
 ADMIN, ADMIN_PASSWORD = "mlflow-admin", "admin-pass-0001"
 
@@ -41,19 +39,9 @@ def _tree_cpu_s(pid: int) -> float:
     return total
 
 
-def _server_python() -> str:
-    made = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "ensure_venv.py"), "--extras", "mlflow-server"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1200,
-    )
-    return str(Path(made.stdout.strip().splitlines()[-1]) / "bin" / "python")
-
-
 def _measure(python: str, ttl: int, requests: int, workdir: Path) -> dict[str, Any]:
-    from mlops.stack.manager import free_port
+    from mlops.stack.manager import StackManager, free_port
+    from mlops.stack.services import Ports, ServiceSpec
 
     database = f"sqlite:///{workdir / 'mlflow.db'}"
     ini = workdir / "basic_auth.ini"
@@ -64,7 +52,6 @@ def _measure(python: str, ttl: int, requests: int, workdir: Path) -> dict[str, A
         f"auth_cache_ttl_seconds = {ttl}\n"
     )
     env = {
-        **os.environ,
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "benchmark",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -73,11 +60,14 @@ def _measure(python: str, ttl: int, requests: int, workdir: Path) -> dict[str, A
         ["mlflow", "db", "upgrade", database],
         ["mlflow.server.auth", "db", "upgrade", "--url", database],
     ):
-        subprocess.run([python, "-m", *command], env=env, capture_output=True, check=True, timeout=300)
+        subprocess.run(
+            [python, "-m", *command], env={**os.environ, **env}, capture_output=True, check=True, timeout=300
+        )
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
+    spec = ServiceSpec(
+        name="mlflow",
+        port=port,
+        command=[
             python,
             "-m",
             "mlflow",
@@ -95,38 +85,31 @@ def _measure(python: str, ttl: int, requests: int, workdir: Path) -> dict[str, A
             "--workers",
             "1",
         ],
+        health_path="/health",
+        description=f"MLflow basic-auth, credential cache {ttl} s",
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
+    manager = StackManager(workdir / "stack", [spec], Ports(mlflow=port))
+    manager.up(progress=lambda line: None)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server (auth cache {ttl} s) did not start")
-            time.sleep(0.5)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        pid = manager.pid(spec)
+        assert pid is not None, "mlflow server exited after it answered"
+        with httpx.Client(base_url=spec.url, timeout=60) as client:
             client.post(
                 "/api/2.0/mlflow/users/create",
                 json={"username": USER, "password": PASSWORD},
                 auth=(ADMIN, ADMIN_PASSWORD),
             ).raise_for_status()
             time.sleep(2)  # the server settles after its first requests
-            cpu, wall = _tree_cpu_s(server.pid), time.monotonic()
+            cpu, wall = _tree_cpu_s(pid), time.monotonic()
             for _ in range(requests):
                 answer = client.get(
                     "/api/2.0/mlflow/experiments/search", params={"max_results": 1}, auth=(USER, PASSWORD)
                 )
                 answer.raise_for_status()
-            cpu, wall = _tree_cpu_s(server.pid) - cpu, time.monotonic() - wall
+            cpu, wall = _tree_cpu_s(pid) - cpu, time.monotonic() - wall
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        manager.down(progress=lambda line: None)
     return {
         "auth_cache_ttl_seconds": ttl,
         "requests": requests,
@@ -137,7 +120,9 @@ def _measure(python: str, ttl: int, requests: int, workdir: Path) -> dict[str, A
 
 def bench_mlflow_auth(requests: int = 100) -> dict[str, Any]:
     """Server CPU and wall time per authenticated request, credential cache off (MLflow's default) and on."""
-    python = _server_python()
+    from mlops.stack.services import mlflow_python
+
+    python = mlflow_python()
     rows = []
     for ttl in (0, 60):
         with tempfile.TemporaryDirectory(prefix="mlflow-auth-bench-") as tmp:

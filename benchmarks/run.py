@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -564,6 +564,12 @@ def render_canary(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
+    """A Markdown table, then a blank line."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return [*lines, *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows), ""]
+
+
 def render_omp_wait(record: dict[str, Any]) -> list[str]:
     lines = [
         "## Training threads that spin or sleep while they wait (`OMP_WAIT_POLICY`)",
@@ -574,14 +580,10 @@ def render_omp_wait(record: dict[str, Any]) -> list[str]:
         "Source: `benchmarks/omp_wait.py`. The training workflows set `OMP_WAIT_POLICY=PASSIVE` on every "
         "container: a spinning thread takes the core from the thread it waits for.",
         "",
-        "| load | threads | OMP_WAIT_POLICY | wall s / step | CPU s / step |",
-        "|---|---|---|---|---|",
     ]
-    for row in record["results"]:
-        lines.append(
-            f"| {row['load']} | {row['threads']} | {row['policy']} | {row['wall_s']} | {row['cpu_s']} |"
-        )
-    return [*lines, ""]
+    columns = ["load", "threads", "policy", "wall_s", "cpu_s"]
+    header = ["load", "threads", "OMP_WAIT_POLICY", "wall s / step", "CPU s / step"]
+    return [*lines, *_table(header, ([row[c] for c in columns] for row in record["results"]))]
 
 
 def render_mlflow_auth(record: dict[str, Any]) -> list[str]:
@@ -593,14 +595,10 @@ def render_mlflow_auth(record: dict[str, Any]) -> list[str]:
         "password hashes it, slowly on purpose; the cluster's `basic_auth.ini` caches a successful "
         'check for 60 s per server process (docs/infra.md, "MLflow authentication").',
         "",
-        "| auth_cache_ttl_seconds | server CPU ms / request | wall ms / request |",
-        "|---|---|---|",
     ]
-    for row in record["results"]:
-        lines.append(
-            f"| {row['auth_cache_ttl_seconds']} | {row['server_cpu_ms_per_request']} | {row['wall_ms_per_request']} |"
-        )
-    return [*lines, ""]
+    columns = ["auth_cache_ttl_seconds", "server_cpu_ms_per_request", "wall_ms_per_request"]
+    header = ["auth_cache_ttl_seconds", "server CPU ms / request", "wall ms / request"]
+    return [*lines, *_table(header, ([row[c] for c in columns] for row in record["results"]))]
 
 
 def render_report() -> str:
