@@ -67,6 +67,14 @@ def external_secret(name: str) -> dict[str, str]:
     return data
 
 
+def deployment_arg(flag: str) -> str:
+    """`flag=value` as the MLflow Deployment's server container passes it (infra/base/mlflow)."""
+    docs = yaml.safe_load_all((REPO_ROOT / "infra" / "base" / "mlflow" / "mlflow.yaml").read_text())
+    deployment = next(d for d in docs if d and d["kind"] == "Deployment")
+    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")
+    return next(a for a in container["args"] if a.startswith(f"{flag}="))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -157,6 +165,9 @@ def auth_server(
             "--host=127.0.0.1",
             f"--port={port}",
             "--workers=1",
+            # the Deployment's Host allow-list: these tests, like the pod's `users` sidecar, call
+            # the server on 127.0.0.1
+            deployment_arg("--allowed-hosts"),
             f"--expose-prometheus={root / 'prometheus'}",
             f"--artifacts-destination={root / 'artifacts'}",
         ],
