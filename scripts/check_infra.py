@@ -14,7 +14,8 @@ Checks (all by default; `--check NAME` picks some, in this order):
              routes
   refs       names resolve inside a build: service accounts, config maps, claims, Role bindings,
              Service/PDB/NetworkPolicy selectors and ports, the workflows' service URLs and
-             k8s:// replica selectors, ServiceMonitor targets, Argo CD application paths; each
+             k8s:// replica selectors, ServiceMonitor targets (and a token where the target asks for
+             one: the endpoint picker), Argo CD application paths; each
              Rollout's Deployment, Services, routes, managed header routes and analysis templates
              and arguments; each route's Gateway listener and backend Service ports
   promql     every alerting/recording rule, dashboard query and AnalysisTemplate query parses
@@ -448,6 +449,30 @@ def check_schema(ctx: Context) -> Result:
 # --- refs -------------------------------------------------------------------------------------
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+# What a ServiceMonitor endpoint may send to a target that authenticates its /metrics.
+SCRAPE_CREDENTIALS = ("bearerTokenSecret", "bearerTokenFile", "authorization", "basicAuth", "oauth2")
+# The Inference Extension's endpoint picker serves /metrics only to a Kubernetes token allowed to
+# read it (TokenReview + SubjectAccessReview) unless this flag says otherwise.
+EPP_IMAGE = "gateway-api-inference-extension/epp"
+METRICS_AUTH_OFF = "--metrics-endpoint-auth=false"
+
+
+def scraped_containers(ctx: Context, services: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The containers of the workloads whose pods the Services select."""
+    for service in services:
+        selector = service["spec"].get("selector") or {}
+        namespace = service["metadata"].get("namespace")
+        for _, workload in ctx.objects(*WORKLOADS):
+            template = workload["spec"]["template"]
+            labels = template.get("metadata", {}).get("labels", {})
+            if (
+                selector
+                and workload["metadata"].get("namespace") == namespace
+                and all(labels.get(k) == v for k, v in selector.items())
+            ):
+                yield from template["spec"].get("containers", [])
 
 
 def matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -905,6 +930,16 @@ def check_refs(ctx: Context) -> Result:
                 result.add(
                     where, f"port {endpoint.get('port')!r} is not a named port of the selected Services"
                 )
+            if not any(key in endpoint for key in SCRAPE_CREDENTIALS):
+                for container in scraped_containers(ctx, targets):
+                    if EPP_IMAGE in container.get("image", "") and METRICS_AUTH_OFF not in container.get(
+                        "args", []
+                    ):
+                        result.add(
+                            where,
+                            f"scrapes the endpoint picker (container {container['name']}) without a token, and "
+                            f"the picker authenticates /metrics unless {METRICS_AUTH_OFF}: every scrape is refused",
+                        )
     cluster_params_refs(ctx, platform, result)
     for build, app in ctx.objects("Application"):
         path = app["spec"]["source"].get("path")

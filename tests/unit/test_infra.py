@@ -468,6 +468,13 @@ def test_rollout_checks_report_a_broken_copy(infra_checks: InfraChecks, tmp_path
 # (file, text in the repository, broken text, check, what its finding says)
 INFERENCE_BREAKAGES: list[tuple[str, str, str, str, str]] = [
     (
+        "infra/inference/pool.yaml",
+        "            - --metrics-endpoint-auth=false\n",
+        "",
+        "refs",
+        "scrapes the endpoint picker (container epp) without a token",
+    ),
+    (
         "infra/inference/routing.yaml",
         "        - modelRewrite: aws-rag-qa-live\n",
         "        - modelRewirte: aws-rag-qa-live\n",
