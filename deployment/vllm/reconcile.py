@@ -8,7 +8,11 @@ any number of times. A version behind an alias that cannot be served (no checksu
 base) is bad input (exit 2) before any replica is touched; a replica that fails to converge
 (unreachable, or refusing an adapter) is reported after the others were tried, and the step
 exits 3 (retried). Run by `mlops up` once vLLM is healthy, as the onExit handler of the vLLM
-workflows, and on a cluster by the vLLM pod's `slots` sidecar (infra/vllm).
+workflows, and on a cluster by the vLLM pod's `slots` sidecar (infra/vllm): fully when the pod
+starts, then every minute with `--empty-slots-only`, which refills a slot a restarted vLLM lost
+and never changes a served one (a workflow loads the candidate slot before its smoke test moves
+`staged`, and a canary keeps serving the candidate slot after `staged` is cleared: a full pass in
+between would undo either).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ class Config(VllmSettings):
     workflow_status: str = Field(
         "", description="the workflow's status, for the summary ({{workflow.status}})"
     )
+    empty_slots_only: bool = Field(
+        False,
+        description="only load the alias's version into a slot that serves nothing; leave every "
+        "served slot alone (the vLLM pod's periodic pass: a workflow may be between loading a slot "
+        "and moving its alias)",
+    )
 
 
 def desired_paths(
@@ -52,13 +62,14 @@ def desired_paths(
     return wanted
 
 
-def converge(server: VllmServer, wanted: dict[str, str | None]) -> list[str]:
-    """Bring one replica to `wanted`; the changes made, as words."""
+def converge(server: VllmServer, wanted: dict[str, str | None], empty_slots_only: bool = False) -> list[str]:
+    """Bring one replica to `wanted` (with `empty_slots_only`, only its empty slots); the changes
+    made, as words."""
     served = adapters(server)
     changes = []
     for name, path in wanted.items():
         current = served.get(name)
-        if current == path:
+        if current == path or (empty_slots_only and current is not None):
             continue
         if path is None:
             server.unload_adapter(name)
@@ -77,7 +88,9 @@ def run(cfg: Config, registry: Registry | None = None) -> StepResult:
     failures: list[str] = []
     for server in servers:
         try:
-            changes += [f"{server.endpoint}: {change}" for change in converge(server, wanted)]
+            changes += [
+                f"{server.endpoint}: {change}" for change in converge(server, wanted, cfg.empty_slots_only)
+            ]
         except MlopsError as exc:
             failures.append(f"{server.endpoint}: {exc}")
     for line in changes:

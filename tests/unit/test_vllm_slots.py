@@ -81,6 +81,22 @@ def test_converge_loads_replaces_and_empties() -> None:
     assert converge(replica, {"s-live": "/ad/m/2", "s-candidate": None}) == []
 
 
+def test_the_periodic_pass_refills_empty_slots_and_leaves_served_ones_alone() -> None:
+    """`--empty-slots-only` (the vLLM pod's periodic pass): a workflow between loading the candidate
+    slot and moving `staged`, or a canary serving the candidate slot after `staged` is cleared,
+    keeps its slot; a slot a restarted vLLM lost is loaded again."""
+    loading = MemoryReplica("a", {"s-live": "/ad/m/1", "s-candidate": "/ad/m/4"})  # staged still v3
+    assert converge(loading, {"s-live": "/ad/m/1", "s-candidate": "/ad/m/3"}, empty_slots_only=True) == []
+    canary = MemoryReplica("b", {"s-live": "/ad/m/1", "s-candidate": "/ad/m/4"})  # staged cleared
+    assert converge(canary, {"s-live": "/ad/m/1", "s-candidate": None}, empty_slots_only=True) == []
+    assert loading.loaded["s-candidate"] == canary.loaded["s-candidate"] == "/ad/m/4"
+    restarted = MemoryReplica("c")
+    changes = converge(restarted, {"s-live": "/ad/m/1", "s-candidate": "/ad/m/3"}, empty_slots_only=True)
+    assert restarted.loaded == {"s-live": "/ad/m/1", "s-candidate": "/ad/m/3"} and len(changes) == 2
+    # the full pass (pod start, exit handlers) would have undone the first two
+    assert converge(loading, {"s-live": "/ad/m/1", "s-candidate": "/ad/m/3"}) != []
+
+
 def test_adapter_version_reads_the_version_from_the_adapter_folder() -> None:
     assert adapter_version("/adapters/mistral-7b-lora/12", "mistral-7b-lora") == "12"
     assert adapter_version("/adapters/mistral-7b-lora/12/", "mistral-7b-lora") == "12"
