@@ -203,13 +203,14 @@ def _strings(data: Any) -> Iterator[str]:
             yield from _strings(value)
 
 
-def kustomize_inputs(directory: Path) -> list[Path] | None:
+def kustomize_inputs(directory: Path, root: Path) -> list[Path] | None:
     """Every file `kubectl kustomize DIRECTORY` can read, or None where that cannot be told.
 
-    The folder's tree, and for every string of its kustomization.yaml that names an existing path:
-    a folder with a kustomization.yaml is followed the same way, any other folder's tree and any
-    file count as read. None for a remote base, or a folder whose kustomization is spelt otherwise.
-    More than kustomize reads is fine (a change there only costs a build); less is not.
+    The folder's tree, and for every relative string of its kustomization.yaml that names an
+    existing path: a folder with a kustomization.yaml is followed the same way, any other folder's
+    tree and any file count as read. None for a remote base, a path outside `root`, or a folder
+    whose kustomization is spelt otherwise. More than kustomize reads is fine (a change there only
+    costs a build); less is not.
     """
     import yaml
 
@@ -231,13 +232,17 @@ def kustomize_inputs(directory: Path) -> list[Path] | None:
         if any(REMOTE.match(s) for f in REMOTE_FIELDS for s in _strings(data.get(f, []))):
             return None
         for text in _strings(data):
+            if not text or text.startswith("/") or "\n" in text:
+                continue  # not a path kustomize reads (it refuses absolute ones)
             try:
                 target = (current / text).resolve()
-                exists = bool(text) and "\n" not in text and target.exists()
+                exists = target.exists()
             except (OSError, ValueError):
                 continue
             if not exists:
                 continue
+            if not target.is_relative_to(root):
+                return None
             if target.is_file():
                 files.add(target)
             elif (target / "kustomization.yaml").is_file():
@@ -252,7 +257,7 @@ def kustomize_inputs(directory: Path) -> list[Path] | None:
 def kustomize_key(kubectl: str, root: Path, directory: Path) -> str | None:
     """What a build's output depends on, hashed: kubectl (path, size, time), the folder and every
     input file (path under `root` and content). None when the inputs cannot be told."""
-    inputs = kustomize_inputs(directory)
+    inputs = kustomize_inputs(directory, root)
     if inputs is None:
         return None
     found = shutil.which(kubectl)

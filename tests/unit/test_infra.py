@@ -305,6 +305,10 @@ def test_the_kustomize_cache_key_changes_with_every_input_and_only_with_them(
         {"infra/app/kustomization.yaml": "resources: [../odd]\n", "infra/odd/kustomization.yml": ""},
     )
     assert key(tmp_path / "b") is None  # a kustomization spelt otherwise: not followed, so not cached
+    write(tmp_path / "b", {"infra/app/kustomization.yaml": "resources: [../../../a/infra/base]\n"})
+    assert key(tmp_path / "b") is None  # a base outside the tree: not cached
+    write(tmp_path / "b", {"infra/app/kustomization.yaml": "resources: [../base]\npatches: [{path: /tmp}]\n"})
+    assert key(tmp_path / "b") is not None  # an absolute string is no input (kustomize refuses it)
 
 
 def copy_repository(root: Path, entries: list[str] = COPIED) -> Path:
