@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.child import child_figures
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 3000
 TOKENS = 16
@@ -107,24 +109,15 @@ def bench_loadgen_overhead() -> dict[str, Any]:
                 time.sleep(0.1)
         runs = []
         for concurrency in CONCURRENCIES:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.loadgen_overhead",
-                    url,
-                    str(concurrency),
-                    str(REQUESTS),
-                    str(generator_core),
-                ],
-                cwd=REPO_ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=300,
-            )
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            args = [
+                "-m",
+                "benchmarks.loadgen_overhead",
+                url,
+                str(concurrency),
+                str(REQUESTS),
+                str(generator_core),
+            ]
+            runs.append(child_figures(args, env, timeout=300))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)

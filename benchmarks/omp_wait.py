@@ -9,13 +9,14 @@ when torch loads, so each setting is its own process.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.child import child_figures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,17 +49,7 @@ def _measure(threads: int, policy: str | None, steps: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if policy:
         env["OMP_WAIT_POLICY"] = policy
-    answer = subprocess.run(
-        [sys.executable, "-c", _STEP, str(threads), str(steps)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    figures: dict[str, Any] = json.loads(answer.stdout.strip().splitlines()[-1])
-    return figures
+    return child_figures(["-c", _STEP, str(threads), str(steps)], env, timeout=600)
 
 
 def bench_omp_wait(steps: int = 12) -> dict[str, Any]:

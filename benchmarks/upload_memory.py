@@ -7,14 +7,13 @@ Flat memory means the peak stays near the baseline plus a few 8 MiB parts, whate
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+
+from benchmarks.child import child_figures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,14 +45,9 @@ def bench_upload_memory(size_mib: int = 1024) -> dict[str, Any]:
             for _ in range(size_mib):
                 handle.write(block)
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        answer = subprocess.run(
-            [sys.executable, "-c", CHILD, str(path), "mlops-bench", f"upload/{uuid.uuid4().hex}.bin"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
+        figures = child_figures(
+            ["-c", CHILD, str(path), "mlops-bench", f"upload/{uuid.uuid4().hex}.bin"], env
         )
-    figures = json.loads(answer.stdout.strip().splitlines()[-1])
     growth_mib = (figures["peak_kib"] - figures["baseline_kib"]) / 1024
     return {
         "benchmark": "upload_memory",
