@@ -24,9 +24,9 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
-import yaml
 
 from mlops.stack.services import mlflow_python
+from tests.mlflow_manifests import external_secret, server_container
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYNC_USERS = REPO_ROOT / "docker" / "mlflow-server" / "sync_users.py"
@@ -60,19 +60,9 @@ def render(template: str, values: dict[str, str]) -> str:
     return re.sub(r"\{\{(.*?)\}\}", expand, template)
 
 
-def external_secret(name: str) -> dict[str, str]:
-    docs = yaml.safe_load_all((REPO_ROOT / "infra" / "base" / "secrets" / "mlflow-server.yaml").read_text())
-    found = next(d for d in docs if d["metadata"]["name"] == name)
-    data: dict[str, str] = found["spec"]["target"]["template"]["data"]
-    return data
-
-
 def deployment_arg(flag: str) -> str:
     """`flag=value` as the MLflow Deployment's server container passes it (infra/base/mlflow)."""
-    docs = yaml.safe_load_all((REPO_ROOT / "infra" / "base" / "mlflow" / "mlflow.yaml").read_text())
-    deployment = next(d for d in docs if d and d["kind"] == "Deployment")
-    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")
-    return next(a for a in container["args"] if a.startswith(f"{flag}="))
+    return next(a for a in server_container()["args"] if a.startswith(f"{flag}="))
 
 
 def free_port() -> int:

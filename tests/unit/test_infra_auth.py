@@ -11,10 +11,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST
 
+from tests.mlflow_manifests import external_secret, server_container
 from tests.unit.test_infra import (
     REPO_ROOT,
     InfraChecks,
@@ -56,12 +56,8 @@ def test_the_cluster_mlflow_caches_credential_checks_for_at_most_five_minutes() 
     accepted by the other server processes for at most the TTL."""
     import configparser
 
-    manifests = yaml.safe_load_all(
-        (REPO_ROOT / "infra" / "base" / "secrets" / "mlflow-server.yaml").read_text()
-    )
-    secret = next(d for d in manifests if d and d["metadata"]["name"] == "mlflow-auth")
     ini = configparser.ConfigParser(interpolation=None)
-    ini.read_string(secret["spec"]["target"]["template"]["data"]["basic_auth.ini"])
+    ini.read_string(external_secret("mlflow-auth")["basic_auth.ini"])
     assert 1 <= ini.getint("mlflow", "auth_cache_ttl_seconds", fallback=0) <= 300
 
 
@@ -72,10 +68,7 @@ def test_the_cluster_mlflow_server_sets_every_variable_the_local_one_does(tmp_pa
 
     local = next(s for s in default_services(tmp_path, Ports()) if s.name == "mlflow").env
     assert local.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION") == "false"
-    manifests = yaml.safe_load_all((REPO_ROOT / "infra" / "base" / "mlflow" / "mlflow.yaml").read_text())
-    deployment = next(d for d in manifests if d and d["kind"] == "Deployment")
-    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")
-    cluster = {e["name"]: e.get("value") for e in container["env"]}
+    cluster = {e["name"]: e.get("value") for e in server_container()["env"]}
     assert {k: cluster.get(k) for k in local} == local
 
 
